@@ -1,0 +1,35 @@
+using TodoScale.AppHost;
+using TodoScale.AppHost.Infra;
+
+var builder = DistributedApplication.CreateBuilder(args);
+
+// Containers where a Docker/Podman engine answers, local processes otherwise (--Infra:Mode=auto|container|process).
+// Both give the services the same connection strings: todos, todos-replica, cache.
+var infra = Infrastructure.Add(builder);
+
+// Applies the schema and exits; nothing else touches the database before it has finished.
+var migrate = builder.AddProject<Projects.TodoScale_Archiver>("migrate", launchProfileName: null)
+    .WithArgs("migrate")
+    .WithReference(infra.TodosDatabase)
+    .WaitFor(infra.TodosDatabase);
+
+var api = builder.AddProject<Projects.TodoScale_Api>("api")
+    .WithReference(infra.TodosDatabase)
+    .WithReference(infra.TodosReplicaDatabase)
+    .WithReference(infra.CacheServer)
+    .WaitFor(infra.TodosReplicaDatabase)
+    .WaitFor(infra.CacheServer)
+    .WaitForCompletion(migrate)
+    .WithHttpHealthCheck("/health");
+
+var archiver = builder.AddProject<Projects.TodoScale_Archiver>("archiver")
+    .WithArgs("serve")
+    .WithReference(infra.TodosDatabase)
+    .WaitForCompletion(migrate)
+    .WithHttpHealthCheck("/health");
+
+var prometheus = infra.AddMonitoring(api, archiver);
+
+builder.AnnounceWhenReady(api, prometheus);
+
+builder.Build().Run();

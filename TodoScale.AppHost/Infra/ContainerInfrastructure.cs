@@ -1,0 +1,110 @@
+namespace TodoScale.AppHost.Infra;
+
+/// <summary>
+/// Container mode: Aspire's PostgreSQL and Redis integrations, a streaming hot standby of the primary, and
+/// Prometheus and Grafana (provisioned from dashboards/grafana). Image tags are pinned.
+/// </summary>
+public sealed class ContainerInfrastructure : Infrastructure
+{
+    public const string PostgresImageTag = "15.14";
+    public const string RedisImageTag = "7.4.6";
+    public const string PrometheusImage = "prom/prometheus";
+    public const string PrometheusImageTag = "v2.55.1";
+    public const string GrafanaImage = "grafana/grafana";
+    public const string GrafanaImageTag = "11.6.6";
+
+    private const string PrimaryServer = "postgres";
+    private const string ReplicaScript = """
+        set -eu
+        export PGDATA=/var/lib/postgresql/data
+        if [ ! -s "$PGDATA/PG_VERSION" ]; then
+          until pg_basebackup -h "$PRIMARY_HOST" -p "$PRIMARY_PORT" -U postgres -D "$PGDATA" -X stream -R --checkpoint=fast; do
+            echo "waiting for the primary"; rm -rf "$PGDATA"/*; sleep 1
+          done
+        fi
+        chown -R postgres:postgres "$PGDATA"; chmod 700 "$PGDATA"
+        exec gosu postgres postgres -D "$PGDATA" -c hot_standby=on -c hot_standby_feedback=on \
+          -c "primary_conninfo=host=$PRIMARY_HOST port=$PRIMARY_PORT user=postgres password=$PGPASSWORD application_name=todos_replica"
+        """;
+
+    public ContainerInfrastructure(IDistributedApplicationBuilder builder, InfraOptions options) : base(builder, options)
+    {
+        var initDirectory = Path.Combine(builder.AppHostDirectory, "Infra", "container-init");
+        var server = builder.AddPostgres(PrimaryServer)
+            .WithImageTag(PostgresImageTag)
+            .WithDataVolume("todoscale-postgres-primary")
+            .WithInitFiles(initDirectory); // lets the replica connect for replication
+        var todos = server.AddDatabase(Todos, DatabaseName);
+
+        var replica = builder.AddResource(new PostgresReplicaContainerResource(TodosReplica, server.Resource.PasswordParameter))
+            .WithImage("library/postgres", PostgresImageTag)
+            .WithImageRegistry("docker.io")
+            .WithEndpoint(name: PostgresReplicaContainerResource.EndpointName, targetPort: 5432, scheme: "tcp")
+            .WithVolume("todoscale-postgres-replica", "/var/lib/postgresql/data")
+            .WithEnvironment("PRIMARY_HOST", PrimaryServer)
+            .WithEnvironment("PRIMARY_PORT", "5432")
+            .WithEnvironment("PGPASSWORD", server.Resource.PasswordParameter)
+            .WithEntrypoint("bash")
+            .WithArgs("-c", ReplicaScript)
+            .WaitFor(todos)
+            .WithPostgresHealthCheck();
+
+        var cache = builder.AddRedis(Cache).WithImageTag(RedisImageTag);
+
+        TodosDatabase = todos;
+        TodosReplicaDatabase = replica;
+        CacheServer = cache;
+    }
+
+    public override IResourceBuilder<IResourceWithConnectionString> TodosDatabase { get; }
+
+    public override IResourceBuilder<IResourceWithConnectionString> TodosReplicaDatabase { get; }
+
+    public override IResourceBuilder<IResourceWithConnectionString> CacheServer { get; }
+
+    public override IResourceBuilder<IResourceWithEndpoints> AddMonitoring(params IResourceBuilder<ProjectResource>[] services)
+    {
+        var configDirectory = Path.Combine(Options.DataRoot!, "prometheus-container");
+        Directory.CreateDirectory(configDirectory);
+
+        var prometheus = Builder.AddContainer(Prometheus, PrometheusImage, PrometheusImageTag)
+            .WithBindMount(configDirectory, "/etc/prometheus/generated", isReadOnly: true)
+            .WithBindMount(Path.Combine(DashboardsDirectory, "prometheus", "rules"), "/etc/prometheus/rules", isReadOnly: true)
+            .WithVolume("todoscale-prometheus", "/prometheus")
+            .WithArgs("--config.file=/etc/prometheus/generated/prometheus.yml", "--storage.tsdb.path=/prometheus", "--web.enable-lifecycle")
+            .WithHttpEndpoint(name: "http", targetPort: 9090)
+            .WithHttpHealthCheck("/-/ready");
+
+        Builder.Eventing.Subscribe<BeforeResourceStartedEvent>(prometheus.Resource, (_, _) =>
+        {
+            // The services run on the host; a container reaches them through host.docker.internal.
+            PrometheusConfig.Write(Path.Combine(configDirectory, "prometheus.yml"), Options.ScrapeInterval, "/etc/prometheus/rules/*.yml",
+                [.. PrometheusConfig.Targets(services, _ => "host.docker.internal"), (Prometheus, "localhost:9090")]);
+            return Task.CompletedTask;
+        });
+
+        Builder.AddContainer(Grafana, GrafanaImage, GrafanaImageTag)
+            .WithBindMount(Path.Combine(DashboardsDirectory, "grafana", "provisioning"), "/etc/grafana/provisioning", isReadOnly: true)
+            .WithBindMount(Path.Combine(DashboardsDirectory, "grafana", "dashboards"), "/var/lib/grafana/dashboards", isReadOnly: true)
+            .WithEnvironment("PROMETHEUS_URL", $"http://{Prometheus}:9090")
+            .WithEnvironment("GF_AUTH_ANONYMOUS_ENABLED", "true")
+            .WithEnvironment("GF_AUTH_ANONYMOUS_ORG_ROLE", "Viewer")
+            .WithHttpEndpoint(name: "http", targetPort: 3000)
+            .WithHttpHealthCheck("/api/health")
+            .WaitFor(prometheus);
+
+        return prometheus;
+    }
+}
+
+/// <summary>A PostgreSQL hot standby container that clones the primary and streams from it.</summary>
+public sealed class PostgresReplicaContainerResource(string name, ParameterResource password)
+    : ContainerResource(name), IResourceWithConnectionString
+{
+    public const string EndpointName = "tcp";
+
+    public EndpointReference Endpoint => new(this, EndpointName);
+
+    public ReferenceExpression ConnectionStringExpression => ReferenceExpression.Create(
+        $"Host={Endpoint.Property(EndpointProperty.Host)};Port={Endpoint.Property(EndpointProperty.Port)};Username=postgres;Password={password};Database={Infrastructure.DatabaseName}");
+}

@@ -1,0 +1,87 @@
+using Microsoft.Extensions.Configuration;
+using System.Diagnostics;
+
+namespace TodoScale.AppHost.Infra;
+
+public enum InfraMode
+{
+    /// <summary>Containers where a Docker or Podman engine answers, local processes otherwise.</summary>
+    Auto,
+
+    /// <summary>Aspire's container integrations (PostgreSQL, Redis) plus Prometheus and Grafana containers.</summary>
+    Container,
+
+    /// <summary>PostgreSQL, redis-server and prometheus from the local install, run as executables.</summary>
+    Process,
+}
+
+/// <summary>
+/// The `Infra` configuration section: `--Infra:Mode=auto|container|process` on the command line,
+/// `Infra__Mode` in the environment, or appsettings.json.
+/// </summary>
+public sealed class InfraOptions
+{
+    public const string SectionName = "Infra";
+
+    public InfraMode Mode { get; set; } = InfraMode.Auto;
+
+    /// <summary>Where process mode keeps its data folders (default: .data at the repository root).</summary>
+    public string? DataRoot { get; set; }
+
+    /// <summary>Wipe the process-mode data folders before starting (a fresh cluster, cache and TSDB).</summary>
+    public bool Reset { get; set; }
+
+    /// <summary>How often Prometheus scrapes the services.</summary>
+    public string ScrapeInterval { get; set; } = "5s";
+
+    public static InfraOptions Read(IDistributedApplicationBuilder builder)
+    {
+        var options = new InfraOptions();
+        var section = builder.Configuration.GetSection(SectionName);
+        if (section["Mode"] is { Length: > 0 } mode && !Enum.TryParse(mode, ignoreCase: true, out InfraMode _))
+        {
+            throw new InvalidOperationException($"Infra:Mode must be auto, container or process (was '{mode}').");
+        }
+
+        section.Bind(options);
+        options.DataRoot = Path.GetFullPath(options.DataRoot ?? Path.Combine(builder.AppHostDirectory, "..", ".data"));
+        return options;
+    }
+
+    /// <summary>The mode to run in: `auto` asks the container engine whether it answers.</summary>
+    public InfraMode ResolveMode() => Mode switch
+    {
+        InfraMode.Auto => ContainerEngineAnswers() ? InfraMode.Container : InfraMode.Process,
+        var explicitMode => explicitMode,
+    };
+
+    private static bool ContainerEngineAnswers()
+    {
+        // Aspire's DCP uses docker unless ASPIRE_CONTAINER_RUNTIME says podman; ask that same engine.
+        var runtime = Environment.GetEnvironmentVariable("ASPIRE_CONTAINER_RUNTIME") is { Length: > 0 } r ? r : "docker";
+        try
+        {
+            using var process = Process.Start(new ProcessStartInfo(runtime, ["info", "--format", "{{.ServerVersion}}"])
+            {
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+            });
+            if (process is null)
+            {
+                return false;
+            }
+
+            if (!process.WaitForExit(TimeSpan.FromSeconds(10)))
+            {
+                process.Kill(entireProcessTree: true);
+                return false;
+            }
+
+            return process.ExitCode == 0;
+        }
+        catch (System.ComponentModel.Win32Exception)
+        {
+            return false; // no such client on PATH
+        }
+    }
+}

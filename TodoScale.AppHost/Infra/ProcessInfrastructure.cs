@@ -1,0 +1,183 @@
+using System.Security.Cryptography;
+
+namespace TodoScale.AppHost.Infra;
+
+/// <summary>
+/// Process mode: PostgreSQL primary and streaming hot standby, redis-server and prometheus from the local
+/// install, each an executable resource with a real health check. Data folders under Infra:DataRoot persist
+/// between runs (Infra:Reset=true wipes them). Nothing is left running when the AppHost stops: postgres gets a
+/// fast shutdown (postgres.sh), redis-server and prometheus stop on SIGTERM.
+/// </summary>
+public sealed class ProcessInfrastructure : Infrastructure
+{
+    private readonly string _dataRoot;
+
+    public ProcessInfrastructure(IDistributedApplicationBuilder builder, InfraOptions options) : base(builder, options)
+    {
+        _dataRoot = options.DataRoot!;
+        RequireLocalInstall();
+        PrepareDataRoot();
+
+        var script = Path.Combine(builder.AppHostDirectory, "Infra", "postgres.sh");
+        var postgresPassword = builder.AddParameter("postgres-password", KeptSecret("postgres.password"), secret: true);
+        var redisSecret = KeptSecret("redis.password");
+        var redisPassword = builder.AddParameter("redis-password", redisSecret, secret: true);
+
+        var primary = builder.AddResource(new PostgresProcessResource(Todos, "bash", _dataRoot, postgresPassword.Resource))
+            .WithEndpoint(name: PostgresProcessResource.EndpointName, scheme: "tcp", isProxied: false)
+            .WithEnvironment("POSTGRES_PASSWORD", postgresPassword)
+            .WithArgs(context =>
+            {
+                var resource = (PostgresProcessResource)context.Resource;
+                context.Args.Add(script);
+                context.Args.Add("primary");
+                context.Args.Add(Path.Combine(_dataRoot, "postgres-primary"));
+                context.Args.Add(resource.Endpoint.Property(EndpointProperty.Port));
+                context.Args.Add(DatabaseName);
+            })
+            .WithPostgresHealthCheck();
+
+        var replica = builder.AddResource(new PostgresProcessResource(TodosReplica, "bash", _dataRoot, postgresPassword.Resource))
+            .WithEndpoint(name: PostgresProcessResource.EndpointName, scheme: "tcp", isProxied: false)
+            .WithEnvironment("POSTGRES_PASSWORD", postgresPassword)
+            .WithArgs(context =>
+            {
+                var resource = (PostgresProcessResource)context.Resource;
+                context.Args.Add(script);
+                context.Args.Add("replica");
+                context.Args.Add(Path.Combine(_dataRoot, "postgres-replica"));
+                context.Args.Add(resource.Endpoint.Property(EndpointProperty.Port));
+                context.Args.Add(primary.Resource.Endpoint.Property(EndpointProperty.Port));
+            })
+            .WaitFor(primary)
+            .WithPostgresHealthCheck();
+
+        var redisDir = Path.Combine(_dataRoot, "redis");
+        Directory.CreateDirectory(redisDir);
+        // The password travels in a config file, not on the command line where ps would show it.
+        var redisConfig = WriteRedisConfig(redisDir, redisSecret);
+        var cache = builder.AddResource(new RedisProcessResource(Cache, "redis-server", redisDir, redisPassword.Resource))
+            .WithEndpoint(name: RedisProcessResource.EndpointName, scheme: "tcp", isProxied: false)
+            .WithArgs(context =>
+            {
+                var resource = (RedisProcessResource)context.Resource;
+                context.Args.Add(redisConfig);
+                context.Args.Add("--port");
+                context.Args.Add(resource.Endpoint.Property(EndpointProperty.Port));
+            })
+            .WithRedisHealthCheck();
+
+        TodosDatabase = primary;
+        TodosReplicaDatabase = replica;
+        CacheServer = cache;
+    }
+
+    public override IResourceBuilder<IResourceWithConnectionString> TodosDatabase { get; }
+
+    public override IResourceBuilder<IResourceWithConnectionString> TodosReplicaDatabase { get; }
+
+    public override IResourceBuilder<IResourceWithConnectionString> CacheServer { get; }
+
+    public override IResourceBuilder<IResourceWithEndpoints> AddMonitoring(params IResourceBuilder<ProjectResource>[] services)
+    {
+        var directory = Path.Combine(_dataRoot, "prometheus");
+        var configPath = Path.Combine(directory, "prometheus.yml");
+        var rulesGlob = Path.Combine(DashboardsDirectory, "prometheus", "rules", "*.yml");
+
+        var prometheus = Builder.AddExecutable(Prometheus, "prometheus", directory)
+            .WithHttpEndpoint(name: "http", isProxied: false)
+            .WithArgs(context =>
+            {
+                var endpoint = ((IResourceWithEndpoints)context.Resource).GetEndpoint("http");
+                context.Args.Add($"--config.file={configPath}");
+                context.Args.Add($"--storage.tsdb.path={Path.Combine(directory, "tsdb")}");
+                context.Args.Add(ReferenceExpression.Create($"--web.listen-address=127.0.0.1:{endpoint.Property(EndpointProperty.Port)}"));
+                context.Args.Add("--web.enable-lifecycle");
+                context.Args.Add("--web.console.templates=/etc/prometheus/consoles");
+                context.Args.Add("--web.console.libraries=/etc/prometheus/console_libraries");
+            })
+            .WithHttpHealthCheck("/-/ready");
+
+        var self = prometheus.GetEndpoint("http");
+        Builder.Eventing.Subscribe<BeforeResourceStartedEvent>(prometheus.Resource, (_, _) =>
+        {
+            PrometheusConfig.Write(configPath, Options.ScrapeInterval, rulesGlob,
+                [.. PrometheusConfig.Targets(services, host => host), (Prometheus, $"127.0.0.1:{self.Port}")]);
+            return Task.CompletedTask;
+        });
+
+        return prometheus;
+    }
+
+    private void PrepareDataRoot()
+    {
+        if (Options.Reset && Directory.Exists(_dataRoot))
+        {
+            Directory.Delete(_dataRoot, recursive: true);
+        }
+
+        Directory.CreateDirectory(_dataRoot);
+        // postgres runs as its own user when the AppHost runs as root: it must be able to reach its folders.
+        if (!OperatingSystem.IsWindows())
+        {
+            File.SetUnixFileMode(_dataRoot, File.GetUnixFileMode(_dataRoot) | UnixFileMode.OtherExecute | UnixFileMode.GroupExecute);
+        }
+    }
+
+    /// <summary>A generated secret kept in the data root, so it lives exactly as long as the data it protects.</summary>
+    private string KeptSecret(string fileName)
+    {
+        var path = Path.Combine(_dataRoot, fileName);
+        if (!File.Exists(path))
+        {
+            File.WriteAllText(path, Convert.ToHexString(RandomNumberGenerator.GetBytes(16)).ToLowerInvariant());
+            if (!OperatingSystem.IsWindows())
+            {
+                File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            }
+        }
+
+        return File.ReadAllText(path).Trim();
+    }
+
+    private static string WriteRedisConfig(string directory, string password)
+    {
+        var path = Path.Combine(directory, "redis.conf");
+        File.WriteAllText(path, $"""
+            # Generated by TodoScale.AppHost (process mode). A cache: nothing is persisted.
+            bind 127.0.0.1
+            protected-mode yes
+            save ""
+            appendonly no
+            dir {directory}
+            requirepass {password}
+            """);
+        if (!OperatingSystem.IsWindows())
+        {
+            File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        }
+
+        return path;
+    }
+
+    private static void RequireLocalInstall()
+    {
+        string[] missing =
+        [
+            .. Directory.Exists("/usr/lib/postgresql") && Directory.EnumerateFiles("/usr/lib/postgresql", "postgres", SearchOption.AllDirectories).Any()
+                ? Array.Empty<string>() : ["postgresql-15"],
+            .. OnPath("redis-server") ? Array.Empty<string>() : ["redis-server"],
+            .. OnPath("prometheus") ? Array.Empty<string>() : ["prometheus"],
+        ];
+        if (missing.Length > 0)
+        {
+            throw new InvalidOperationException(
+                $"Infra:Mode=process needs {string.Join(", ", missing)} installed locally: apt-get install -y {string.Join(' ', missing)} " +
+                "(./build.sh installs them), or run with a container engine and --Infra:Mode=container.");
+        }
+    }
+
+    private static bool OnPath(string program) =>
+        (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator)
+            .Any(dir => File.Exists(Path.Combine(dir, program)));
+}

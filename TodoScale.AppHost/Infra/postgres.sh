@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# One PostgreSQL server for the AppHost's process mode, from the local PostgreSQL install.
+#
+#   postgres.sh primary <data-dir> <port> <database>
+#   postgres.sh replica <data-dir> <port> <primary-port>
+#
+# primary: initdb when the folder is empty (superuser `postgres` with POSTGRES_PASSWORD, scram on TCP) and
+#          create <database>; then serve on 127.0.0.1:<port>.
+# replica: pg_basebackup from the primary when the folder is empty or was cloned from another cluster; then
+#          serve as a hot standby streaming from the primary's CURRENT port (primary_conninfo on the command line
+#          overrides the one pg_basebackup wrote, so a kept folder follows the primary to its new port).
+#
+# Runs the server as the `postgres` user when started as root (postgres refuses root). DCP stops a resource with
+# SIGTERM, which postgres reads as a "smart" shutdown that waits for clients; it is translated to SIGINT (fast
+# shutdown: clients are disconnected, the cluster is left clean) so a stop takes about a second.
+set -euo pipefail
+
+role=${1:?role (primary|replica)}
+data=${2:?data directory}
+port=${3:?port}
+: "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD must be set}"
+
+bindir=${PG_BINDIR:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}
+if [ -z "$bindir" ] || [ ! -x "$bindir/postgres" ]; then
+  echo "postgres.sh: no PostgreSQL server found under /usr/lib/postgresql (install postgresql-15, or set PG_BINDIR)" >&2
+  exit 1
+fi
+
+# setpriv execs into the program (no fork), so a backgrounded server's $! is the server itself.
+if [ "$(id -u)" = 0 ]; then
+  run_as=(setpriv --reuid=postgres --regid=postgres --init-groups)
+else
+  run_as=()
+fi
+as_postgres() { "${run_as[@]}" "$@"; }
+
+prepare_dir() {
+  mkdir -p "$1"
+  [ "$(id -u)" = 0 ] && chown postgres:postgres "$1"
+  chmod 700 "$1"
+}
+
+# A password file (libpq's passfile) owned by the server's user, so no password appears on a command line.
+passfile="$(dirname "$data")/.$(basename "$data").pgpass"
+printf '127.0.0.1:*:*:postgres:%s\n' "$POSTGRES_PASSWORD" > "$passfile"
+chmod 600 "$passfile"
+[ "$(id -u)" = 0 ] && chown postgres:postgres "$passfile"
+
+extra=()
+case "$role" in
+  primary)
+    database=${4:?database}
+    if [ ! -s "$data/PG_VERSION" ]; then
+      prepare_dir "$data"
+      pwfile="$data.pwfile"
+      printf '%s\n' "$POSTGRES_PASSWORD" > "$pwfile"
+      [ "$(id -u)" = 0 ] && chown postgres:postgres "$pwfile"
+      echo "postgres.sh: initdb $data"
+      as_postgres "$bindir/initdb" -D "$data" -U postgres --pwfile="$pwfile" -E UTF8 --locale=C.UTF-8 \
+        --auth-local=trust --auth-host=scram-sha-256 >/dev/null
+      rm -f "$pwfile"
+      echo "CREATE DATABASE \"$database\"" | as_postgres "$bindir/postgres" --single -D "$data" postgres >/dev/null
+      echo "postgres.sh: created database $database"
+    fi
+    ;;
+  replica)
+    primary_port=${4:?primary port}
+    conninfo="host=127.0.0.1 port=$primary_port user=postgres passfile=$passfile application_name=todos_replica"
+    if [ -s "$data/PG_VERSION" ]; then
+      # A kept replica must come from the same cluster as the primary (the primary may have been wiped).
+      mine=$(as_postgres "$bindir/pg_controldata" -D "$data" | awk -F': *' '/Database system identifier/ {print $2}')
+      theirs=$(PGPASSFILE=$passfile as_postgres "$bindir/psql" -Atq "$conninfo dbname=postgres" \
+        -c 'SELECT system_identifier FROM pg_control_system()')
+      if [ "$mine" != "$theirs" ]; then
+        echo "postgres.sh: replica was cloned from another cluster ($mine, primary is $theirs): cloning again"
+        rm -rf "$data"
+      fi
+    fi
+    if [ ! -s "$data/PG_VERSION" ]; then
+      rm -rf "$data"
+      prepare_dir "$data"
+      echo "postgres.sh: pg_basebackup from 127.0.0.1:$primary_port into $data"
+      as_postgres "$bindir/pg_basebackup" -d "$conninfo" -D "$data" -X stream -R --checkpoint=fast
+    fi
+    extra=(-c "primary_conninfo=$conninfo" -c hot_standby=on -c hot_standby_feedback=on)
+    ;;
+  *)
+    echo "postgres.sh: unknown role '$role' (primary|replica)" >&2
+    exit 2
+    ;;
+esac
+
+# Stale pid files from a killed run are handled by postgres itself (it checks whether that pid still lives).
+# Not through as_postgres: a backgrounded shell function runs in a forked subshell, and $! would be that
+# subshell instead of postgres, so the fast-shutdown signal below would miss the server.
+"${run_as[@]}" "$bindir/postgres" -D "$data" -p "$port" \
+  -c listen_addresses=127.0.0.1 \
+  -c unix_socket_directories= \
+  -c max_connections=200 \
+  -c wal_level=replica \
+  -c max_wal_senders=10 \
+  -c logging_collector=off \
+  "${extra[@]}" &
+pid=$!
+
+trap 'kill -INT "$pid" 2>/dev/null || true' TERM INT
+status=0
+while :; do
+  wait "$pid" && status=0 || status=$?
+  kill -0 "$pid" 2>/dev/null || break
+done
+exit "$status"

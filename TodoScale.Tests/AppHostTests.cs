@@ -1,0 +1,156 @@
+using System.Diagnostics;
+using System.Net;
+using System.Text.Json;
+using Aspire.Hosting;
+using Aspire.Hosting.ApplicationModel;
+using Aspire.Hosting.Testing;
+using Microsoft.Extensions.DependencyInjection;
+using Npgsql;
+using StackExchange.Redis;
+using TodoScale.Tests.Infrastructure;
+
+namespace TodoScale.Tests;
+
+/// <summary>The whole stack started by the real AppHost in process mode.</summary>
+[Collection(AppHostCollection.Name)]
+public sealed class AppHostTests(AppHostFixture fixture)
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
+
+    private DistributedApplication App => fixture.App;
+
+    [Fact]
+    public void Every_resource_is_healthy_and_migrate_finished_with_exit_code_0()
+    {
+        var notifications = App.Services.GetRequiredService<ResourceNotificationService>();
+        foreach (var name in TestApp.HealthyResources)
+        {
+            Assert.True(notifications.TryGetCurrentState(name, out var resource), $"{name} has no state");
+            Assert.Equal(KnownResourceStates.Running, resource.Snapshot.State?.Text);
+            Assert.Equal(Microsoft.Extensions.Diagnostics.HealthChecks.HealthStatus.Healthy, resource.Snapshot.HealthStatus);
+        }
+
+        Assert.True(notifications.TryGetCurrentState(TestApp.Migrate, out var migrate));
+        Assert.Equal(KnownResourceStates.Finished, migrate.Snapshot.State?.Text);
+        Assert.Equal(0, migrate.Snapshot.ExitCode);
+    }
+
+    [Fact]
+    public async Task Migrate_ran_against_the_primary_and_left_the_schema_history()
+    {
+        await using var connection = new NpgsqlConnection(await App.GetConnectionStringAsync("todos"));
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand("SELECT to_regclass('public.schema_history') IS NOT NULL", connection);
+        Assert.True((bool)(await command.ExecuteScalarAsync())!);
+    }
+
+    [Theory]
+    [InlineData("api")]
+    [InlineData("archiver")]
+    public async Task Service_answers_health_with_200_and_metrics_with_prometheus_text(string service)
+    {
+        using var http = App.CreateHttpClient(service, "http");
+        using var cts = new CancellationTokenSource(Timeout);
+
+        using var health = await http.GetAsync("/health", cts.Token);
+        Assert.Equal(HttpStatusCode.OK, health.StatusCode);
+        Assert.Equal("Healthy", await health.Content.ReadAsStringAsync(cts.Token));
+
+        using var metrics = await http.GetAsync("/metrics", cts.Token);
+        Assert.Equal(HttpStatusCode.OK, metrics.StatusCode);
+        Assert.StartsWith("text/plain", metrics.Content.Headers.ContentType?.MediaType);
+        var text = await metrics.Content.ReadAsStringAsync(cts.Token);
+        Assert.Contains("# TYPE ", text);
+        Assert.Contains($"service_name=\"{service}\"", text);
+        // The request just made to /health is counted: the exporter serves live instruments, not a fixed page.
+        Assert.Contains("http_server_request_duration_seconds_bucket", text);
+    }
+
+    [Fact]
+    public async Task Replica_is_in_recovery_and_a_primary_write_is_readable_on_it_within_5_seconds()
+    {
+        var table = $"replication_probe_{Guid.NewGuid():N}";
+        var id = Guid.CreateVersion7();
+        await using var primary = new NpgsqlConnection(await App.GetConnectionStringAsync("todos"));
+        await using var replica = new NpgsqlConnection(await App.GetConnectionStringAsync("todos-replica"));
+        await primary.OpenAsync();
+        await replica.OpenAsync();
+
+        Assert.True(await ScalarAsync<bool>(replica, "SELECT pg_is_in_recovery()"));
+        Assert.False(await ScalarAsync<bool>(primary, "SELECT pg_is_in_recovery()"));
+        Assert.Equal("streaming", await ScalarAsync<string>(replica, "SELECT status FROM pg_stat_wal_receiver"));
+
+        try
+        {
+            await ScalarAsync<int>(primary, $"CREATE TABLE {table} (id uuid PRIMARY KEY); SELECT 1");
+            await using (var insert = new NpgsqlCommand($"INSERT INTO {table} (id) VALUES ($1)", primary) { Parameters = { new() { Value = id } } })
+            {
+                await insert.ExecuteNonQueryAsync();
+            }
+
+            var clock = Stopwatch.StartNew();
+            var seen = false;
+            while (!seen && clock.Elapsed < TimeSpan.FromSeconds(5))
+            {
+                seen = await ScalarAsync<bool>(replica, $"SELECT to_regclass('{table}') IS NOT NULL")
+                    && await ScalarAsync<long>(replica, $"SELECT count(*) FROM {table} WHERE id = '{id}'") == 1;
+                if (!seen)
+                {
+                    await Task.Delay(50);
+                }
+            }
+
+            Assert.True(seen, $"the row written on the primary was not on the replica after {clock.Elapsed}");
+            // A write on a hot standby must be refused: it really is the read replica, not a second primary.
+            var refused = await Assert.ThrowsAsync<PostgresException>(() => ScalarAsync<int>(replica, $"INSERT INTO {table} (id) VALUES (gen_random_uuid()); SELECT 1"));
+            Assert.Equal(PostgresErrorCodes.ReadOnlySqlTransaction, refused.SqlState);
+        }
+        finally
+        {
+            await ScalarAsync<int>(primary, $"DROP TABLE IF EXISTS {table}; SELECT 1");
+        }
+    }
+
+    [Fact]
+    public async Task Redis_answers_ping_through_the_cache_connection_string()
+    {
+        var options = ConfigurationOptions.Parse(await App.GetConnectionStringAsync("cache") ?? throw new InvalidOperationException("no cache connection string"));
+        options.AbortOnConnectFail = true;
+        await using var redis = await ConnectionMultiplexer.ConnectAsync(options);
+        var latency = await redis.GetDatabase().PingAsync();
+        Assert.True(latency < TimeSpan.FromSeconds(5));
+
+        var key = $"probe:{Guid.NewGuid():N}";
+        await redis.GetDatabase().StringSetAsync(key, "1", TimeSpan.FromSeconds(30));
+        Assert.Equal("1", (string?)await redis.GetDatabase().StringGetAsync(key));
+    }
+
+    [Fact]
+    public async Task Prometheus_lists_the_api_and_archiver_targets_as_up()
+    {
+        using var http = App.CreateHttpClient("prometheus", "http");
+        var clock = Stopwatch.StartNew();
+        Dictionary<string, string> health = [];
+        while (clock.Elapsed < Timeout)
+        {
+            using var document = JsonDocument.Parse(await http.GetStringAsync("/api/v1/targets"));
+            health = document.RootElement.GetProperty("data").GetProperty("activeTargets").EnumerateArray()
+                .ToDictionary(t => t.GetProperty("labels").GetProperty("job").GetString()!, t => t.GetProperty("health").GetString()!);
+            if (health.GetValueOrDefault("api") == "up" && health.GetValueOrDefault("archiver") == "up")
+            {
+                break;
+            }
+
+            await Task.Delay(500);
+        }
+
+        Assert.Equal("up", health.GetValueOrDefault("api"));
+        Assert.Equal("up", health.GetValueOrDefault("archiver"));
+    }
+
+    private static async Task<T> ScalarAsync<T>(NpgsqlConnection connection, string sql)
+    {
+        await using var command = new NpgsqlCommand(sql, connection);
+        return (T)(await command.ExecuteScalarAsync())!;
+    }
+}

@@ -1,0 +1,43 @@
+using Aspire.Hosting;
+using TodoScale.AppHost.Infra;
+
+namespace TodoScale.Tests;
+
+public sealed class InfraOptionsTests
+{
+    [Theory]
+    [InlineData("process", InfraMode.Process)]
+    [InlineData("Container", InfraMode.Container)]
+    [InlineData("AUTO", InfraMode.Auto)]
+    public void Mode_is_read_from_the_command_line_in_any_case(string value, InfraMode expected)
+    {
+        var builder = DistributedApplication.CreateBuilder([$"--Infra:Mode={value}"]);
+        Assert.Equal(expected, InfraOptions.Read(builder).Mode);
+    }
+
+    [Fact]
+    public void An_unknown_mode_is_refused_with_the_allowed_values()
+    {
+        var builder = DistributedApplication.CreateBuilder(["--Infra:Mode=kubernetes"]);
+        var error = Assert.Throws<InvalidOperationException>(() => InfraOptions.Read(builder));
+        Assert.Contains("auto, container or process", error.Message);
+        Assert.Contains("kubernetes", error.Message);
+    }
+
+    [Fact]
+    public void Explicit_process_mode_does_not_ask_for_a_container_engine()
+    {
+        Assert.Equal(InfraMode.Process, new InfraOptions { Mode = InfraMode.Process }.ResolveMode());
+    }
+
+    [Fact]
+    public void Data_root_defaults_to_dot_data_beside_the_apphost_folder_and_can_be_set()
+    {
+        var builder = DistributedApplication.CreateBuilder([]);
+        var expected = Path.GetFullPath(Path.Combine(builder.AppHostDirectory, "..", ".data"));
+        Assert.Equal(expected, InfraOptions.Read(builder).DataRoot);
+
+        var custom = Path.Combine(Path.GetTempPath(), "elsewhere");
+        Assert.Equal(custom, InfraOptions.Read(DistributedApplication.CreateBuilder([$"--Infra:DataRoot={custom}"])).DataRoot);
+    }
+}

@@ -1,0 +1,70 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+
+namespace TodoScale.Tests.Infrastructure;
+
+/// <summary>Runs programs for the fixtures, as the postgres user when the tests run as root (postgres refuses root).</summary>
+internal static partial class ProcessRunner
+{
+    public static bool IsRoot => Environment.UserName == "root" || geteuid() == 0;
+
+    public static ProcessStartInfo StartInfo(string program, IEnumerable<string> args, bool asPostgres = false)
+    {
+        var info = asPostgres && IsRoot
+            ? new ProcessStartInfo("setpriv", ["--reuid=postgres", "--regid=postgres", "--init-groups", program, .. args])
+            : new ProcessStartInfo(program, args);
+        info.RedirectStandardOutput = true;
+        info.RedirectStandardError = true;
+        info.UseShellExecute = false;
+        return info;
+    }
+
+    /// <summary>Runs a program to completion and returns its exit code and output; throws on timeout.</summary>
+    public static async Task<(int ExitCode, string Output)> RunAsync(ProcessStartInfo info, TimeSpan timeout)
+    {
+        using var process = Process.Start(info) ?? throw new InvalidOperationException($"could not start {info.FileName}");
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        using var cts = new CancellationTokenSource(timeout);
+        try
+        {
+            await process.WaitForExitAsync(cts.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"{info.FileName} {string.Join(' ', info.ArgumentList)} did not finish within {timeout}");
+        }
+
+        return (process.ExitCode, await stdout + await stderr);
+    }
+
+    public static async Task RunCheckedAsync(ProcessStartInfo info, TimeSpan timeout)
+    {
+        var (exitCode, output) = await RunAsync(info, timeout);
+        if (exitCode != 0)
+        {
+            throw new InvalidOperationException($"{info.FileName} {string.Join(' ', info.ArgumentList)} exited {exitCode}: {output}");
+        }
+    }
+
+    /// <summary>Sends a signal (SIGINT = 2: PostgreSQL's fast shutdown); .NET's Process.Kill only sends SIGKILL.</summary>
+    public static void Signal(int pid, int signal) => _ = kill(pid, signal);
+
+    public static void MakeTraversable(string directory)
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            return;
+        }
+
+        File.SetUnixFileMode(directory, File.GetUnixFileMode(directory)
+            | UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute);
+    }
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int kill(int pid, int sig);
+
+    [LibraryImport("libc")]
+    private static partial uint geteuid();
+}

@@ -1,0 +1,92 @@
+using Aspire.Hosting;
+using Aspire.Hosting.ApplicationModel;
+using Aspire.Hosting.Testing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace TodoScale.Tests.Infrastructure;
+
+/// <summary>
+/// Starts the real AppHost (Aspire.Hosting.Testing) in process mode with its data under a temp folder and waits,
+/// with a bound on every wait, until every resource is healthy and `migrate` has finished.
+/// </summary>
+public static class TestApp
+{
+    public static readonly TimeSpan StartTimeout = TimeSpan.FromMinutes(3);
+
+    /// <summary>The long-running resources; each must reach Healthy.</summary>
+    public static readonly string[] HealthyResources = ["todos", "todos-replica", "cache", "prometheus", "api", "archiver"];
+
+    public const string Migrate = "migrate";
+
+    public static async Task<DistributedApplication> StartAsync(string dataRoot)
+    {
+        using var cts = new CancellationTokenSource(StartTimeout);
+        var builder = await DistributedApplicationTestingBuilder.CreateAsync<Projects.TodoScale_AppHost>(
+        [
+            "--Infra:Mode=process",
+            $"--Infra:DataRoot={dataRoot}",
+            "--Infra:ScrapeInterval=1s",
+            // Fixed ports in launchSettings (api 5180, archiver 5190) must not clash with a developer's running stack.
+            "--DcpPublisher:RandomizePorts=true",
+        ], cts.Token);
+        builder.Services.AddLogging(logging => logging.SetMinimumLevel(LogLevel.Warning));
+
+        var app = await builder.BuildAsync(cts.Token);
+        try
+        {
+            await app.StartAsync(cts.Token);
+            var notifications = app.Services.GetRequiredService<ResourceNotificationService>();
+            await Task.WhenAll(HealthyResources.Select(name => notifications.WaitForResourceHealthyAsync(name, cts.Token)));
+            await notifications.WaitForResourceAsync(Migrate, KnownResourceStates.Finished, cts.Token);
+            return app;
+        }
+        catch (OperationCanceledException) when (cts.IsCancellationRequested)
+        {
+            var states = HealthyResources.Append(Migrate).Select(name =>
+                app.Services.GetRequiredService<ResourceNotificationService>().TryGetCurrentState(name, out var e)
+                    ? $"{name}={e.Snapshot.State?.Text}/{e.Snapshot.HealthStatus}"
+                    : $"{name}=?");
+            await app.DisposeAsync();
+            throw new TimeoutException($"the AppHost did not become healthy within {StartTimeout}: {string.Join(", ", states)}");
+        }
+        catch
+        {
+            await app.DisposeAsync();
+            throw;
+        }
+    }
+
+    public static string NewDataRoot()
+    {
+        var root = Directory.CreateTempSubdirectory("todoscale-apphost-").FullName;
+        ProcessRunner.MakeTraversable(root);
+        return root;
+    }
+}
+
+/// <summary>One started AppHost shared by every test in the collection (a start costs about 10 s).</summary>
+public sealed class AppHostFixture : IAsyncLifetime
+{
+    public DistributedApplication App { get; private set; } = null!;
+
+    public string DataRoot { get; } = TestApp.NewDataRoot();
+
+    public async Task InitializeAsync() => App = await TestApp.StartAsync(DataRoot);
+
+    public async Task DisposeAsync()
+    {
+        if (App is not null)
+        {
+            await App.DisposeAsync();
+        }
+
+        Directory.Delete(DataRoot, recursive: true);
+    }
+}
+
+[CollectionDefinition(Name)]
+public sealed class AppHostCollection : ICollectionFixture<AppHostFixture>
+{
+    public const string Name = "apphost";
+}
