@@ -154,3 +154,34 @@ public sealed class AppHostTests(AppHostFixture fixture)
         return (T)(await command.ExecuteScalarAsync())!;
     }
 }
+
+/// <summary>Dashboards and alerts query only names the live services really expose.</summary>
+[Collection(AppHostCollection.Name)]
+public sealed class DashboardQueryTests(AppHostFixture fixture)
+{
+    [Fact]
+    public async Task Every_metric_the_dashboards_and_rules_query_is_exposed_by_a_live_service()
+    {
+        var dashboards = Path.Combine(RepositoryPaths.Root, "dashboards");
+        var exposed = new HashSet<string>();
+        foreach (var service in new[] { "api", "archiver" })
+        {
+            using var http = fixture.App.CreateHttpClient(service, "http");
+            await http.GetAsync("/health"); // so request and database instruments have recorded something
+            var text = await http.GetStringAsync("/metrics");
+            foreach (var line in text.Split('\n').Where(l => l.Length > 0 && l[0] != '#'))
+            {
+                exposed.Add(line[..line.IndexOfAny(['{', ' '])]);
+            }
+        }
+
+        var queried = GrafanaQueries.Expressions(dashboards).Concat(RuleFiles.Expressions(dashboards))
+            .SelectMany(PromQl.MetricNames)
+            .Where(name => !PromQl.Synthetic.Contains(name))
+            .ToHashSet();
+        Assert.NotEmpty(queried);
+        Assert.Contains("http_server_request_duration_seconds_bucket", queried); // the extraction really finds names
+        var missing = queried.Where(name => !exposed.Contains(name)).Order().ToList();
+        Assert.True(missing.Count == 0, $"queried but not exposed by any service: {string.Join(", ", missing)}");
+    }
+}

@@ -30,7 +30,10 @@ public static class TestApp
             // Fixed ports in launchSettings (api 5180, archiver 5190) must not clash with a developer's running stack.
             "--DcpPublisher:RandomizePorts=true",
         ], cts.Token);
-        builder.Services.AddLogging(logging => logging.SetMinimumLevel(LogLevel.Warning));
+        builder.Services.AddLogging(logging => logging
+            .SetMinimumLevel(LogLevel.Warning)
+            // "not accepting connections yet" is the expected state of every server while it starts.
+            .AddFilter("Microsoft.Extensions.Diagnostics.HealthChecks", LogLevel.None));
 
         var app = await builder.BuildAsync(cts.Token);
         try

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# TodoScale's one entry point.
+#
+#   ./build.sh run  [AppHost args]   install what is missing, build, start the whole stack (Ctrl+C stops it)
+#   ./build.sh test [dotnet test args] install what is missing, build, run every test; ends with "N passed, N failed"
+#
+# AppHost args, e.g.: --Infra:Mode=process|container|auto   --Infra:Reset=true (wipe process-mode data folders)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+readonly PG_MAJOR=15
+readonly DASHBOARD_URL=${TODOSCALE_DASHBOARD_URL:-http://localhost:18888}
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
+
+# The infrastructure mode the AppHost will pick (same rule as TodoScale.AppHost/Infra/InfraOptions.cs).
+infra_mode() {
+  local mode=${Infra__Mode:-auto} arg
+  for arg in "$@"; do
+    case "$arg" in --Infra:Mode=*) mode=${arg#--Infra:Mode=} ;; esac
+  done
+  mode=${mode,,}
+  if [ "$mode" = auto ]; then
+    if timeout 10 "${ASPIRE_CONTAINER_RUNTIME:-docker}" info --format '{{.ServerVersion}}' >/dev/null 2>&1; then
+      mode=container
+    else
+      mode=process
+    fi
+  fi
+  echo "$mode"
+}
+
+# Local servers for process mode and the tests: PostgreSQL 15 (primary + replica), Redis, Prometheus (+ promtool).
+ensure_local_servers() {
+  local missing=()
+  [ -x "/usr/lib/postgresql/$PG_MAJOR/bin/postgres" ] || missing+=("postgresql-$PG_MAJOR")
+  command -v psql >/dev/null || missing+=("postgresql-client-$PG_MAJOR")
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
+  command -v setpriv >/dev/null || missing+=(util-linux)
+  [ ${#missing[@]} -eq 0 ] && return 0
+
+  if [ "$(id -u)" -ne 0 ]; then
+    die "missing ${missing[*]}. Install them with:
+    sudo apt-get update && sudo apt-get install -y --no-install-recommends ${missing[*]}
+then run ./build.sh again."
+  fi
+  command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get to install them: install them with your package manager."
+  say "installing ${missing[*]} (apt)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+ensure_dotnet() {
+  command -v dotnet >/dev/null || die "the .NET 10 SDK is not on PATH: install it from https://dot.net (dotnet-sdk-10.0)."
+}
+
+build() {
+  say "restore + build"
+  dotnet build TodoScale.sln -c "${CONFIGURATION:-Debug}" -nologo -v quiet -clp:NoSummary \
+    || die "the build failed (see the errors above)"
+}
+
+cmd_run() {
+  ensure_dotnet
+  local mode
+  mode=$(infra_mode "$@")
+  [ "$mode" = process ] && ensure_local_servers
+  build
+
+  # A plain-http, headless dashboard: works with no developer certificate and no browser.
+  export ASPNETCORE_URLS=${ASPNETCORE_URLS:-$DASHBOARD_URL}
+  export ASPIRE_DASHBOARD_OTLP_ENDPOINT_URL=${ASPIRE_DASHBOARD_OTLP_ENDPOINT_URL:-http://localhost:18889}
+  export ASPIRE_RESOURCE_SERVICE_ENDPOINT_URL=${ASPIRE_RESOURCE_SERVICE_ENDPOINT_URL:-http://localhost:18890}
+  export ASPIRE_ALLOW_UNSECURED_TRANSPORT=true
+  export DOTNET_ENVIRONMENT=${DOTNET_ENVIRONMENT:-Development}
+  export ASPNETCORE_ENVIRONMENT=${ASPNETCORE_ENVIRONMENT:-Development}
+
+  say "starting TodoScale ($mode mode). The AppHost prints:"
+  cat <<EOF
+    - the Aspire dashboard:  $ASPNETCORE_URLS  (open the "Login to the dashboard" link below)
+    - "TodoScale api is ready at ..."         the API (http://localhost:5180)
+    - "TodoScale prometheus is ready at ..."  Prometheus
+$( [ "$mode" = container ] && echo '    - "TodoScale grafana is ready at ..."     Grafana' )
+  Stop with Ctrl+C.
+EOF
+  exec dotnet run --project TodoScale.AppHost -c "${CONFIGURATION:-Debug}" --no-build -- "$@"
+}
+
+cmd_test() {
+  ensure_dotnet
+  ensure_local_servers # the tests start real servers in process mode, whatever engine is present
+  build
+
+  local results
+  results=$(mktemp -d "${TMPDIR:-/tmp}/todoscale-test-results.XXXXXX")
+  say "dotnet test"
+  local status=0
+  dotnet test TodoScale.sln -c "${CONFIGURATION:-Debug}" --no-build -nologo \
+    --results-directory "$results" --logger "trx" --logger "console;verbosity=normal" \
+    --blame-hang-timeout 10m "$@" || status=$?
+
+  # Sum the counters of every test project's .trx into the one line CI reads.
+  local passed=0 failed=0 skipped=0 files=0 trx counters
+  for trx in "$results"/*.trx; do
+    [ -e "$trx" ] || continue
+    files=$((files + 1))
+    counters=$(grep -o '<Counters [^>]*>' "$trx" | head -n 1)
+    passed=$((passed + $(sed -n 's/.* passed="\([0-9]*\)".*/\1/p' <<<"$counters")))
+    failed=$((failed + $(sed -n 's/.* failed="\([0-9]*\)".*/\1/p' <<<"$counters") + $(sed -n 's/.* error="\([0-9]*\)".*/\1/p' <<<"$counters")))
+    skipped=$((skipped + $(sed -n 's/.* notExecuted="\([0-9]*\)".*/\1/p' <<<"$counters")))
+  done
+  rm -rf "$results"
+
+  if [ "$files" -eq 0 ]; then
+    echo "0 passed, 1 failed"
+    die "no test results were written (dotnet test exited $status)"
+  fi
+  if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
+    failed=1 # the run itself failed (crash, hang, build error) though no single test reported it
+  fi
+  echo "$passed passed, $failed failed, $skipped skipped"
+  [ "$failed" -eq 0 ]
+}
+
+case "${1:-}" in
+  run) shift; cmd_run "$@" ;;
+  test) shift; cmd_test "$@" ;;
+  *)
+    sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+    ;;
+esac
