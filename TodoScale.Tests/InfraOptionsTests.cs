@@ -41,3 +41,42 @@ public sealed class InfraOptionsTests
         Assert.Equal(custom, InfraOptions.Read(DistributedApplication.CreateBuilder([$"--Infra:DataRoot={custom}"])).DataRoot);
     }
 }
+
+/// <summary>Process mode's data folders: kept between runs unless Infra:Reset wipes them.</summary>
+public sealed class ProcessInfrastructureDataTests : IDisposable
+{
+    private readonly string _root = Directory.CreateTempSubdirectory("todoscale-infra-").FullName;
+
+    [Fact]
+    public void Data_and_generated_secrets_are_kept_between_runs()
+    {
+        File.WriteAllText(Path.Combine(_root, "marker"), "kept");
+        Build(reset: false);
+        var password = File.ReadAllText(Path.Combine(_root, "postgres.password"));
+        Assert.Equal(32, password.Length);
+
+        Build(reset: false);
+        Assert.True(File.Exists(Path.Combine(_root, "marker")));
+        Assert.Equal(password, File.ReadAllText(Path.Combine(_root, "postgres.password")));
+    }
+
+    [Fact]
+    public void Reset_wipes_the_data_folders_and_their_secrets()
+    {
+        Build(reset: false);
+        var password = File.ReadAllText(Path.Combine(_root, "postgres.password"));
+        File.WriteAllText(Path.Combine(_root, "marker"), "old");
+
+        Build(reset: true);
+        Assert.False(File.Exists(Path.Combine(_root, "marker")));
+        Assert.NotEqual(password, File.ReadAllText(Path.Combine(_root, "postgres.password")));
+    }
+
+    public void Dispose() => Directory.Delete(_root, recursive: true);
+
+    private void Build(bool reset)
+    {
+        var builder = DistributedApplication.CreateBuilder([$"--Infra:DataRoot={_root}", $"--Infra:Reset={reset}"]);
+        _ = new ProcessInfrastructure(builder, InfraOptions.Read(builder));
+    }
+}

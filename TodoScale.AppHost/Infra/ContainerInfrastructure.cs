@@ -83,7 +83,7 @@ public sealed class ContainerInfrastructure : Infrastructure
             return Task.CompletedTask;
         });
 
-        Builder.AddContainer(Grafana, GrafanaImage, GrafanaImageTag)
+        var grafana = Builder.AddContainer(Grafana, GrafanaImage, GrafanaImageTag)
             .WithBindMount(Path.Combine(DashboardsDirectory, "grafana", "provisioning"), "/etc/grafana/provisioning", isReadOnly: true)
             .WithBindMount(Path.Combine(DashboardsDirectory, "grafana", "dashboards"), "/var/lib/grafana/dashboards", isReadOnly: true)
             .WithEnvironment("PROMETHEUS_URL", $"http://{Prometheus}:9090")
@@ -92,6 +92,7 @@ public sealed class ContainerInfrastructure : Infrastructure
             .WithHttpEndpoint(name: "http", targetPort: 3000)
             .WithHttpHealthCheck("/api/health")
             .WaitFor(prometheus);
+        Builder.AnnounceWhenReady(grafana);
 
         return prometheus;
     }
