@@ -56,12 +56,6 @@ public sealed class ContainerInfrastructure : Infrastructure
         CacheServer = cache;
     }
 
-    public override IResourceBuilder<IResourceWithConnectionString> TodosDatabase { get; }
-
-    public override IResourceBuilder<IResourceWithConnectionString> TodosReplicaDatabase { get; }
-
-    public override IResourceBuilder<IResourceWithConnectionString> CacheServer { get; }
-
     public override IResourceBuilder<IResourceWithEndpoints> AddMonitoring(params IResourceBuilder<ProjectResource>[] services)
     {
         var configDirectory = Path.Combine(Options.DataRoot!, "prometheus-container");

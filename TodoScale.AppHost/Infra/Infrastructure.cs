@@ -17,11 +17,14 @@ public abstract class Infrastructure(IDistributedApplicationBuilder builder, Inf
 
     protected InfraOptions Options { get; } = options;
 
-    public abstract IResourceBuilder<IResourceWithConnectionString> TodosDatabase { get; }
+    /// <summary>The primary, behind the connection string `todos`.</summary>
+    public IResourceBuilder<IResourceWithConnectionString> TodosDatabase { get; protected init; } = null!;
 
-    public abstract IResourceBuilder<IResourceWithConnectionString> TodosReplicaDatabase { get; }
+    /// <summary>The streaming hot standby, behind `todos-replica`.</summary>
+    public IResourceBuilder<IResourceWithConnectionString> TodosReplicaDatabase { get; protected init; } = null!;
 
-    public abstract IResourceBuilder<IResourceWithConnectionString> CacheServer { get; }
+    /// <summary>Redis, behind `cache`.</summary>
+    public IResourceBuilder<IResourceWithConnectionString> CacheServer { get; protected init; } = null!;
 
     /// <summary>Adds Prometheus (and, where it can run, Grafana) scraping /metrics of each service.</summary>
     public abstract IResourceBuilder<IResourceWithEndpoints> AddMonitoring(params IResourceBuilder<ProjectResource>[] services);

@@ -23,34 +23,10 @@ public sealed class ProcessInfrastructure : Infrastructure
         var redisSecret = KeptSecret("redis.password");
         var redisPassword = builder.AddParameter("redis-password", redisSecret, secret: true);
 
-        var primary = builder.AddResource(new PostgresProcessResource(Todos, "bash", _dataRoot, postgresPassword.Resource))
-            .WithEndpoint(name: PostgresProcessResource.EndpointName, scheme: "tcp", isProxied: false)
-            .WithEnvironment("POSTGRES_PASSWORD", postgresPassword)
-            .WithArgs(context =>
-            {
-                var resource = (PostgresProcessResource)context.Resource;
-                context.Args.Add(script);
-                context.Args.Add("primary");
-                context.Args.Add(Path.Combine(_dataRoot, "postgres-primary"));
-                context.Args.Add(resource.Endpoint.Property(EndpointProperty.Port));
-                context.Args.Add(DatabaseName);
-            })
-            .WithPostgresHealthCheck();
-
-        var replica = builder.AddResource(new PostgresProcessResource(TodosReplica, "bash", _dataRoot, postgresPassword.Resource))
-            .WithEndpoint(name: PostgresProcessResource.EndpointName, scheme: "tcp", isProxied: false)
-            .WithEnvironment("POSTGRES_PASSWORD", postgresPassword)
-            .WithArgs(context =>
-            {
-                var resource = (PostgresProcessResource)context.Resource;
-                context.Args.Add(script);
-                context.Args.Add("replica");
-                context.Args.Add(Path.Combine(_dataRoot, "postgres-replica"));
-                context.Args.Add(resource.Endpoint.Property(EndpointProperty.Port));
-                context.Args.Add(primary.Resource.Endpoint.Property(EndpointProperty.Port));
-            })
-            .WaitFor(primary)
-            .WithPostgresHealthCheck();
+        var primary = AddPostgres(Todos, script, "primary", "postgres-primary", postgresPassword, DatabaseName);
+        var replica = AddPostgres(TodosReplica, script, "replica", "postgres-replica", postgresPassword,
+                primary.Resource.Endpoint.Property(EndpointProperty.Port))
+            .WaitFor(primary);
 
         var redisDir = Path.Combine(_dataRoot, "redis");
         Directory.CreateDirectory(redisDir);
@@ -71,12 +47,6 @@ public sealed class ProcessInfrastructure : Infrastructure
         TodosReplicaDatabase = replica;
         CacheServer = cache;
     }
-
-    public override IResourceBuilder<IResourceWithConnectionString> TodosDatabase { get; }
-
-    public override IResourceBuilder<IResourceWithConnectionString> TodosReplicaDatabase { get; }
-
-    public override IResourceBuilder<IResourceWithConnectionString> CacheServer { get; }
 
     public override IResourceBuilder<IResourceWithEndpoints> AddMonitoring(params IResourceBuilder<ProjectResource>[] services)
     {
@@ -108,6 +78,27 @@ public sealed class ProcessInfrastructure : Infrastructure
 
         return prometheus;
     }
+
+    /// <summary>
+    /// One PostgreSQL server run by postgres.sh: `postgres.sh role folder port last`, where the last argument is
+    /// the database to create (primary) or the primary's port (replica).
+    /// </summary>
+    private IResourceBuilder<PostgresProcessResource> AddPostgres(
+        string name, string script, string role, string folder, IResourceBuilder<ParameterResource> password,
+        object lastArgument) =>
+        Builder.AddResource(new PostgresProcessResource(name, "bash", _dataRoot, password.Resource))
+            .WithEndpoint(name: PostgresProcessResource.EndpointName, scheme: "tcp", isProxied: false)
+            .WithEnvironment("POSTGRES_PASSWORD", password)
+            .WithArgs(context =>
+            {
+                var resource = (PostgresProcessResource)context.Resource;
+                context.Args.Add(script);
+                context.Args.Add(role);
+                context.Args.Add(Path.Combine(_dataRoot, folder));
+                context.Args.Add(resource.Endpoint.Property(EndpointProperty.Port));
+                context.Args.Add(lastArgument);
+            })
+            .WithPostgresHealthCheck();
 
     private void PrepareDataRoot()
     {
