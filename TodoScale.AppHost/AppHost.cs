@@ -9,11 +9,13 @@ var infra = Infrastructure.Add(builder);
 
 // Applies the schema and exits; nothing else touches the database before it has finished.
 var migrate = builder.AddProject<Projects.TodoScale_Archiver>("migrate", launchProfileName: null)
+    .WithTodoScaleDefaults()
     .WithArgs("migrate")
     .WithReference(infra.TodosDatabase)
     .WaitFor(infra.TodosDatabase);
 
 var api = builder.AddProject<Projects.TodoScale_Api>("api")
+    .WithTodoScaleDefaults()
     .WithReference(infra.TodosDatabase)
     .WithReference(infra.TodosReplicaDatabase)
     .WithReference(infra.CacheServer)
@@ -23,6 +25,7 @@ var api = builder.AddProject<Projects.TodoScale_Api>("api")
     .WithHttpHealthCheck("/health");
 
 var archiver = builder.AddProject<Projects.TodoScale_Archiver>("archiver")
+    .WithTodoScaleDefaults()
     .WithArgs("serve")
     .WithReference(infra.TodosDatabase)
     .WaitForCompletion(migrate)
