@@ -64,13 +64,8 @@ public sealed class AppHostShutdownTests
     private static async Task ExecuteAsync(DistributedApplication app, string resource, string sql) =>
         await ScalarAsync<object?>(app, resource, sql);
 
-    private static async Task<T> ScalarAsync<T>(DistributedApplication app, string resource, string sql)
-    {
-        await using var connection = new NpgsqlConnection(await app.GetConnectionStringAsync(resource));
-        await connection.OpenAsync();
-        await using var command = new NpgsqlCommand(sql, connection);
-        return (T)(await command.ExecuteScalarAsync())!;
-    }
+    private static async Task<T> ScalarAsync<T>(DistributedApplication app, string resource, string sql) =>
+        await Sql.ScalarAsync<T>((await app.GetConnectionStringAsync(resource))!, sql);
 
     private static async Task<string> ClusterStateAsync(string dataDirectory)
     {

@@ -148,11 +148,7 @@ public sealed class AppHostTests(AppHostFixture fixture)
         Assert.Equal("up", health.GetValueOrDefault("archiver"));
     }
 
-    private static async Task<T> ScalarAsync<T>(NpgsqlConnection connection, string sql)
-    {
-        await using var command = new NpgsqlCommand(sql, connection);
-        return (T)(await command.ExecuteScalarAsync())!;
-    }
+    private static Task<T> ScalarAsync<T>(NpgsqlConnection connection, string sql) => Sql.ScalarAsync<T>(connection, sql);
 }
 
 /// <summary>Dashboards and alerts query only names the live services really expose.</summary>
@@ -162,7 +158,7 @@ public sealed class DashboardQueryTests(AppHostFixture fixture)
     [Fact]
     public async Task Every_metric_the_dashboards_and_rules_query_is_exposed_by_a_live_service()
     {
-        var dashboards = Path.Combine(RepositoryPaths.Root, "dashboards");
+        var dashboards = RepositoryPaths.Dashboards;
         var exposed = new HashSet<string>();
         foreach (var service in new[] { "api", "archiver" })
         {

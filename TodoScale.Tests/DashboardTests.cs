@@ -6,7 +6,7 @@ namespace TodoScale.Tests;
 /// <summary>dashboards/: Prometheus rules (promtool) and Grafana provisioning, checked without a live stack.</summary>
 public sealed class DashboardTests
 {
-    private static readonly string Dashboards = Path.Combine(RepositoryPaths.Root, "dashboards");
+    private static readonly string Dashboards = RepositoryPaths.Dashboards;
 
     [Fact]
     public async Task Prometheus_rules_are_valid_and_pass_their_promtool_unit_tests()
