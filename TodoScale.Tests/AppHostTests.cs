@@ -7,6 +7,7 @@ using Aspire.Hosting.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 using StackExchange.Redis;
+using TodoScale.Data.Schema;
 using TodoScale.Tests.Infrastructure;
 
 namespace TodoScale.Tests;
@@ -36,12 +37,21 @@ public sealed class AppHostTests(AppHostFixture fixture)
     }
 
     [Fact]
-    public async Task Migrate_ran_against_the_primary_and_left_the_schema_history()
+    public async Task Migrate_applied_every_migration_on_the_primary_and_the_schema_reached_the_replica()
     {
-        await using var connection = new NpgsqlConnection(await App.GetConnectionStringAsync("todos"));
-        await connection.OpenAsync();
-        await using var command = new NpgsqlCommand("SELECT to_regclass('public.schema_history') IS NOT NULL", connection);
-        Assert.True((bool)(await command.ExecuteScalarAsync())!);
+        await using var primary = new NpgsqlConnection(await App.GetConnectionStringAsync("todos"));
+        await primary.OpenAsync();
+        var applied = await Sql.ColumnAsync<string>(primary, "SELECT name FROM public.schema_history WHERE type = 0 AND success ORDER BY version::int");
+        Assert.Equal(SchemaMigrator.EmbeddedMigrations(), applied);
+        Assert.Equal(16, await ScalarAsync<long>(primary, "SELECT count(*) FROM pg_inherits WHERE inhparent = 'todos_active'::regclass"));
+
+        await using var replica = new NpgsqlConnection(await App.GetConnectionStringAsync("todos-replica"));
+        await replica.OpenAsync();
+        using var cts = new CancellationTokenSource(Timeout);
+        while (await ScalarAsync<long>(replica, "SELECT count(*) FROM pg_class WHERE relname LIKE 'todos_active_p%' AND relkind = 'r'") < 16)
+        {
+            await Task.Delay(100, cts.Token);
+        }
     }
 
     [Theory]

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using Npgsql;
+using TodoScale.Data.Schema;
 
 namespace TodoScale.Tests.Infrastructure;
 
@@ -15,6 +16,8 @@ public sealed class PostgresServer : IAsyncLifetime
 {
     private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(60);
     private readonly ConcurrentDictionary<Type, Lazy<Task<string>>> _databases = new();
+    private readonly ConcurrentDictionary<Type, Lazy<Task<string>>> _migrated = new();
+    private readonly ConcurrentDictionary<Type, Lazy<Task>> _shared = new();
     private Process? _server;
 
     public string Directory { get; private set; } = "";
@@ -33,6 +36,19 @@ public sealed class PostgresServer : IAsyncLifetime
     /// <summary>The fresh database of one test class, created on first use and kept for that class only.</summary>
     public Task<string> DatabaseForAsync(Type testClass) =>
         _databases.GetOrAdd(testClass, type => new Lazy<Task<string>>(() => CreateDatabaseAsync(type.Name))).Value;
+
+    /// <summary>The fresh database of one test class with the full schema applied by the real migrations.</summary>
+    public Task<string> MigratedDatabaseForAsync(Type testClass) =>
+        _migrated.GetOrAdd(testClass, type => new Lazy<Task<string>>(async () =>
+        {
+            var connectionString = await CreateDatabaseAsync(type.Name);
+            await Task.Run(() => new SchemaMigrator(connectionString, new SchemaOptions(), _ => { }).Migrate());
+            return connectionString;
+        })).Value;
+
+    /// <summary>Something a whole test class shares (e.g. seeded data), made once on first use.</summary>
+    public Task<T> SharedForAsync<T>(Type testClass, Func<Task<T>> create) =>
+        (Task<T>)_shared.GetOrAdd(testClass, _ => new Lazy<Task>(() => create())).Value;
 
     public async Task<string> CreateDatabaseAsync(string hint)
     {

@@ -1,0 +1,109 @@
+using System.Diagnostics;
+using System.Globalization;
+using EvolveDb;
+using EvolveDb.Configuration;
+using Npgsql;
+
+namespace TodoScale.Data.Schema;
+
+/// <summary>
+/// Applies TodoScale's embedded SQL migrations (Migrations/V*__*.sql) to a database, in order, with Evolve.
+/// Idempotent: a current database is left as it is. Evolve checksums every applied script and stops with an
+/// error if one was edited after it ran. Only one migrate runs at a time (an advisory lock, waited for at most
+/// <see cref="SchemaOptions.LockTimeout"/>), and every table lock a script needs is bounded by the same timeout
+/// (lock_timeout), so a migrate never queues behind a long transaction while blocking the API behind itself.
+/// </summary>
+public sealed class SchemaMigrator(string connectionString, SchemaOptions options, Action<string> log)
+{
+    public const string HistorySchema = "public";
+    public const string HistoryTable = "schema_history";
+
+    /// <summary>The advisory lock key held while a migrate runs ("TodoScal" in ASCII).</summary>
+    public const long MigrateLockKey = 0x546F646F5363616C;
+
+    private static readonly string MigrationsPrefix = $"{typeof(ConnectionNames).Namespace}.Migrations";
+
+    /// <summary>Applies every pending migration and returns what ran.</summary>
+    /// <exception cref="SchemaLockException">another migrate held the lock for longer than the lock timeout.</exception>
+    public MigrationResult Migrate()
+    {
+        var stopwatch = Stopwatch.StartNew();
+        var target = WithLockTimeout(connectionString, options.LockTimeout);
+        using var lockConnection = new NpgsqlConnection(target);
+        lockConnection.Open();
+        AcquireMigrateLock(lockConnection);
+
+        using var connection = new NpgsqlConnection(target);
+        var evolve = Create(connection);
+        evolve.Migrate();
+        return new MigrationResult(evolve.NbMigration, [.. evolve.AppliedMigrations], stopwatch.ElapsedMilliseconds);
+    }
+
+    /// <summary>The names of the embedded migrations, in the order they apply.</summary>
+    public static IReadOnlyList<string> EmbeddedMigrations() =>
+        [.. typeof(SchemaMigrator).Assembly.GetManifestResourceNames()
+            .Where(name => name.StartsWith(MigrationsPrefix, StringComparison.Ordinal) && name.EndsWith(".sql", StringComparison.Ordinal))
+            .Select(name => name[(MigrationsPrefix.Length + 1)..])
+            .OrderBy(name => int.Parse(name[1..name.IndexOf("__", StringComparison.Ordinal)], CultureInfo.InvariantCulture))];
+
+    /// <summary>The text of one embedded migration, before its placeholders are replaced.</summary>
+    public static string ReadEmbeddedMigration(string name)
+    {
+        using var stream = typeof(SchemaMigrator).Assembly.GetManifestResourceStream($"{MigrationsPrefix}.{name}")
+            ?? throw new ArgumentException($"no embedded migration {name}", nameof(name));
+        using var reader = new StreamReader(stream);
+        return reader.ReadToEnd();
+    }
+
+    private void AcquireMigrateLock(NpgsqlConnection connection)
+    {
+        using var command = new NpgsqlCommand("SELECT pg_try_advisory_lock(@key)", connection);
+        command.Parameters.AddWithValue("key", MigrateLockKey);
+        var waited = Stopwatch.StartNew();
+        var announced = false;
+        while (!(bool)command.ExecuteScalar()!)
+        {
+            if (waited.Elapsed >= options.LockTimeout)
+            {
+                throw new SchemaLockException(
+                    $"another migrate has held the schema lock for more than {options.LockTimeout} (advisory lock {MigrateLockKey}); " +
+                    "retry when it has finished");
+            }
+
+            if (!announced)
+            {
+                log($"waiting up to {options.LockTimeout} for another migrate to finish...");
+                announced = true;
+            }
+
+            Thread.Sleep(250);
+        }
+    }
+
+    private static string WithLockTimeout(string connectionString, TimeSpan lockTimeout)
+    {
+        var builder = new NpgsqlConnectionStringBuilder(connectionString);
+        var milliseconds = Math.Max(1, (long)lockTimeout.TotalMilliseconds).ToString(CultureInfo.InvariantCulture);
+        builder.Options = $"{builder.Options} -c lock_timeout={milliseconds}".Trim();
+        return builder.ConnectionString;
+    }
+
+    private Evolve Create(NpgsqlConnection connection) => new(connection, log)
+    {
+        EmbeddedResourceAssemblies = [typeof(SchemaMigrator).Assembly],
+        EmbeddedResourceFilters = [MigrationsPrefix],
+        MetadataTableSchema = HistorySchema,
+        MetadataTableName = HistoryTable,
+        Placeholders = new Dictionary<string, string>(options.Placeholders),
+        IsEraseDisabled = true,
+        MustEraseOnValidationError = false,
+        EnableClusterMode = true,
+        TransactionMode = TransactionKind.CommitEach,
+        CommandTimeout = 3600,
+    };
+}
+
+public sealed record MigrationResult(int Applied, IReadOnlyList<string> Names, long ElapsedMilliseconds);
+
+/// <summary>Another migrate held the schema lock for longer than the configured lock timeout.</summary>
+public sealed class SchemaLockException(string message) : Exception(message);

@@ -1,0 +1,124 @@
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Metadata.Builders;
+using Npgsql;
+using TodoScale.Data.Entities;
+
+namespace TodoScale.Data;
+
+/// <summary>
+/// The EF Core model of TodoScale's tables. It mirrors the SQL migrations exactly (the migrations, not EF, create
+/// the schema): snake_case columns, composite keys that start with user_id, and the columns the database computes
+/// (depth, updated_at) read back after every write. Two concrete contexts: <see cref="TodoDbContext"/> for the
+/// primary and <see cref="ReplicaDbContext"/> for the read replica.
+/// </summary>
+public abstract class TodoScaleDbContext(DbContextOptions options) : DbContext(options)
+{
+    public DbSet<Todo> Todos => Set<Todo>();
+
+    public DbSet<ArchivedTodo> ArchivedTodos => Set<ArchivedTodo>();
+
+    public DbSet<Project> Projects => Set<Project>();
+
+    public DbSet<AiInteraction> AiInteractions => Set<AiInteraction>();
+
+    public DbSet<ArchivedAiInteraction> ArchivedAiInteractions => Set<ArchivedAiInteraction>();
+
+    public DbSet<AuditEntry> AuditLog => Set<AuditEntry>();
+
+    protected override void OnModelCreating(ModelBuilder modelBuilder)
+    {
+        modelBuilder.Entity<Project>(project =>
+        {
+            project.ToTable("projects");
+            project.HasKey(p => new { p.UserId, p.Id });
+            project.HasAlternateKey(p => new { p.UserId, p.Name }).HasName("projects_user_name_key");
+            project.Property(p => p.Name).HasMaxLength(200);
+            project.Property(p => p.CreatedAt).HasDefaultValueSql("now()");
+            project.Property(p => p.UpdatedAt).HasDefaultValueSql("now()").ValueGeneratedOnAddOrUpdate();
+        });
+
+        modelBuilder.Entity<Todo>(todo =>
+        {
+            todo.ToTable("todos_active");
+            todo.HasKey(t => new { t.UserId, t.Id });
+            ConfigureTodoColumns(todo);
+            todo.Property(t => t.CreatedAt).HasDefaultValueSql("now()");
+            todo.HasOne<Todo>().WithMany().HasForeignKey(t => new { t.UserId, t.ParentTodoId })
+                .HasConstraintName("todos_active_parent_fkey").OnDelete(DeleteBehavior.Cascade);
+            // ON DELETE SET NULL (project_id) in the database: EF leaves it to the database.
+            todo.HasOne<Project>().WithMany().HasForeignKey(t => new { t.UserId, t.ProjectId })
+                .HasConstraintName("todos_active_project_fkey").OnDelete(DeleteBehavior.ClientNoAction);
+        });
+
+        modelBuilder.Entity<ArchivedTodo>(todo =>
+        {
+            todo.ToTable("todos_archived");
+            todo.HasKey(t => new { t.UserId, t.Id, t.ArchivedAt });
+            ConfigureTodoColumns(todo);
+        });
+
+        modelBuilder.Entity<AiInteraction>(interaction =>
+        {
+            interaction.ToTable("ai_interactions");
+            interaction.HasKey(i => new { i.UserId, i.Id });
+            ConfigureAiInteractionColumns(interaction);
+            interaction.Property(i => i.CreatedAt).HasDefaultValueSql("now()");
+        });
+
+        modelBuilder.Entity<ArchivedAiInteraction>(interaction =>
+        {
+            interaction.ToTable("ai_interactions_archived");
+            interaction.HasKey(i => new { i.UserId, i.Id, i.ArchivedAt });
+            ConfigureAiInteractionColumns(interaction);
+        });
+
+        modelBuilder.Entity<AuditEntry>(entry =>
+        {
+            entry.ToTable("audit_log");
+            entry.HasKey(a => a.Id);
+            entry.Property(a => a.At).HasDefaultValueSql("now()");
+            entry.Property(a => a.Details).HasColumnType("jsonb");
+        });
+    }
+
+    private static void ConfigureTodoColumns<T>(EntityTypeBuilder<T> todo)
+        where T : TodoColumns
+    {
+        todo.Property(t => t.Title).HasMaxLength(500);
+        todo.Property(t => t.Status).HasConversion(s => s.ToDatabase(), s => TodoStatuses.FromDatabase(s));
+        todo.Property(t => t.Depth).ValueGeneratedOnAddOrUpdate();
+        todo.Property(t => t.UpdatedAt).HasDefaultValueSql("now()").ValueGeneratedOnAddOrUpdate();
+    }
+
+    private static void ConfigureAiInteractionColumns<T>(EntityTypeBuilder<T> interaction)
+        where T : AiInteractionColumns
+    {
+        interaction.Property(i => i.Kind).HasMaxLength(50);
+        interaction.Property(i => i.Model).HasMaxLength(100);
+    }
+}
+
+/// <summary>The primary: every write, and every read that must see the latest commit.</summary>
+public sealed class TodoDbContext(DbContextOptions<TodoDbContext> options) : TodoScaleDbContext(options);
+
+/// <summary>The read replica (a hot standby): reads only, untracked; saving is refused before it reaches the server.</summary>
+public sealed class ReplicaDbContext(DbContextOptions<ReplicaDbContext> options) : TodoScaleDbContext(options)
+{
+    public override int SaveChanges(bool acceptAllChangesOnSuccess) => throw ReadOnly();
+
+    public override Task<int> SaveChangesAsync(bool acceptAllChangesOnSuccess, CancellationToken cancellationToken = default) =>
+        throw ReadOnly();
+
+    private static InvalidOperationException ReadOnly() => new("The replica is read-only: write through TodoDbContext (the primary).");
+}
+
+public static class TodoScaleDbContextOptions
+{
+    /// <summary>Npgsql over the given data source with TodoScale's naming (snake_case columns).</summary>
+    public static DbContextOptionsBuilder UseTodoScale(this DbContextOptionsBuilder builder, NpgsqlDataSource dataSource) =>
+        builder.UseNpgsql(dataSource).UseSnakeCaseNamingConvention();
+
+    /// <summary>As <see cref="UseTodoScale(DbContextOptionsBuilder, NpgsqlDataSource)"/>, for the replica: no tracking.</summary>
+    public static DbContextOptionsBuilder UseTodoScaleReplica(this DbContextOptionsBuilder builder, NpgsqlDataSource dataSource) =>
+        builder.UseTodoScale(dataSource).UseQueryTrackingBehavior(QueryTrackingBehavior.NoTracking);
+}
