@@ -115,10 +115,18 @@ public sealed class ReplicaDbContext(DbContextOptions<ReplicaDbContext> options)
 public static class TodoScaleDbContextOptions
 {
     /// <summary>Npgsql over the given data source with TodoScale's naming (snake_case columns).</summary>
-    public static DbContextOptionsBuilder UseTodoScale(this DbContextOptionsBuilder builder, NpgsqlDataSource dataSource) =>
+    public static TBuilder UseTodoScale<TBuilder>(this TBuilder builder, NpgsqlDataSource dataSource)
+        where TBuilder : DbContextOptionsBuilder
+    {
         builder.UseNpgsql(dataSource).UseSnakeCaseNamingConvention();
+        return builder;
+    }
 
-    /// <summary>As <see cref="UseTodoScale(DbContextOptionsBuilder, NpgsqlDataSource)"/>, for the replica: no tracking.</summary>
-    public static DbContextOptionsBuilder UseTodoScaleReplica(this DbContextOptionsBuilder builder, NpgsqlDataSource dataSource) =>
+    /// <summary>As <see cref="UseTodoScale{TBuilder}"/>, for the replica: queries are not tracked.</summary>
+    public static TBuilder UseTodoScaleReplica<TBuilder>(this TBuilder builder, NpgsqlDataSource dataSource)
+        where TBuilder : DbContextOptionsBuilder
+    {
         builder.UseTodoScale(dataSource).UseQueryTrackingBehavior(QueryTrackingBehavior.NoTracking);
+        return builder;
+    }
 }

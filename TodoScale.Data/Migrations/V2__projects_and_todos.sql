@@ -142,8 +142,8 @@ BEGIN
             END IF;
             SELECT t.depth INTO parent_depth FROM todos_active t WHERE t.user_id = NEW.user_id AND t.id = NEW.parent_todo_id;
             IF NOT FOUND THEN
-                -- Also when the parent is inserted by the same statement (a statement does not see its own rows):
-                -- its depth is unknown, so write the parent first instead of storing a wrong depth.
+                -- Also when the parent comes later in the same statement (rows before this one are visible,
+                -- rows after it are not): its depth is unknown, and the foreign key would only check at the end.
                 RAISE EXCEPTION 'parent todo % does not exist for user %', NEW.parent_todo_id, NEW.user_id
                     USING ERRCODE = 'foreign_key_violation';
             END IF;
