@@ -47,7 +47,7 @@ internal static class MigrateCommand
         }
         catch (Exception ex) when (ex is NpgsqlException or EvolveDb.EvolveException or ArgumentException)
         {
-            AnsiConsole.MarkupLineInterpolated($"[red]migrate failed: {ex.Message}[/]");
+            AnsiConsole.MarkupLineInterpolated($"[red]migrate failed: {Describe(ex)}[/]");
             for (var inner = ex.InnerException; inner is not null; inner = inner.InnerException)
             {
                 AnsiConsole.MarkupLineInterpolated($"[red]  {Describe(inner)}[/]");
