@@ -22,6 +22,14 @@ BEGIN
 EXCEPTION WHEN duplicate_object THEN NULL;
 END $$;
 
+-- On Citus, SET LOCAL app.user_id must reach the workers with the transaction (set_config does not).
+DO $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+        ALTER ROLE todoscale_app SET citus.propagate_set_commands = 'local';
+    END IF;
+END $$;
+
 GRANT USAGE ON SCHEMA public TO todoscale_app, todoscale_archiver;
 
 -- Row-level security on one tenant table (a parent or a partition): enabled, forced (so the owner is bound
