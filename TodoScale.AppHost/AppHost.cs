@@ -14,8 +14,13 @@ var migrate = builder.AddProject<Projects.TodoScale_Archiver>("migrate", launchP
     .WithReference(infra.TodosDatabase)
     .WaitFor(infra.TodosDatabase);
 
+// The bearer-token signing key, generated once per data root (.data/auth-signing.key): the API validates with it,
+// and `token` (the operators' CLI) signs development tokens with it.
+var signingKey = builder.AddParameter("auth-signing-key", infra.KeptSecret("auth-signing.key", bytes: 32), secret: true);
+
 var api = builder.AddProject<Projects.TodoScale_Api>("api")
     .WithTodoScaleDefaults()
+    .WithEnvironment("Auth__SigningKey", signingKey)
     .WithReference(infra.TodosDatabase)
     .WithReference(infra.TodosReplicaDatabase)
     .WithReference(infra.CacheServer)

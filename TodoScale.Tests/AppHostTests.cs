@@ -54,6 +54,43 @@ public sealed class AppHostTests(AppHostFixture fixture)
         }
     }
 
+    [Fact]
+    public async Task A_token_from_the_token_verb_is_accepted_and_anything_else_gets_a_401_problem()
+    {
+        var key = await File.ReadAllTextAsync(Path.Combine(fixture.DataRoot, "auth-signing.key"));
+        var user = Guid.CreateVersion7();
+        var (exitCode, token) = await MigrateCommandTests.RunArchiverAsync(["token", "--user", user.ToString(), "--admin"], null, ("Auth__SigningKey", key));
+        Assert.True(exitCode == 0, token);
+
+        using var http = App.CreateHttpClient("api", "http");
+        using var cts = new CancellationTokenSource(Timeout);
+        using (var request = new HttpRequestMessage(HttpMethod.Get, "/api/me") { Headers = { { "Authorization", $"Bearer {token.Trim()}" } } })
+        using (var response = await http.SendAsync(request, cts.Token))
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            using var me = JsonDocument.Parse(await response.Content.ReadAsStringAsync(cts.Token));
+            Assert.Equal(user, me.RootElement.GetProperty("userId").GetGuid());
+            Assert.True(me.RootElement.GetProperty("admin").GetBoolean());
+        }
+
+        var auth = new TodoScale.ServiceDefaults.Auth.AuthOptions { SigningKey = key };
+        var forged = TodoScale.ServiceDefaults.Auth.TodoScaleTokens.Create(
+            new() { SigningKey = new string('7', 64) }, user, admin: true, DateTimeOffset.UtcNow, TimeSpan.FromHours(1));
+        var expired = TodoScale.ServiceDefaults.Auth.TodoScaleTokens.Create(auth, user, admin: false, DateTimeOffset.UtcNow.AddHours(-2), TimeSpan.FromHours(1));
+        foreach (var bad in new[] { null, forged, expired, "not.a.token" })
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, "/api/me");
+            if (bad is not null)
+            {
+                request.Headers.Add("Authorization", $"Bearer {bad}");
+            }
+
+            using var response = await http.SendAsync(request, cts.Token);
+            Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
+            Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+        }
+    }
+
     [Theory]
     [InlineData("api")]
     [InlineData("archiver")]

@@ -1,3 +1,4 @@
+using System.Security.Cryptography;
 namespace TodoScale.AppHost.Infra;
 
 /// <summary>
@@ -31,6 +32,26 @@ public abstract class Infrastructure(IDistributedApplicationBuilder builder, Inf
 
     /// <summary>The repository folder that holds dashboards/ (Prometheus rules, Grafana provisioning).</summary>
     protected string DashboardsDirectory => Path.GetFullPath(Path.Combine(Builder.AppHostDirectory, "..", "dashboards"));
+
+    /// <summary>
+    /// A secret generated once and kept in the data root beside what it protects (owner-only file), so restarts keep
+    /// it: a database password, or the bearer-token signing key the `token` verb also reads.
+    /// </summary>
+    public string KeptSecret(string fileName, int bytes = 16)
+    {
+        var path = Path.Combine(Options.DataRoot!, fileName);
+        if (!File.Exists(path))
+        {
+            Directory.CreateDirectory(Options.DataRoot!);
+            File.WriteAllText(path, Convert.ToHexString(RandomNumberGenerator.GetBytes(bytes)).ToLowerInvariant());
+            if (!OperatingSystem.IsWindows())
+            {
+                File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            }
+        }
+
+        return File.ReadAllText(path).Trim();
+    }
 
     public static Infrastructure Add(IDistributedApplicationBuilder builder)
     {

@@ -1,5 +1,3 @@
-using System.Security.Cryptography;
-
 namespace TodoScale.AppHost.Infra;
 
 /// <summary>
@@ -116,20 +114,6 @@ public sealed class ProcessInfrastructure : Infrastructure
     }
 
     /// <summary>A generated secret kept in the data root, so it lives exactly as long as the data it protects.</summary>
-    private string KeptSecret(string fileName)
-    {
-        var path = Path.Combine(_dataRoot, fileName);
-        if (!File.Exists(path))
-        {
-            File.WriteAllText(path, Convert.ToHexString(RandomNumberGenerator.GetBytes(16)).ToLowerInvariant());
-            if (!OperatingSystem.IsWindows())
-            {
-                File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-            }
-        }
-
-        return File.ReadAllText(path).Trim();
-    }
 
     private static string WriteRedisConfig(string directory, string password)
     {

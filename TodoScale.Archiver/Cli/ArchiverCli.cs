@@ -12,6 +12,7 @@ public static class ArchiverCli
         {
             serve,
             MigrateCommand.Create(),
+            TokenCommand.Create(),
         };
 
         // With no verb the archiver serves; host arguments (e.g. --urls) pass through to ASP.NET Core.

@@ -1,0 +1,22 @@
+using System.Security.Claims;
+using Microsoft.AspNetCore.Http.HttpResults;
+using TodoScale.Api.Extensions;
+using TodoScale.ServiceDefaults.Auth;
+
+namespace TodoScale.Api.Apis;
+
+/// <summary>Who the bearer token says the caller is: lets a client (or a developer with curl) check a token.</summary>
+public static class IdentityApi
+{
+    public static IEndpointRouteBuilder MapIdentityApi(this IEndpointRouteBuilder app)
+    {
+        var api = app.MapGroup("/api").WithTags("Identity").RequireAuthorization(Policies.User);
+        api.MapGet("/me", GetMe).WithName("GetMe");
+        return app;
+    }
+
+    public static Ok<MeResponse> GetMe(ClaimsPrincipal user) =>
+        TypedResults.Ok(new MeResponse(user.UserId()!.Value, user.IsAdmin()));
+}
+
+public sealed record MeResponse(Guid UserId, bool Admin);
