@@ -1,3 +1,4 @@
+using Scalar.AspNetCore;
 using TodoScale.Api.Apis;
 using TodoScale.Api.Extensions;
 
@@ -16,6 +17,15 @@ app.UseAuthentication();
 app.UseAuthorization();
 
 app.MapDefaultEndpoints();
+app.MapOpenApi();
+if (app.Environment.IsDevelopment())
+{
+    app.MapScalarApiReference();
+}
+
 app.MapIdentityApi();
+app.MapTodosApi();
+app.MapProjectsApi();
+app.MapAiApi();
 
 app.Run();

@@ -1,0 +1,180 @@
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+using TodoScale.Api.Contracts;
+using TodoScale.Api.Extensions;
+using TodoScale.Api.Queries;
+using TodoScale.Api.Reads;
+using TodoScale.Data.Entities;
+
+namespace TodoScale.Api.Apis;
+
+/// <summary>
+/// Projects: create, list (by name, keyset pages), get, rename, delete. Deleting a project keeps its todos: the
+/// database clears their project_id (ON DELETE SET NULL (project_id)); archived todos keep the id they had.
+/// </summary>
+public static class ProjectsApi
+{
+    public const string ListName = "projects";
+
+    public static IEndpointRouteBuilder MapProjectsApi(this IEndpointRouteBuilder app)
+    {
+        var api = app.MapGroup("/api/projects").WithTags("Projects").RequireAuthorization(Policies.User);
+        api.MapGet("/", ListProjects).WithName("ListProjects");
+        api.MapPost("/", CreateProject).WithName("CreateProject");
+        api.MapGet("/{id}", GetProject).WithName("GetProject");
+        api.MapPatch("/{id}", RenameProject).WithName("RenameProject");
+        api.MapDelete("/{id}", DeleteProject).WithName("DeleteProject");
+        return app;
+    }
+
+    public static async Task<Results<Ok<Page<ProjectDto>>, ValidationProblem>> ListProjects(
+        [AsParameters] TodoServices s, int? limit, string? cursor, CancellationToken cancellationToken)
+    {
+        var validation = new Validation();
+        var pageSize = limit ?? TodoListQuery.DefaultLimit;
+        if (pageSize is < 1 or > TodoListQuery.MaxLimit)
+        {
+            validation.Add("limit", $"The page size is 1 to {TodoListQuery.MaxLimit} (default {TodoListQuery.DefaultLimit}).");
+        }
+
+        if (!Cursor.TryDecode(cursor, ListName, "name", false, out var after, out var cursorError) || after is { Name: null })
+        {
+            validation.Add("cursor", cursorError ?? "The cursor is not one this API issued.");
+        }
+
+        if (!validation.IsValid)
+        {
+            return TypedResults.ValidationProblem(validation.Errors);
+        }
+
+        var userId = s.UserId;
+        var pageKey = after is null ? $"projects?l={pageSize}" : null;
+        var page = await s.Reads.ReadAsync(userId, new ReadSpec("list_projects", "projects", pageKey), async (db, ct) =>
+        {
+            var query = db.Projects.AsNoTracking().Where(p => p.UserId == userId);
+            if (after is not null)
+            {
+                // Names are unique per user: the name alone is the key, served by UNIQUE (user_id, name).
+                var afterName = after.Name!;
+                query = query.Where(p => string.Compare(p.Name, afterName) > 0);
+            }
+
+            var rows = await query.OrderBy(p => p.Name).Take(pageSize + 1).ToListAsync(ct);
+            var next = rows.Count > pageSize
+                ? new Cursor(ListName, "name", false, rows[pageSize - 1].CreatedAt, rows[pageSize - 1].Id, Name: rows[pageSize - 1].Name).Encode()
+                : null;
+            return new Page<ProjectDto>(rows.Take(pageSize).Select(ProjectDto.From).ToList(), next);
+        }, cancellationToken);
+        return TypedResults.Ok(s.Served(page));
+    }
+
+    public static async Task<Results<Ok<ProjectDto>, NotFound>> GetProject(Guid id, [AsParameters] TodoServices s, CancellationToken cancellationToken)
+    {
+        var userId = s.UserId;
+        var project = s.Served(await s.Reads.ReadAsync(userId, new ReadSpec("get_project", "projects"), (db, ct) =>
+            db.Projects.AsNoTracking().FirstOrDefaultAsync(p => p.UserId == userId && p.Id == id, ct), cancellationToken));
+        if (project is null)
+        {
+            return TypedResults.NotFound();
+        }
+
+        ETags.Set(s.Http.Response, project.UpdatedAt);
+        return TypedResults.Ok(ProjectDto.From(project));
+    }
+
+    public static async Task<Results<Created<ProjectDto>, ValidationProblem, ProblemHttpResult>> CreateProject(
+        ProjectRequest body, [AsParameters] TodoServices s, CancellationToken cancellationToken)
+    {
+        var validation = new Validation();
+        validation.Length("name", body.Name, Validation.ProjectNameMaxLength, required: true);
+        if (!validation.IsValid)
+        {
+            return TypedResults.ValidationProblem(validation.Errors);
+        }
+
+        var userId = s.UserId;
+        var name = body.Name!.Trim();
+        await using var write = await s.Writes.BeginAsync(userId, "create_project", cancellationToken);
+        if (await write.Db.Projects.AnyAsync(p => p.UserId == userId && p.Name == name, cancellationToken))
+        {
+            return NameTaken(name);
+        }
+
+        var project = new Project { UserId = userId, Id = Guid.CreateVersion7(), Name = name };
+        write.Db.Projects.Add(project);
+        await write.CommitAsync(cancellationToken);
+        ETags.Set(s.Http.Response, project.UpdatedAt);
+        return TypedResults.Created($"/api/projects/{project.Id}", ProjectDto.From(project));
+    }
+
+    public static async Task<Results<Ok<ProjectDto>, ValidationProblem, NotFound, ProblemHttpResult>> RenameProject(
+        Guid id, ProjectRequest body, [AsParameters] TodoServices s, CancellationToken cancellationToken)
+    {
+        var validation = new Validation();
+        validation.Length("name", body.Name, Validation.ProjectNameMaxLength, required: true);
+        if (!validation.IsValid)
+        {
+            return TypedResults.ValidationProblem(validation.Errors);
+        }
+
+        var userId = s.UserId;
+        var name = body.Name!.Trim();
+        await using var write = await s.Writes.BeginAsync(userId, "rename_project", cancellationToken);
+        var project = (await write.Db.Projects
+            .FromSql($"SELECT * FROM projects WHERE user_id = {userId} AND id = {id} FOR UPDATE")
+            .AsTracking().ToListAsync(cancellationToken)).SingleOrDefault();
+        if (project is null)
+        {
+            return TypedResults.NotFound();
+        }
+
+        if (!ETags.Matches(s.Http.Request, project.UpdatedAt))
+        {
+            return TypedResults.Problem(
+                statusCode: StatusCodes.Status412PreconditionFailed, title: "Precondition Failed",
+                detail: "The project changed since the ETag in If-Match was issued; read it again and retry.");
+        }
+
+        if (project.Name != name)
+        {
+            if (await write.Db.Projects.AnyAsync(p => p.UserId == userId && p.Name == name && p.Id != id, cancellationToken))
+            {
+                return NameTaken(name);
+            }
+
+            project.Name = name;
+        }
+
+        await write.CommitAsync(cancellationToken);
+        ETags.Set(s.Http.Response, project.UpdatedAt);
+        return TypedResults.Ok(ProjectDto.From(project));
+    }
+
+    public static async Task<Results<NoContent, NotFound, ProblemHttpResult>> DeleteProject(
+        Guid id, [AsParameters] TodoServices s, CancellationToken cancellationToken)
+    {
+        var userId = s.UserId;
+        await using var write = await s.Writes.BeginAsync(userId, "delete_project", cancellationToken);
+        var project = (await write.Db.Projects
+            .FromSql($"SELECT * FROM projects WHERE user_id = {userId} AND id = {id} FOR UPDATE")
+            .AsNoTracking().ToListAsync(cancellationToken)).SingleOrDefault();
+        if (project is null)
+        {
+            return TypedResults.NotFound();
+        }
+
+        if (!ETags.Matches(s.Http.Request, project.UpdatedAt))
+        {
+            return TypedResults.Problem(
+                statusCode: StatusCodes.Status412PreconditionFailed, title: "Precondition Failed",
+                detail: "The project changed since the ETag in If-Match was issued; read it again and retry.");
+        }
+
+        await write.Db.Database.ExecuteSqlAsync($"DELETE FROM projects WHERE user_id = {userId} AND id = {id}", cancellationToken);
+        await write.CommitAsync(cancellationToken);
+        return TypedResults.NoContent();
+    }
+
+    private static ProblemHttpResult NameTaken(string name) =>
+        TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Conflict", detail: $"You already have a project named '{name}'.");
+}

@@ -1,0 +1,58 @@
+using Microsoft.AspNetCore.OpenApi;
+using Microsoft.OpenApi;
+
+namespace TodoScale.Api.Extensions;
+
+/// <summary>Declares the bearer scheme so the browsable UI can send a token from the `token` verb.</summary>
+internal sealed class BearerSecurityTransformer : IOpenApiDocumentTransformer
+{
+    public Task TransformAsync(OpenApiDocument document, OpenApiDocumentTransformerContext context, CancellationToken cancellationToken)
+    {
+        document.Info.Title = "TodoScale API";
+        document.Info.Description = "Todos, subtasks, projects and AI interactions. Authenticate with a bearer token " +
+            "(in development: `dotnet run --project TodoScale.Archiver --no-launch-profile -- token --user <uuid>`).";
+        document.Components ??= new OpenApiComponents();
+        document.Components.SecuritySchemes ??= new Dictionary<string, IOpenApiSecurityScheme>();
+        document.Components.SecuritySchemes["Bearer"] = new OpenApiSecurityScheme
+        {
+            Type = SecuritySchemeType.Http,
+            Scheme = "bearer",
+            BearerFormat = "JWT",
+        };
+        document.Security ??= [];
+        document.Security.Add(new OpenApiSecurityRequirement { [new OpenApiSecuritySchemeReference("Bearer", document)] = [] });
+        return Task.CompletedTask;
+    }
+}
+
+/// <summary>
+/// Shows a PATCH field (<see cref="TodoScale.Api.Contracts.Optional{T}"/>) as the plain type it carries, and not
+/// as required: leaving it out is the point of a partial update.
+/// </summary>
+internal sealed class OptionalSchemaTransformer : IOpenApiSchemaTransformer
+{
+    public async Task TransformAsync(OpenApiSchema schema, OpenApiSchemaTransformerContext context, CancellationToken cancellationToken)
+    {
+        var type = context.JsonTypeInfo.Type;
+        if (IsOptional(type))
+        {
+            var inner = await context.GetOrCreateSchemaAsync(type.GetGenericArguments()[0], null, cancellationToken);
+            schema.Type = inner.Type;
+            schema.Format = inner.Format;
+            schema.Properties = inner.Properties;
+            schema.Required = inner.Required;
+            return;
+        }
+
+        if (schema.Required is { Count: > 0 } required)
+        {
+            foreach (var property in context.JsonTypeInfo.Properties.Where(p => IsOptional(p.PropertyType)))
+            {
+                required.Remove(property.Name);
+            }
+        }
+    }
+
+    private static bool IsOptional(Type type) =>
+        type.IsGenericType && type.GetGenericTypeDefinition() == typeof(TodoScale.Api.Contracts.Optional<>);
+}

@@ -1,0 +1,169 @@
+using System.Text.RegularExpressions;
+using Microsoft.Extensions.Options;
+using Npgsql;
+using NpgsqlTypes;
+using TodoScale.Api.Telemetry;
+using TodoScale.Data;
+
+namespace TodoScale.Api.Reads;
+
+/// <summary>What the API knows about the replica, read every <see cref="ReadOptions.ReplicaPollInterval"/>.</summary>
+/// <param name="Up">The replica answers and is a hot standby (a promoted replica gets no reads).</param>
+/// <param name="ReplayLsn">Everything up to here is visible on the replica; it only moves forward.</param>
+/// <param name="Lag">0 when the replica has replayed what the primary had written; otherwise the time since the
+/// replica last replayed a transaction (so a paused or stuck replica's lag grows).</param>
+public sealed record ReplicaState(bool Up, ulong ReplayLsn, TimeSpan Lag, ulong BytesBehind, DateTimeOffset CheckedAt, string? Error)
+{
+    public static readonly ReplicaState Unknown = new(false, 0, TimeSpan.MaxValue, 0, DateTimeOffset.MinValue, "not checked yet");
+}
+
+/// <summary>Facts the API reads from the catalog rather than from settings, so a re-split needs no restart.</summary>
+public sealed record SchemaFacts(int ActiveModulus, int? MaxDepth)
+{
+    public static readonly SchemaFacts Default = new(16, null);
+}
+
+/// <summary>
+/// Polls the replica's replay position and lag (and, less often, the partition modulus and depth limit from the
+/// primary's catalog). Reads consult the latest snapshot instead of asking the replica on every request.
+/// </summary>
+public sealed partial class DatabaseMonitor(
+    NpgsqlDataSource primary,
+    [FromKeyedServices(ConnectionNames.TodosReplica)] NpgsqlDataSource replica,
+    IOptions<ReadOptions> options,
+    TimeProvider clock,
+    ApiMetrics metrics,
+    ILogger<DatabaseMonitor> logger) : BackgroundService
+{
+    private static readonly TimeSpan SchemaRefresh = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan ProbeTimeout = TimeSpan.FromSeconds(2);
+
+    private volatile ReplicaState _replica = ReplicaState.Unknown;
+    private volatile SchemaFacts _schema = SchemaFacts.Default;
+    private DateTimeOffset _schemaReadAt = DateTimeOffset.MinValue;
+
+    public ReplicaState Replica => _replica;
+
+    public SchemaFacts Schema => _schema;
+
+    /// <summary>A read on the replica failed at the connection: no more reads there until the next poll says otherwise.</summary>
+    public void MarkReplicaDown(Exception error)
+    {
+        _replica = _replica with { Up = false, Error = error.Message, CheckedAt = clock.GetUtcNow() };
+        LogReplicaReadFailed(logger, error.Message);
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        metrics.ObserveReplica(() => _replica);
+        using var timer = new PeriodicTimer(options.Value.ReplicaPollInterval, clock);
+        do
+        {
+            await PollAsync(stoppingToken);
+        }
+        while (await timer.WaitForNextTickAsync(stoppingToken));
+    }
+
+    /// <summary>One poll; public so tests and startup can force a fresh reading.</summary>
+    public async Task PollAsync(CancellationToken cancellationToken)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(ProbeTimeout);
+        ulong? primaryLsn = null;
+        try
+        {
+            await using var connection = await primary.OpenConnectionAsync(timeout.Token);
+            if (clock.GetUtcNow() - _schemaReadAt > SchemaRefresh)
+            {
+                _schema = await ReadSchemaFactsAsync(connection, timeout.Token);
+                _schemaReadAt = clock.GetUtcNow();
+            }
+
+            await using var command = new NpgsqlCommand("SELECT pg_current_wal_lsn()", connection);
+            primaryLsn = (ulong)(NpgsqlLogSequenceNumber)(await command.ExecuteScalarAsync(timeout.Token))!;
+        }
+        catch (Exception e) when (e is NpgsqlException or TimeoutException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
+        {
+            // Writes will fail on their own; the replica's lag is then measured against the last known position.
+        }
+
+        var previous = _replica;
+        try
+        {
+            await using var connection = await replica.OpenConnectionAsync(timeout.Token);
+            await using var command = new NpgsqlCommand(
+                """
+                SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn(), clock_timestamp() - pg_last_xact_replay_timestamp()
+                """, connection);
+            await using var reader = await command.ExecuteReaderAsync(timeout.Token);
+            await reader.ReadAsync(timeout.Token);
+            var inRecovery = reader.GetBoolean(0);
+            var replay = reader.IsDBNull(1) ? 0UL : (ulong)reader.GetFieldValue<NpgsqlLogSequenceNumber>(1);
+            var sinceReplay = reader.IsDBNull(2) ? TimeSpan.MaxValue : reader.GetFieldValue<TimeSpan>(2);
+            var target = primaryLsn ?? _lastPrimaryLsn;
+            var caughtUp = replay >= target;
+            var state = new ReplicaState(
+                Up: inRecovery,
+                ReplayLsn: replay,
+                Lag: caughtUp ? TimeSpan.Zero : (sinceReplay < TimeSpan.Zero ? TimeSpan.Zero : sinceReplay),
+                BytesBehind: caughtUp ? 0 : target - replay,
+                CheckedAt: clock.GetUtcNow(),
+                Error: inRecovery ? null : "the replica is not in recovery (promoted?): it gets no reads");
+            _replica = state;
+            if (!previous.Up && state.Up)
+            {
+                LogReplicaUp(logger);
+            }
+        }
+        catch (Exception e) when (e is NpgsqlException or TimeoutException or InvalidOperationException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
+        {
+            _replica = previous with { Up = false, Error = e.Message, CheckedAt = clock.GetUtcNow() };
+            if (previous.Up)
+            {
+                LogReplicaDown(logger, e.Message);
+            }
+        }
+
+        if (primaryLsn is { } lsn)
+        {
+            _lastPrimaryLsn = lsn;
+        }
+    }
+
+    private ulong _lastPrimaryLsn;
+
+    [GeneratedRegex(@"modulus (\d+)")]
+    private static partial Regex ModulusPattern();
+
+    [GeneratedRegex(@"depth <= (\d+)")]
+    private static partial Regex MaxDepthPattern();
+
+    private static async Task<SchemaFacts> ReadSchemaFactsAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand(
+            """
+            SELECT (SELECT string_agg(pg_get_expr(c.relpartbound, c.oid), ' ')
+                      FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                     WHERE i.inhparent = 'todos_active'::regclass),
+                   (SELECT pg_get_constraintdef(oid) FROM pg_constraint
+                     WHERE conrelid = 'todos_active'::regclass AND conname = 'todos_active_depth_check')
+            """, connection);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        await reader.ReadAsync(cancellationToken);
+        var bounds = reader.IsDBNull(0) ? "" : reader.GetString(0);
+        var check = reader.IsDBNull(1) ? "" : reader.GetString(1);
+        // During a re-split two moduli live side by side; the larger one is where rows are going.
+        var modulus = ModulusPattern().Matches(bounds).Select(m => int.Parse(m.Groups[1].Value)).DefaultIfEmpty(16).Max();
+        var depth = MaxDepthPattern().Match(check) is { Success: true } m ? int.Parse(m.Groups[1].Value) : (int?)null;
+        return new SchemaFacts(modulus, depth);
+    }
+
+    [LoggerMessage(LogLevel.Warning, "The replica is down or unreachable; reads go to the primary: {Reason}")]
+    private static partial void LogReplicaDown(ILogger logger, string reason);
+
+    [LoggerMessage(LogLevel.Warning, "A read on the replica failed; reads go to the primary until it answers again: {Reason}")]
+    private static partial void LogReplicaReadFailed(ILogger logger, string reason);
+
+    [LoggerMessage(LogLevel.Information, "The replica answers again; reads may go there.")]
+    private static partial void LogReplicaUp(ILogger logger);
+}

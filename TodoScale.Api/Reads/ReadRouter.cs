@@ -1,0 +1,137 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Microsoft.AspNetCore.Http.Json;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+using Npgsql;
+using TodoScale.Api.Caching;
+using TodoScale.Api.Telemetry;
+using TodoScale.Data;
+using TodoScale.Data.Partitioning;
+using TodoScale.Data.Tenancy;
+
+namespace TodoScale.Api.Reads;
+
+/// <summary>What a read is, for routing, caching and its latency histogram.</summary>
+/// <param name="Operation">A low-cardinality name: list_todos, get_todo, ...</param>
+/// <param name="Table">active, archived (a list that merges both says archived), projects, ai_interactions.</param>
+/// <param name="PageKey">Set for a first page that may be cached: the normalised query.</param>
+public readonly record struct ReadSpec(string Operation, string Table, string? PageKey = null);
+
+/// <summary>A read's result and where it came from (primary, replica or cache).</summary>
+public readonly record struct Routed<T>(T Value, string Source);
+
+/// <summary>
+/// Runs a user's read where it is both cheapest and correct: the cache when it holds a page that reflects the
+/// user's last write; else the replica when it is up, its lag is under the limit and it has replayed past the
+/// user's last commit; else the primary. A replica that fails mid-read is marked down and the read is retried
+/// on the primary, so a replica outage is never an error.
+/// </summary>
+public sealed class ReadRouter(
+    IDbContextFactory<TodoDbContext> primaryContexts,
+    IDbContextFactory<ReplicaDbContext> replicaContexts,
+    DatabaseMonitor monitor,
+    UserStateStore userState,
+    IOptions<ReadOptions> options,
+    IOptions<JsonOptions> json,
+    ApiMetrics metrics)
+{
+    public async Task<Routed<T>> ReadAsync<T>(
+        Guid userId, ReadSpec spec, Func<TodoScaleDbContext, CancellationToken, Task<T>> query, CancellationToken cancellationToken)
+    {
+        var partition = PartitionHash.PartitionIndex(userId, monitor.Schema.ActiveModulus);
+        var view = await userState.ReadAsync(userId, spec.PageKey);
+        if (spec.PageKey is not null)
+        {
+            if (view.CachedPage is { } cached)
+            {
+                var started = Stopwatch.GetTimestamp();
+                var value = JsonSerializer.Deserialize<T>(cached, json.Value.SerializerOptions)!;
+                metrics.CacheHit();
+                metrics.RecordQuery(Stopwatch.GetElapsedTime(started), partition, spec.Table, ApiMetrics.Targets.Cache, spec.Operation);
+                return new(value, ApiMetrics.Targets.Cache);
+            }
+
+            if (view.Known)
+            {
+                metrics.CacheMiss();
+            }
+            else
+            {
+                metrics.CacheUnavailable();
+            }
+        }
+
+        var (target, reason) = Choose(view);
+        metrics.Routed(target, reason);
+        T result;
+        if (target == ApiMetrics.Targets.Replica)
+        {
+            try
+            {
+                result = await RunAsync(replicaContexts, userId, spec, partition, target, query, cancellationToken);
+            }
+            catch (Exception e) when (IsReplicaFailure(e) && !cancellationToken.IsCancellationRequested)
+            {
+                if (e is not PostgresException)
+                {
+                    monitor.MarkReplicaDown(e);
+                }
+
+                metrics.Routed(ApiMetrics.Targets.Primary, "replica_failed");
+                target = ApiMetrics.Targets.Primary;
+                result = await RunAsync(primaryContexts, userId, spec, partition, target, query, cancellationToken);
+            }
+        }
+        else
+        {
+            result = await RunAsync(primaryContexts, userId, spec, partition, target, query, cancellationToken);
+        }
+
+        if (spec.PageKey is not null && view.Known)
+        {
+            await userState.StorePageAsync(userId, spec.PageKey, view.LastWriteLsn, JsonSerializer.Serialize(result, json.Value.SerializerOptions));
+        }
+
+        return new(result, target);
+    }
+
+    private (string Target, string Reason) Choose(UserView view)
+    {
+        var replica = monitor.Replica;
+        return true switch
+        {
+            _ when !options.Value.UseReplica => (ApiMetrics.Targets.Primary, "replica_disabled"),
+            _ when !replica.Up => (ApiMetrics.Targets.Primary, "replica_down"),
+            _ when replica.Lag > options.Value.ReplicaLagLimit => (ApiMetrics.Targets.Primary, "replica_lagging"),
+            _ when !view.Known => (ApiMetrics.Targets.Primary, "last_write_unknown"),
+            _ when view.LastWriteLsn == 0 => (ApiMetrics.Targets.Replica, "no_recent_write"),
+            _ when replica.ReplayLsn >= view.LastWriteLsn => (ApiMetrics.Targets.Replica, "caught_up"),
+            _ => (ApiMetrics.Targets.Primary, "replica_behind"),
+        };
+    }
+
+    private async Task<T> RunAsync<TContext, T>(
+        IDbContextFactory<TContext> contexts, Guid userId, ReadSpec spec, int partition, string target,
+        Func<TodoScaleDbContext, CancellationToken, Task<T>> query, CancellationToken cancellationToken)
+        where TContext : TodoScaleDbContext
+    {
+        await using var db = await contexts.CreateDbContextAsync(cancellationToken);
+        var started = Stopwatch.GetTimestamp();
+        await using var transaction = await db.BeginTenantTransactionAsync(userId, cancellationToken);
+        var result = await query(db, cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
+        metrics.RecordQuery(Stopwatch.GetElapsedTime(started), partition, spec.Table, target, spec.Operation);
+        return result;
+    }
+
+    /// <summary>Failures of the replica itself (connection, shutdown, recovery conflicts), not of the query.</summary>
+    private static bool IsReplicaFailure(Exception e) => e switch
+    {
+        PostgresException pg => pg.SqlState is "40001" or "57P01" or "57P02" or "57P03" or "57014" || pg.SqlState.StartsWith("08", StringComparison.Ordinal),
+        NpgsqlException => true,
+        TimeoutException => true,
+        InvalidOperationException { InnerException: NpgsqlException } => true,
+        _ => e.InnerException is { } inner && IsReplicaFailure(inner),
+    };
+}

@@ -1,0 +1,87 @@
+using System.Diagnostics;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Storage;
+using Npgsql;
+using NpgsqlTypes;
+using TodoScale.Api.Caching;
+using TodoScale.Api.Reads;
+using TodoScale.Api.Telemetry;
+using TodoScale.Data;
+using TodoScale.Data.Partitioning;
+using TodoScale.Data.Tenancy;
+
+namespace TodoScale.Api.Writes;
+
+/// <summary>
+/// Opens a user's write: a primary transaction with app.user_id set. Disposing without <see cref="UserWrite.CommitAsync"/>
+/// rolls it back (every 4xx after a check); committing records the commit position for read-your-writes and
+/// invalidates the user's cached pages.
+/// </summary>
+public sealed class TenantWrites(
+    IDbContextFactory<TodoDbContext> contexts,
+    UserStateStore userState,
+    DatabaseMonitor monitor,
+    ApiMetrics metrics)
+{
+    public async Task<UserWrite> BeginAsync(Guid userId, string operation, CancellationToken cancellationToken)
+    {
+        var db = await contexts.CreateDbContextAsync(cancellationToken);
+        try
+        {
+            var started = Stopwatch.GetTimestamp();
+            // Opened here, the connection stays open after the commit (EF would close one it opened for the
+            // transaction), so the commit position is read on the same session.
+            await db.Database.OpenConnectionAsync(cancellationToken);
+            var transaction = await db.BeginTenantTransactionAsync(userId, cancellationToken);
+            return new UserWrite(db, transaction, userId, operation, started, this);
+        }
+        catch
+        {
+            await db.DisposeAsync();
+            throw;
+        }
+    }
+
+    internal async Task CommittedAsync(TodoDbContext db, Guid userId, string operation, long started)
+    {
+        metrics.RecordQuery(
+            Stopwatch.GetElapsedTime(started), PartitionHash.PartitionIndex(userId, monitor.Schema.ActiveModulus),
+            "active", ApiMetrics.Targets.Primary, operation);
+        ulong lsn;
+        try
+        {
+            var connection = (NpgsqlConnection)db.Database.GetDbConnection();
+            await using var command = new NpgsqlCommand("SELECT pg_current_wal_lsn()", connection);
+            lsn = (ulong)(NpgsqlLogSequenceNumber)(await command.ExecuteScalarAsync(CancellationToken.None))!;
+        }
+        catch (NpgsqlException)
+        {
+            // Committed, but where is unknown: this user reads from the primary until the position expires.
+            lsn = ulong.MaxValue;
+        }
+
+        await userState.RecordWriteAsync(userId, lsn);
+    }
+}
+
+/// <summary>One user's open write transaction on the primary.</summary>
+public sealed class UserWrite(
+    TodoDbContext db, IDbContextTransaction transaction, Guid userId, string operation, long started, TenantWrites owner) : IAsyncDisposable
+{
+    public TodoDbContext Db => db;
+
+    public Guid UserId => userId;
+
+    public async Task CommitAsync(CancellationToken cancellationToken)
+    {
+        await db.SaveChangesAsync(cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
+        await owner.CommittedAsync(db, userId, operation, started);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await transaction.DisposeAsync();
+        await db.DisposeAsync();
+    }
+}
