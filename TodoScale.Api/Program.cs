@@ -7,7 +7,14 @@ var builder = WebApplication.CreateBuilder(args);
 builder.AddServiceDefaults();
 builder.AddApplicationServices();
 builder.AddTodoScaleAuthentication();
-builder.Services.AddProblemDetails();
+builder.Services.AddProblemDetails(options => options.CustomizeProblemDetails = context =>
+{
+    // A developer sees why a request failed; production answers never carry internals.
+    if (context.Exception is { } exception && builder.Environment.IsDevelopment())
+    {
+        context.ProblemDetails.Extensions["exception"] = exception.ToString();
+    }
+});
 
 var app = builder.Build();
 

@@ -31,7 +31,8 @@ public abstract class TodoScaleDbContext(DbContextOptions options) : DbContext(o
         {
             project.ToTable("projects");
             project.HasKey(p => new { p.UserId, p.Id });
-            project.HasAlternateKey(p => new { p.UserId, p.Name }).HasName("projects_user_name_key");
+            // A unique index, not an alternate key: EF would refuse to rename a project (a key never changes).
+            project.HasIndex(p => new { p.UserId, p.Name }).IsUnique().HasDatabaseName("projects_user_name_key");
             project.Property(p => p.Name).HasMaxLength(200);
             project.Property(p => p.CreatedAt).HasDefaultValueSql("now()");
             project.Property(p => p.UpdatedAt).HasDefaultValueSql("now()").ValueGeneratedOnAddOrUpdate();

@@ -51,15 +51,13 @@ public static class ProjectsApi
         var pageKey = after is null ? $"projects?l={pageSize}" : null;
         var page = await s.Reads.ReadAsync(userId, new ReadSpec("list_projects", "projects", pageKey), async (db, ct) =>
         {
-            var query = db.Projects.AsNoTracking().Where(p => p.UserId == userId);
-            if (after is not null)
-            {
-                // Names are unique per user: the name alone is the key, served by UNIQUE (user_id, name).
-                var afterName = after.Name!;
-                query = query.Where(p => string.Compare(p.Name, afterName) > 0);
-            }
+            // Names are unique per user: the name alone is the keyset, served by UNIQUE (user_id, name).
+            var afterName = after?.Name;
+            var query = afterName is null
+                ? db.Projects.Where(p => p.UserId == userId)
+                : db.Projects.FromSql($"SELECT * FROM projects WHERE user_id = {userId} AND name > {afterName}");
 
-            var rows = await query.OrderBy(p => p.Name).Take(pageSize + 1).ToListAsync(ct);
+            var rows = await query.AsNoTracking().OrderBy(p => p.Name).Take(pageSize + 1).ToListAsync(ct);
             var next = rows.Count > pageSize
                 ? new Cursor(ListName, "name", false, rows[pageSize - 1].CreatedAt, rows[pageSize - 1].Id, Name: rows[pageSize - 1].Name).Encode()
                 : null;

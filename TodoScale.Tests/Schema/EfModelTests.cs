@@ -59,8 +59,11 @@ public sealed class EfModelTests(PostgresServer server) : IAsyncLifetime
         foreach (var entity in context.Model.GetEntityTypes())
         {
             var table = entity.GetTableName()!;
+            // A UNIQUE constraint is a unique index in the model (an alternate key could never change: renames).
             var modelKeys = entity.GetKeys()
                 .Select(k => $"{(k.IsPrimaryKey() ? "p" : "u")}({string.Join(",", k.Properties.Select(p => p.GetColumnName()))})")
+                .Concat(entity.GetIndexes().Where(i => i.IsUnique)
+                    .Select(i => $"u({string.Join(",", i.Properties.Select(p => p.GetColumnName()))})"))
                 .Concat(entity.GetForeignKeys().Select(fk =>
                     $"f({string.Join(",", fk.Properties.Select(p => p.GetColumnName()))})->{fk.PrincipalEntityType.GetTableName()}" +
                     $"({string.Join(",", fk.PrincipalKey.Properties.Select(p => p.GetColumnName()))})"))
