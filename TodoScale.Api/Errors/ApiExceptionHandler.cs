@@ -64,8 +64,6 @@ public sealed partial class ApiExceptionHandler(IProblemDetailsService problems,
         PostgresErrorCodes.StringDataRightTruncation => Invalid("body", "A value is longer than its field allows."),
         PostgresErrorCodes.InvalidTextRepresentation or PostgresErrorCodes.NumericValueOutOfRange or PostgresErrorCodes.DatetimeFieldOverflow =>
             Invalid("body", "A value is out of the range its field allows."),
-        // Row-level security refused a row: to the caller it does not exist.
-        PostgresErrorCodes.InsufficientPrivilege => new ProblemDetails { Status = StatusCodes.Status404NotFound, Title = "Not Found" },
         _ when pg.SqlState.StartsWith("08", StringComparison.Ordinal) || pg.SqlState.StartsWith("53", StringComparison.Ordinal)
             || pg.SqlState.StartsWith("57", StringComparison.Ordinal) || pg.SqlState == PostgresErrorCodes.LockNotAvailable =>
             Unavailable("The database is busy or restarting; try again shortly."),
