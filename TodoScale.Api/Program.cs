@@ -34,5 +34,6 @@ app.MapIdentityApi();
 app.MapTodosApi();
 app.MapProjectsApi();
 app.MapAiApi();
+app.MapOperatorApi();
 
 app.Run();

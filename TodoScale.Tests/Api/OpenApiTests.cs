@@ -17,7 +17,7 @@ public sealed class OpenApiTests(AppHostFixture fixture)
         Assert.Equal(
             new[]
             {
-                "/api/me", "/api/projects", "/api/projects/{id}", "/api/todos", "/api/todos/{id}", "/api/todos/{id}/ai-interactions",
+                "/api/admin/reads", "/api/me", "/api/projects", "/api/projects/{id}", "/api/todos", "/api/todos/{id}", "/api/todos/{id}/ai-interactions",
                 "/api/todos/{id}/complete", "/api/todos/{id}/move", "/api/todos/{id}/reopen", "/api/todos/{id}/subtasks",
                 "/api/todos/{id}/subtasks/ai", "/api/todos/{id}/subtree",
             }.Order(),

@@ -168,6 +168,20 @@ public sealed class ReadRoutingAndCacheTests(AppHostFixture fixture)
         }
     }
 
+    [Fact]
+    public async Task Operators_see_the_routing_state_with_an_admin_token_and_users_get_403()
+    {
+        using var user = ApiClient.ForNewUser(fixture);
+        (await user.GetAsync("/api/admin/reads")).IsProblem(Forbidden);
+        using var admin = ApiClient.ForNewUser(fixture, admin: true);
+        await EventuallyAsync("the replica up", async () => (await admin.GetAsync("/api/admin/reads")).Is(OK).Body!["replicaUp"]!.GetValue<bool>());
+        var status = (await admin.GetAsync("/api/admin/reads")).Is(OK).Body!;
+        Assert.True(status["redisConnected"]!.GetValue<bool>());
+        Assert.Equal(16, status["activePartitions"]!.GetValue<int>());
+        Assert.Equal(5, status["maxDepth"]!.GetValue<int>());
+        Assert.Matches("^[0-9A-F]+/[0-9A-F]+$", status["replicaReplayLsn"]!.GetValue<string>());
+    }
+
     private async Task<string> HealthAsync()
     {
         using var http = fixture.App.CreateHttpClient("api", "http");

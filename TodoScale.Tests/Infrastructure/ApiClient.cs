@@ -26,11 +26,11 @@ public sealed class ApiClient : IDisposable
     public Guid UserId { get; }
 
     /// <summary>A client for a new user (a fresh UUIDv7), so no test ever sees another test's rows.</summary>
-    public static ApiClient ForNewUser(AppHostFixture fixture, Guid? userId = null)
+    public static ApiClient ForNewUser(AppHostFixture fixture, Guid? userId = null, bool admin = false)
     {
         var user = userId ?? Guid.CreateVersion7();
         var key = File.ReadAllText(Path.Combine(fixture.DataRoot, "auth-signing.key")).Trim();
-        var token = TodoScaleTokens.Create(new AuthOptions { SigningKey = key }, user, admin: false, DateTimeOffset.UtcNow, TimeSpan.FromHours(1));
+        var token = TodoScaleTokens.Create(new AuthOptions { SigningKey = key }, user, admin, DateTimeOffset.UtcNow, TimeSpan.FromHours(1));
         var http = fixture.App.CreateHttpClient("api", "http");
         http.Timeout = RequestTimeout;
         http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);

@@ -1,0 +1,46 @@
+using Microsoft.AspNetCore.Http.HttpResults;
+using StackExchange.Redis;
+using TodoScale.Api.Caching;
+using TodoScale.Api.Extensions;
+using TodoScale.Api.Reads;
+
+namespace TodoScale.Api.Apis;
+
+/// <summary>What operators ask the API itself (admin scope): where reads go right now, and why.</summary>
+public static class OperatorApi
+{
+    public static IEndpointRouteBuilder MapOperatorApi(this IEndpointRouteBuilder app)
+    {
+        var api = app.MapGroup("/api/admin").WithTags("Operators").RequireAuthorization(Policies.Admin);
+        api.MapGet("/reads", GetReadRouting).WithName("GetReadRouting");
+        return app;
+    }
+
+    public static Ok<ReadRoutingStatus> GetReadRouting(DatabaseMonitor monitor, IConnectionMultiplexer redis, UserStateStore userState)
+    {
+        var replica = monitor.Replica;
+        return TypedResults.Ok(new ReadRoutingStatus(
+            ReplicaUp: replica.Up,
+            ReplicaLagSeconds: replica.Lag == TimeSpan.MaxValue ? null : replica.Lag.TotalSeconds,
+            ReplicaBytesBehind: replica.BytesBehind,
+            ReplicaReplayLsn: new NpgsqlTypes.NpgsqlLogSequenceNumber(replica.ReplayLsn).ToString(),
+            ReplicaCheckedAt: replica.CheckedAt == DateTimeOffset.MinValue ? null : replica.CheckedAt,
+            ReplicaError: replica.Error,
+            RedisConnected: redis.IsConnected,
+            UsersAwaitingRedis: userState.PendingUsers,
+            ActivePartitions: monitor.Schema.ActiveModulus,
+            MaxDepth: monitor.Schema.MaxDepth));
+    }
+}
+
+public sealed record ReadRoutingStatus(
+    bool ReplicaUp,
+    double? ReplicaLagSeconds,
+    ulong ReplicaBytesBehind,
+    string ReplicaReplayLsn,
+    DateTimeOffset? ReplicaCheckedAt,
+    string? ReplicaError,
+    bool RedisConnected,
+    int UsersAwaitingRedis,
+    int ActivePartitions,
+    int? MaxDepth);
