@@ -13,6 +13,7 @@ public static class ArchiverCli
             serve,
             MigrateCommand.Create(),
             TokenCommand.Create(),
+            ArchiveCommand.Create(),
         };
 
         // With no verb the archiver serves; host arguments (e.g. --urls) pass through to ASP.NET Core.

@@ -46,6 +46,14 @@ public sealed class PostgresServer : IAsyncLifetime
             return connectionString;
         })).Value;
 
+    /// <summary>A fresh database of its own, for a test whose work touches every row (an archive pass), migrated.</summary>
+    public async Task<string> FreshMigratedDatabaseAsync(string hint)
+    {
+        var connectionString = await CreateDatabaseAsync(hint);
+        await Task.Run(() => new SchemaMigrator(connectionString, new SchemaOptions(), _ => { }).Migrate());
+        return connectionString;
+    }
+
     /// <summary>Something a whole test class shares (e.g. seeded data), made once on first use.</summary>
     public Task<T> SharedForAsync<T>(Type testClass, Func<Task<T>> create) =>
         (Task<T>)_shared.GetOrAdd(testClass, _ => new Lazy<Task>(() => create())).Value;

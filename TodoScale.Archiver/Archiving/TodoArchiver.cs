@@ -1,0 +1,303 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Text.Json;
+using Npgsql;
+using NpgsqlTypes;
+
+namespace TodoScale.Archiver.Archiving;
+
+/// <summary>One partition's share of a pass.</summary>
+public sealed record PartitionResult(string Partition, int Index, long RowsMoved, long RootsMoved, int Batches, bool Skipped);
+
+/// <summary>What a pass did.</summary>
+public sealed record ArchivePassResult(IReadOnlyList<PartitionResult> Partitions, TimeSpan Elapsed, DateTimeOffset Cutoff)
+{
+    public long RowsMoved => Partitions.Sum(p => p.RowsMoved);
+
+    public long RootsMoved => Partitions.Sum(p => p.RootsMoved);
+
+    public int Batches => Partitions.Sum(p => p.Batches);
+
+    public int SkippedPartitions => Partitions.Count(p => p.Skipped);
+}
+
+/// <summary>Progress of a pass, reported after every batch.</summary>
+public readonly record struct ArchiveProgress(string Partition, long RowsMoved, int Batches, bool Finished);
+
+/// <summary>
+/// Moves finished todos from todos_active to todos_archived. Each active partition is worked by one of
+/// <see cref="ArchiveOptions.Parallel"/> workers under a session advisory lock (a second archiver skips a
+/// partition that is being worked). A batch is ONE statement: DELETE .. RETURNING feeding INSERT with the columns
+/// named on both sides, so at every instant each row is in exactly one table and a crash loses or duplicates
+/// nothing. The unit of a move is a top-level todo with its whole subtree, and it moves only when every todo in
+/// the subtree is finished and older than the cut-off; a finished subtask under an open parent stays.
+/// </summary>
+public sealed class TodoArchiver(NpgsqlDataSource dataSource, ArchiveOptions options, TimeProvider clock, ArchiveMetrics? metrics = null)
+{
+    /// <summary>Advisory-lock class of archive work (with the partition's oid as the object id).</summary>
+    public const int AdvisoryLockClass = 0x54534152; // "TSAR"
+
+    private const int MaxBatchAttempts = 10;
+
+    private const string Columns =
+        "id, user_id, parent_todo_id, project_id, title, description, status, priority, due_date, completed_at, ai_generated, depth, created_at, updated_at";
+
+    public async Task<ArchivePassResult> RunPassAsync(IProgress<ArchiveProgress>? progress, CancellationToken cancellationToken)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var now = clock.GetUtcNow();
+        var cutoff = now - options.OlderThan;
+        try
+        {
+            await EnsureArchiveMonthsAsync(now, cancellationToken);
+            var partitions = await ActivePartitionsAsync(cancellationToken);
+            var queue = new ConcurrentQueue<(string Name, uint Oid, int Index)>(partitions);
+            var results = new ConcurrentBag<PartitionResult>();
+            var workers = Enumerable.Range(0, Math.Min(options.Parallel, Math.Max(1, partitions.Count))).Select(async _ =>
+            {
+                while (queue.TryDequeue(out var partition))
+                {
+                    results.Add(await ArchivePartitionAsync(partition.Name, partition.Oid, partition.Index, cutoff, now, progress, cancellationToken));
+                }
+            });
+            await Task.WhenAll(workers);
+
+            var result = new ArchivePassResult([.. results.OrderBy(r => r.Index)], Stopwatch.GetElapsedTime(started), cutoff);
+            metrics?.PassSucceeded("todos", result.Elapsed, clock.GetUtcNow());
+            return result;
+        }
+        catch
+        {
+            metrics?.PassFailed("todos");
+            throw;
+        }
+    }
+
+    /// <summary>Upkeep before a pass: the month archived_at falls in (and <see cref="ArchiveOptions.Premake"/> after it) exists.</summary>
+    public async Task<int> EnsureArchiveMonthsAsync(DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand(
+            """
+            SELECT todoscale_ensure_archive_months('todos_archived', @day, @ahead)
+                 + todoscale_ensure_archive_months('ai_interactions_archived', @day, @ahead)
+            """);
+        command.Parameters.Add(new NpgsqlParameter<DateOnly>("day", NpgsqlDbType.Date) { TypedValue = DateOnly.FromDateTime(now.UtcDateTime) });
+        command.Parameters.Add(new NpgsqlParameter<int>("ahead", NpgsqlDbType.Integer) { TypedValue = options.Premake });
+        return (int)(await command.ExecuteScalarAsync(cancellationToken))!;
+    }
+
+    /// <summary>The partitions of todos_active as the catalog has them now (a re-split changes them).</summary>
+    public async Task<List<(string Name, uint Oid, int Index)>> ActivePartitionsAsync(CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand(
+            """
+            SELECT c.relname, c.oid FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+             WHERE i.inhparent = 'todos_active'::regclass ORDER BY c.relname
+            """);
+        var partitions = new List<(string, uint, int)>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            var name = reader.GetString(0);
+            var index = int.TryParse(name.AsSpan(name.LastIndexOf("_p", StringComparison.Ordinal) + 2), out var parsed) ? parsed : partitions.Count;
+            partitions.Add((name, reader.GetFieldValue<uint>(1), index));
+        }
+
+        return partitions;
+    }
+
+    private async Task<PartitionResult> ArchivePartitionAsync(
+        string partition, uint oid, int index, DateTimeOffset cutoff, DateTimeOffset archivedAt,
+        IProgress<ArchiveProgress>? progress, CancellationToken cancellationToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        if (!await TryLockAsync(connection, oid, cancellationToken))
+        {
+            progress?.Report(new ArchiveProgress(partition, 0, 0, Finished: true));
+            return new PartitionResult(partition, index, 0, 0, 0, Skipped: true);
+        }
+
+        try
+        {
+            long rows = 0, roots = 0;
+            var batches = 0;
+            (DateTimeOffset CompletedAt, Guid Id) after = (DateTimeOffset.MinValue, Guid.Empty);
+            while (true)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var candidates = await NextRootsAsync(connection, partition, cutoff, after, cancellationToken);
+                if (candidates.Count == 0)
+                {
+                    break;
+                }
+
+                var started = Stopwatch.GetTimestamp();
+                var (moved, movedRoots) = await MoveBatchAsync(connection, partition, candidates, cutoff, archivedAt, cancellationToken);
+                rows += moved;
+                roots += movedRoots;
+                batches++;
+                metrics?.BatchMoved("todos", index, moved, Stopwatch.GetElapsedTime(started));
+                progress?.Report(new ArchiveProgress(partition, rows, batches, Finished: false));
+                after = (candidates[^1].CompletedAt, candidates[^1].Id);
+                if (candidates.Count < options.BatchSize)
+                {
+                    break;
+                }
+
+                if (options.PauseBetweenBatches > TimeSpan.Zero)
+                {
+                    await Task.Delay(options.PauseBetweenBatches, clock, cancellationToken);
+                }
+            }
+
+            progress?.Report(new ArchiveProgress(partition, rows, batches, Finished: true));
+            return new PartitionResult(partition, index, rows, roots, batches, Skipped: false);
+        }
+        finally
+        {
+            await using var unlock = new NpgsqlCommand("SELECT pg_advisory_unlock(@class, @object)", connection);
+            unlock.Parameters.Add(new NpgsqlParameter<int>("class", AdvisoryLockClass));
+            unlock.Parameters.Add(new NpgsqlParameter<int>("object", unchecked((int)oid)));
+            await unlock.ExecuteScalarAsync(CancellationToken.None);
+        }
+    }
+
+    private static async Task<bool> TryLockAsync(NpgsqlConnection connection, uint oid, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand("SELECT pg_try_advisory_lock(@class, @object)", connection);
+        command.Parameters.Add(new NpgsqlParameter<int>("class", AdvisoryLockClass));
+        command.Parameters.Add(new NpgsqlParameter<int>("object", unchecked((int)oid)));
+        return (bool)(await command.ExecuteScalarAsync(cancellationToken))!;
+    }
+
+    /// <summary>The next top-level finished todos older than the cut-off, in (completed_at, id) order after the last batch.</summary>
+    private async Task<List<(Guid UserId, Guid Id, DateTimeOffset CompletedAt)>> NextRootsAsync(
+        NpgsqlConnection connection, string partition, DateTimeOffset cutoff, (DateTimeOffset CompletedAt, Guid Id) after,
+        CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand(
+            $"""
+            SELECT user_id, id, completed_at FROM {Quote(partition)}
+             WHERE status IN ('done', 'cancelled') AND completed_at < @cutoff AND parent_todo_id IS NULL
+               AND (completed_at, id) > (@after_completed, @after_id)
+             ORDER BY completed_at, id
+             LIMIT @batch
+            """, connection);
+        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("cutoff", NpgsqlDbType.TimestampTz) { TypedValue = cutoff });
+        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("after_completed", NpgsqlDbType.TimestampTz) { TypedValue = after.CompletedAt == DateTimeOffset.MinValue ? DateTimeOffset.UnixEpoch.AddYears(-100) : after.CompletedAt });
+        command.Parameters.Add(new NpgsqlParameter<Guid>("after_id", NpgsqlDbType.Uuid) { TypedValue = after.Id });
+        command.Parameters.Add(new NpgsqlParameter<int>("batch", NpgsqlDbType.Integer) { TypedValue = options.BatchSize });
+        var roots = new List<(Guid, Guid, DateTimeOffset)>(options.BatchSize);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            roots.Add((reader.GetGuid(0), reader.GetGuid(1), reader.GetFieldValue<DateTimeOffset>(2)));
+        }
+
+        return roots;
+    }
+
+    /// <summary>
+    /// The batch: one statement that finds each candidate's subtree, keeps the trees in which every todo qualifies,
+    /// deletes exactly those rows (re-checking status, completed_at and parent on the row version it deletes) and
+    /// inserts what the delete returned. Retried whole on a serialization failure (a concurrent change reached a
+    /// moving tree: see todos_active_archive_guard).
+    /// </summary>
+    private async Task<(long Rows, long Roots)> MoveBatchAsync(
+        NpgsqlConnection connection, string partition, List<(Guid UserId, Guid Id, DateTimeOffset CompletedAt)> roots,
+        DateTimeOffset cutoff, DateTimeOffset archivedAt, CancellationToken cancellationToken)
+    {
+        var table = Quote(partition);
+        var sql =
+            $"""
+            WITH RECURSIVE roots AS (
+                SELECT * FROM unnest(@user_ids, @ids) AS r(user_id, id)
+            ), tree AS (
+                SELECT t.user_id, t.id, t.parent_todo_id, t.id AS root_id,
+                       (t.status IN ('done', 'cancelled') AND t.completed_at < @cutoff) AS qualifies
+                  FROM {table} t JOIN roots r ON t.user_id = r.user_id AND t.id = r.id
+                 WHERE t.parent_todo_id IS NULL
+                UNION ALL
+                SELECT c.user_id, c.id, c.parent_todo_id, tree.root_id,
+                       (c.status IN ('done', 'cancelled') AND c.completed_at < @cutoff)
+                  FROM {table} c JOIN tree ON c.user_id = tree.user_id AND c.parent_todo_id = tree.id
+            ), movable AS (
+                SELECT user_id, id, parent_todo_id, root_id FROM tree
+                 WHERE root_id NOT IN (SELECT root_id FROM tree WHERE qualifies IS NOT TRUE)
+            ), moved AS (
+                DELETE FROM {table} t USING movable m
+                 WHERE t.user_id = m.user_id AND t.id = m.id
+                   AND t.parent_todo_id IS NOT DISTINCT FROM m.parent_todo_id
+                   AND t.status IN ('done', 'cancelled') AND t.completed_at < @cutoff
+                RETURNING {string.Join(", ", Columns.Split(", ").Select(c => "t." + c))}
+            ), archived AS (
+                INSERT INTO todos_archived ({Columns}, archived_at)
+                SELECT {Columns}, @archived_at FROM moved
+                RETURNING parent_todo_id
+            )
+            SELECT count(*), count(*) FILTER (WHERE parent_todo_id IS NULL) FROM archived
+            """;
+        for (var attempt = 1; ; attempt++)
+        {
+            await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+            try
+            {
+                await using (var guard = new NpgsqlCommand("SET LOCAL todoscale.archiving = 'on'", connection, transaction))
+                {
+                    await guard.ExecuteNonQueryAsync(cancellationToken);
+                }
+
+                await using var command = new NpgsqlCommand(sql, connection, transaction);
+                command.Parameters.Add(new NpgsqlParameter<Guid[]>("user_ids", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = roots.Select(r => r.UserId).ToArray() });
+                command.Parameters.Add(new NpgsqlParameter<Guid[]>("ids", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = roots.Select(r => r.Id).ToArray() });
+                command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("cutoff", NpgsqlDbType.TimestampTz) { TypedValue = cutoff });
+                command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("archived_at", NpgsqlDbType.TimestampTz) { TypedValue = archivedAt });
+                long rows, movedRoots;
+                await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
+                {
+                    await reader.ReadAsync(cancellationToken);
+                    rows = reader.GetInt64(0);
+                    movedRoots = reader.GetInt64(1);
+                }
+
+                await transaction.CommitAsync(cancellationToken);
+                return (rows, movedRoots);
+            }
+            catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.SerializationFailure or PostgresErrorCodes.DeadlockDetected
+                                              && attempt < MaxBatchAttempts)
+            {
+                await transaction.RollbackAsync(CancellationToken.None);
+                await Task.Delay(TimeSpan.FromMilliseconds(20 * attempt), clock, cancellationToken);
+            }
+        }
+    }
+
+    /// <summary>A partition name from the catalog, quoted as an identifier.</summary>
+    private static string Quote(string identifier) => "\"" + identifier.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
+
+    /// <summary>Writes the pass to audit_log (actor: who ran it).</summary>
+    public async Task AuditAsync(string actorKind, string actor, ArchivePassResult? result, Exception? failure, CancellationToken cancellationToken)
+    {
+        var details = JsonSerializer.Serialize(new
+        {
+            older_than = options.OlderThan.ToString(),
+            batch_size = options.BatchSize,
+            parallel = options.Parallel,
+            cutoff = result?.Cutoff,
+            rows_moved = result?.RowsMoved,
+            roots_moved = result?.RootsMoved,
+            batches = result?.Batches,
+            partitions = result?.Partitions.Count,
+            skipped_partitions = result?.SkippedPartitions,
+            elapsed_ms = result is null ? (long?)null : (long)result.Elapsed.TotalMilliseconds,
+            error = failure?.Message,
+        });
+        await using var command = dataSource.CreateCommand(
+            "INSERT INTO audit_log (actor_kind, actor, action, target, details) VALUES (@kind, @actor, @action, 'todos_active', @details::jsonb)");
+        command.Parameters.Add(new NpgsqlParameter<string>("kind", actorKind));
+        command.Parameters.Add(new NpgsqlParameter<string>("actor", actor));
+        command.Parameters.Add(new NpgsqlParameter<string>("action", failure is null ? "archive.pass" : "archive.pass.failed"));
+        command.Parameters.Add(new NpgsqlParameter<string>("details", details));
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+}

@@ -1,0 +1,301 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using Npgsql;
+using TodoScale.Archiver.Archiving;
+using TodoScale.Tests.Infrastructure;
+
+namespace TodoScale.Tests.Archiving;
+
+/// <summary>Archival passes on a real PostgreSQL, each test on a database of its own (a pass touches every row).</summary>
+[Collection(PostgresCollection.Name)]
+public sealed class ArchiverTests(PostgresServer server)
+{
+    private static readonly DateTimeOffset Now = new(2026, 11, 25, 12, 0, 0, TimeSpan.Zero);
+
+    private static ArchiveOptions Options(int batchSize = 100, int parallel = 2) =>
+        new() { BatchSize = batchSize, Parallel = parallel, PauseBetweenBatches = TimeSpan.Zero, OlderThan = TimeSpan.FromDays(30) };
+
+    [Fact]
+    public async Task A_finished_subtree_moves_whole_and_a_tree_with_open_or_recent_work_stays_whole()
+    {
+        var db = await server.FreshMigratedDatabaseAsync("archive_subtrees");
+        var user = Guid.CreateVersion7();
+        await using var connection = await Sql.OpenAsync(db);
+        var old = Now.AddDays(-40);
+        var recent = Now.AddDays(-5);
+        var movingRoot = await Insert(connection, user, null, "done", old);
+        var movingChild = await Insert(connection, user, movingRoot, "cancelled", old);
+        var movingGrandchild = await Insert(connection, user, movingChild, "done", old);
+        var openChildRoot = await Insert(connection, user, null, "done", old);
+        var openChild = await Insert(connection, user, openChildRoot, "in_progress", null);
+        var recentChildRoot = await Insert(connection, user, null, "done", old);
+        var recentChild = await Insert(connection, user, recentChildRoot, "done", recent);
+        var openRoot = await Insert(connection, user, null, "todo", null);
+        var finishedUnderOpen = await Insert(connection, user, openRoot, "done", old);
+        var leaf = await Insert(connection, user, null, "done", old);
+        var recentLeaf = await Insert(connection, user, null, "done", recent);
+        var before = await ArchiveData.ChecksumAsync(db);
+
+        await using var dataSource = ArchiverDataSource.Create(db, "todoscale_archiver");
+        var result = await new TodoArchiver(dataSource, Options(), new FixedClock(Now)).RunPassAsync(null, default);
+
+        Assert.Equal(4, result.RowsMoved);
+        Assert.Equal(2, result.RootsMoved);
+        Assert.Equal(
+            new[] { movingRoot, movingChild, movingGrandchild, leaf }.Order(),
+            (await Sql.ColumnAsync<Guid>(connection, "SELECT id FROM todos_archived")).Order());
+        Assert.Equal(
+            new[] { openChildRoot, openChild, recentChildRoot, recentChild, openRoot, finishedUnderOpen, recentLeaf }.Order(),
+            (await Sql.ColumnAsync<Guid>(connection, "SELECT id FROM todos_active")).Order());
+        Assert.Equal(before, await ArchiveData.ChecksumAsync(db));
+        await ArchiveData.AssertConsistentAsync(db, Now.AddDays(-30));
+        // archived_at is the pass's time: the row sits in that month's partition.
+        Assert.Equal(4L, await Sql.ScalarAsync<long>(connection, "SELECT count(*) FROM todos_archived_y2026m11"));
+
+        // A second pass finds nothing more to move.
+        var again = await new TodoArchiver(dataSource, Options(), new FixedClock(Now)).RunPassAsync(null, default);
+        Assert.Equal(0, again.RowsMoved);
+    }
+
+    [Fact]
+    public async Task A_pass_with_the_clock_two_months_ahead_makes_its_archive_month_first_and_upkeep_twice_changes_nothing()
+    {
+        var db = await server.FreshMigratedDatabaseAsync("archive_clock");
+        var user = Guid.CreateVersion7();
+        await using var connection = await Sql.OpenAsync(db);
+        await Insert(connection, user, null, "done", Now.AddDays(-1));
+        await using var dataSource = ArchiverDataSource.Create(db, "todoscale_archiver");
+        var later = new FixedClock(Now.AddMonths(5));
+        var archiver = new TodoArchiver(dataSource, Options(), later);
+
+        var result = await archiver.RunPassAsync(null, default);
+
+        Assert.Equal(1, result.RowsMoved);
+        Assert.Equal(1L, await Sql.ScalarAsync<long>(connection, "SELECT count(*) FROM todos_archived_y2027m04"));
+        var partitions = await Sql.ScalarAsync<long>(connection, "SELECT count(*) FROM pg_inherits WHERE inhparent = 'todos_archived'::regclass");
+        Assert.Equal(0, await archiver.EnsureArchiveMonthsAsync(later.Now, default));
+        Assert.Equal(partitions, await Sql.ScalarAsync<long>(connection, "SELECT count(*) FROM pg_inherits WHERE inhparent = 'todos_archived'::regclass"));
+        // Each new month got the tenant wall in the same transaction that made it.
+        Assert.True(await Sql.ScalarAsync<bool>(connection, "SELECT relrowsecurity AND relforcerowsecurity FROM pg_class WHERE relname = 'todos_archived_y2027m07'"));
+    }
+
+    [Fact]
+    public async Task Nothing_is_lost_or_duplicated_while_a_writer_adds_subtasks_reopens_and_completes_during_the_pass()
+    {
+        var db = await server.FreshMigratedDatabaseAsync("archive_concurrent");
+        await ArchiveData.SeedTreesAsync(db, users: 300, rootsPerUser: 20, Now);
+        var committed = new ConcurrentDictionary<Guid, bool>();
+        using var stop = new CancellationTokenSource();
+        var writer = Task.Run(() => WriteConcurrentlyAsync(db, committed, stop.Token));
+
+        await using var dataSource = ArchiverDataSource.Create(db, "todoscale_archiver");
+        var result = await new TodoArchiver(dataSource, Options(batchSize: 50), new FixedClock(Now)).RunPassAsync(null, default);
+        await stop.CancelAsync();
+        var writes = await writer;
+
+        Assert.True(result.RowsMoved > 1000, $"only {result.RowsMoved} rows moved");
+        Assert.True(writes > 50, $"the writer committed only {writes} changes during the pass");
+        await ArchiveData.AssertConsistentAsync(db, Now.AddDays(-30));
+        await using var connection = await Sql.OpenAsync(db);
+        var everywhere = (await Sql.ColumnAsync<Guid>(connection, "SELECT id FROM todos_active UNION ALL SELECT id FROM todos_archived")).ToHashSet();
+        Assert.All(committed.Keys, id => Assert.Contains(id, everywhere));
+        Assert.Equal(300 * 20 * 4 + committed.Count, everywhere.Count);
+    }
+
+    [Fact]
+    public async Task Two_archivers_at_once_move_every_row_exactly_once()
+    {
+        var db = await server.FreshMigratedDatabaseAsync("archive_twice");
+        await ArchiveData.SeedTreesAsync(db, users: 200, rootsPerUser: 15, Now);
+        var before = await ArchiveData.ChecksumAsync(db);
+        await using var first = ArchiverDataSource.Create(db, "todoscale_archiver");
+        await using var second = ArchiverDataSource.Create(db, "todoscale_archiver");
+
+        var results = await Task.WhenAll(
+            new TodoArchiver(first, Options(batchSize: 20, parallel: 4), new FixedClock(Now)).RunPassAsync(null, default),
+            new TodoArchiver(second, Options(batchSize: 20, parallel: 4), new FixedClock(Now)).RunPassAsync(null, default));
+
+        await using var connection = await Sql.OpenAsync(db);
+        Assert.Equal(results.Sum(r => r.RowsMoved), await Sql.ScalarAsync<long>(connection, "SELECT count(*) FROM todos_archived"));
+        Assert.Equal(before, await ArchiveData.ChecksumAsync(db));
+        await ArchiveData.AssertConsistentAsync(db, Now.AddDays(-30));
+        // Whatever the interleaving, a third pass finds nothing the two left behind.
+        await using var third = ArchiverDataSource.Create(db, "todoscale_archiver");
+        Assert.Equal(0, (await new TodoArchiver(third, Options(), new FixedClock(Now)).RunPassAsync(null, default)).RowsMoved);
+    }
+
+    [Fact]
+    public async Task The_archive_verb_killed_at_random_moments_20_times_and_rerun_ends_exactly()
+    {
+        var db = await server.FreshMigratedDatabaseAsync("archive_kill");
+        await ArchiveData.SeedTreesAsync(db, users: 1000, rootsPerUser: 12, DateTimeOffset.UtcNow);
+        var before = await ArchiveData.ChecksumAsync(db);
+        var random = new Random(20261125);
+        var kills = 0;
+        for (var attempt = 0; attempt < 40 && kills < 20; attempt++)
+        {
+            using var process = StartArchive(db, "--batch-size", "25");
+            var finished = process.WaitForExit(random.Next(150, 1200));
+            if (!finished)
+            {
+                process.Kill(entireProcessTree: true);
+                await process.WaitForExitAsync();
+                kills++;
+            }
+
+            Assert.Equal(before, await ArchiveData.ChecksumAsync(db));
+            await ArchiveData.AssertConsistentAsync(db);
+        }
+
+        Assert.True(kills >= 20, $"the pass ended before it could be killed 20 times ({kills})");
+        var (exitCode, output) = await MigrateCommandTests.RunArchiverAsync(["archive", "--once", "--batch-size", "500"], db);
+        Assert.True(exitCode == 0, output);
+        Assert.Contains("archive: moved ", output);
+        Assert.Equal(before, await ArchiveData.ChecksumAsync(db));
+        await ArchiveData.AssertConsistentAsync(db, DateTimeOffset.UtcNow.AddDays(-30));
+        await using var connection = await Sql.OpenAsync(db);
+        // Every qualifying tree moved: no finished root older than the cut-off whose whole tree qualifies is left.
+        Assert.Equal(0L, await Sql.ScalarAsync<long>(connection,
+            """
+            SELECT count(*) FROM todos_active r
+             WHERE r.parent_todo_id IS NULL AND r.status IN ('done', 'cancelled') AND r.completed_at < now() - interval '30 days' - interval '5 minutes'
+               AND NOT EXISTS (SELECT FROM todos_active c WHERE c.user_id = r.user_id AND c.parent_todo_id = r.id
+                                 AND (c.status NOT IN ('done', 'cancelled') OR c.completed_at >= now() - interval '30 days' - interval '5 minutes'
+                                      OR EXISTS (SELECT FROM todos_active g WHERE g.user_id = c.user_id AND g.parent_todo_id = c.id
+                                                   AND (g.status NOT IN ('done', 'cancelled') OR g.completed_at >= now() - interval '30 days' - interval '5 minutes'))))
+            """));
+        Assert.True(await Sql.ScalarAsync<long>(connection, "SELECT count(*) FROM audit_log WHERE action = 'archive.pass'") >= 1);
+    }
+
+    [Theory]
+    [InlineData(new[] { "archive", "--once", "--batch-size", "0" }, "BatchSize")]
+    [InlineData(new[] { "archive", "--once", "--older-than", "-5d" }, "OlderThan")]
+    [InlineData(new[] { "archive", "--once", "--older-than", "soon" }, "--older-than")]
+    [InlineData(new[] { "archive", "--once", "--parallel", "0" }, "Parallel")]
+    [InlineData(new[] { "archive" }, "--once")]
+    public async Task Bad_options_exit_2_with_a_message_naming_them_and_touch_nothing(string[] args, string named)
+    {
+        var db = await server.FreshMigratedDatabaseAsync("archive_bad");
+        var user = Guid.CreateVersion7();
+        await using var connection = await Sql.OpenAsync(db);
+        await Insert(connection, user, null, "done", DateTimeOffset.UtcNow.AddDays(-400));
+
+        var (exitCode, output) = await MigrateCommandTests.RunArchiverAsync(args, db);
+
+        Assert.True(exitCode == 2, $"exit {exitCode}: {output}");
+        Assert.Contains(named, output);
+        Assert.Equal(0L, await Sql.ScalarAsync<long>(connection, "SELECT count(*) FROM todos_archived"));
+    }
+
+    [Fact]
+    public async Task An_unknown_verb_is_refused_with_a_message()
+    {
+        var (exitCode, output) = await MigrateCommandTests.RunArchiverAsync(["archvie", "--once"], server.ConnectionString());
+        Assert.NotEqual(0, exitCode);
+        Assert.Contains("archvie", output);
+    }
+
+    private static Process StartArchive(string connectionString, params string[] extra)
+    {
+        var start = new ProcessStartInfo("dotnet", [RepositoryPaths.ProjectOutput("TodoScale.Archiver", "TodoScale.Archiver.dll"), "archive", "--once", .. extra])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        start.Environment["ConnectionStrings__todos"] = connectionString;
+        start.Environment["Archive__PauseBetweenBatches"] = "00:00:00";
+        var process = Process.Start(start)!;
+        process.OutputDataReceived += (_, _) => { };
+        process.ErrorDataReceived += (_, _) => { };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return process;
+    }
+
+    private static async Task<Guid> Insert(NpgsqlConnection connection, Guid user, Guid? parent, string status, DateTimeOffset? completedAt)
+    {
+        var id = Guid.CreateVersion7();
+        await using var command = new NpgsqlCommand(
+            "INSERT INTO todos_active (id, user_id, parent_todo_id, title, status, completed_at) VALUES ($1, $2, $3, 'todo', $4, $5)", connection);
+        command.Parameters.AddWithValue(id);
+        command.Parameters.AddWithValue(user);
+        command.Parameters.AddWithValue(parent is null ? DBNull.Value : parent.Value);
+        command.Parameters.AddWithValue(status);
+        command.Parameters.AddWithValue(completedAt is null ? DBNull.Value : completedAt.Value);
+        await command.ExecuteNonQueryAsync();
+        return id;
+    }
+
+    /// <summary>
+    /// Until stopped: adds subtasks under random finished old roots (some trees then no longer qualify, some races
+    /// reach the cascade guard), reopens finished todos, completes open ones with an old completed_at (they become
+    /// archivable mid-pass), and adds new roots. Returns how many changes committed; records every inserted id.
+    /// </summary>
+    private static async Task<int> WriteConcurrentlyAsync(string db, ConcurrentDictionary<Guid, bool> inserted, CancellationToken stop)
+    {
+        await using var connection = await Sql.OpenAsync(db);
+        var random = new Random(7);
+        var committed = 0;
+        while (!stop.IsCancellationRequested)
+        {
+            try
+            {
+                switch (random.Next(4))
+                {
+                    case 0:
+                    {
+                        var id = Guid.CreateVersion7();
+                        await using var command = new NpgsqlCommand(
+                            """
+                            INSERT INTO todos_active (id, user_id, parent_todo_id, title, status)
+                            SELECT $1, user_id, id, 'late subtask', 'todo' FROM todos_active
+                             WHERE parent_todo_id IS NULL AND status = 'done' ORDER BY random() LIMIT 1
+                            """, connection);
+                        command.Parameters.AddWithValue(id);
+                        if (await command.ExecuteNonQueryAsync() == 1)
+                        {
+                            inserted[id] = true;
+                            committed++;
+                        }
+
+                        break;
+                    }
+
+                    case 1:
+                        committed += await ExecuteAsync(connection,
+                            "UPDATE todos_active SET status = 'todo', completed_at = NULL WHERE id = (SELECT id FROM todos_active WHERE status = 'done' ORDER BY random() LIMIT 1)");
+                        break;
+                    case 2:
+                        committed += await ExecuteAsync(connection,
+                            "UPDATE todos_active SET status = 'done', completed_at = now() - interval '200 days' WHERE id = (SELECT id FROM todos_active WHERE status <> 'done' ORDER BY random() LIMIT 1)");
+                        break;
+                    default:
+                    {
+                        var id = Guid.CreateVersion7();
+                        await using var command = new NpgsqlCommand(
+                            "INSERT INTO todos_active (id, user_id, title, status, completed_at) VALUES ($1, $2, 'new root', 'done', now() - interval '100 days')", connection);
+                        command.Parameters.AddWithValue(id);
+                        command.Parameters.AddWithValue(Guid.CreateVersion7());
+                        await command.ExecuteNonQueryAsync();
+                        inserted[id] = true;
+                        committed++;
+                        break;
+                    }
+                }
+            }
+            catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.ForeignKeyViolation or PostgresErrorCodes.SerializationFailure or PostgresErrorCodes.DeadlockDetected)
+            {
+                // The parent was archived a moment ago: the write fails cleanly, as it would for a user.
+            }
+        }
+
+        return committed;
+    }
+
+    private static async Task<int> ExecuteAsync(NpgsqlConnection connection, string sql)
+    {
+        await using var command = new NpgsqlCommand(sql, connection);
+        return await command.ExecuteNonQueryAsync();
+    }
+}

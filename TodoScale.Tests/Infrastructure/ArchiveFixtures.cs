@@ -1,0 +1,99 @@
+using Npgsql;
+
+namespace TodoScale.Tests.Infrastructure;
+
+/// <summary>A clock that says what the test wants (the archiver takes "now" from a TimeProvider).</summary>
+public sealed class FixedClock(DateTimeOffset now) : TimeProvider
+{
+    public DateTimeOffset Now { get; set; } = now;
+
+    public override DateTimeOffset GetUtcNow() => Now;
+}
+
+/// <summary>Seeds todo trees and checks the archive invariants: every row in exactly one table, content unchanged.</summary>
+public static class ArchiveData
+{
+    /// <summary>Content of every todo, active and archived, as (count, md5) over all columns but archived_at.</summary>
+    public const string ChecksumSql =
+        """
+        SELECT count(*)::bigint, coalesce(md5(string_agg(row_text, '' ORDER BY id)), '') FROM (
+            SELECT id, concat_ws('|', id, user_id, parent_todo_id, project_id, title, description, status, priority,
+                                 due_date, completed_at, ai_generated, depth, created_at, updated_at) AS row_text FROM todos_active
+            UNION ALL
+            SELECT id, concat_ws('|', id, user_id, parent_todo_id, project_id, title, description, status, priority,
+                                 due_date, completed_at, ai_generated, depth, created_at, updated_at) FROM todos_archived) s
+        """;
+
+    /// <summary>
+    /// <paramref name="users"/> users with <paramref name="rootsPerUser"/> trees each: a third of the roots open,
+    /// the rest finished 1..90 days before <paramref name="now"/>; each root with 2 children and one grandchild,
+    /// 90% finished. Built in SQL (a few seconds for 100k rows).
+    /// </summary>
+    public static async Task SeedTreesAsync(string connectionString, int users, int rootsPerUser, DateTimeOffset now)
+    {
+        await using var connection = new NpgsqlConnection(connectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand(
+            """
+            CREATE TEMP TABLE seed_roots AS
+            SELECT gen_random_uuid() AS id, u.user_id, g,
+                   CASE WHEN g % 3 = 0 THEN 'todo' ELSE 'done' END AS status,
+                   CASE WHEN g % 3 = 0 THEN NULL ELSE @now - make_interval(days => 1 + (g * 7 + u.n) % 90) END AS completed_at
+              FROM (SELECT gen_random_uuid() AS user_id, n FROM generate_series(1, @users) n) u, generate_series(1, @roots) g;
+            INSERT INTO todos_active (id, user_id, title, status, completed_at, created_at)
+            SELECT id, user_id, 'root ' || g, status, completed_at, @now - interval '200 days' FROM seed_roots;
+            CREATE TEMP TABLE seed_children AS
+            SELECT gen_random_uuid() AS id, r.user_id, r.id AS parent_id, c,
+                   CASE WHEN random() < 0.1 THEN 'in_progress' ELSE 'done' END AS status,
+                   @now - make_interval(days => 1 + floor(random() * 90)::int) AS done_at
+              FROM seed_roots r, generate_series(1, 2) c;
+            INSERT INTO todos_active (id, user_id, parent_todo_id, title, status, completed_at, created_at)
+            SELECT id, user_id, parent_id, 'child ' || c, status, CASE WHEN status = 'done' THEN done_at END, @now - interval '150 days'
+              FROM seed_children;
+            INSERT INTO todos_active (id, user_id, parent_todo_id, title, status, completed_at, created_at)
+            SELECT gen_random_uuid(), user_id, id, 'grandchild', status, CASE WHEN status = 'done' THEN done_at END, @now - interval '120 days'
+              FROM seed_children WHERE c = 1;
+            DROP TABLE seed_roots, seed_children;
+            ANALYZE todos_active;
+            """, connection);
+        command.Parameters.AddWithValue("now", now);
+        command.Parameters.AddWithValue("users", users);
+        command.Parameters.AddWithValue("roots", rootsPerUser);
+        await command.ExecuteNonQueryAsync();
+    }
+
+    public static async Task<(long Count, string Md5)> ChecksumAsync(string connectionString)
+    {
+        await using var connection = new NpgsqlConnection(connectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand(ChecksumSql, connection);
+        await using var reader = await command.ExecuteReaderAsync();
+        await reader.ReadAsync();
+        return (reader.GetInt64(0), reader.GetString(1));
+    }
+
+    /// <summary>Asserts the invariants of a moved archive: no id twice, no archived subtask without its archived parent, nothing open archived.</summary>
+    public static async Task AssertConsistentAsync(string connectionString, DateTimeOffset? cutoff = null)
+    {
+        await using var connection = new NpgsqlConnection(connectionString);
+        await connection.OpenAsync();
+        Assert.Equal(0L, await Sql.ScalarAsync<long>(connection,
+            """
+            SELECT count(*) FROM (SELECT id FROM (SELECT id FROM todos_active UNION ALL SELECT id FROM todos_archived) s
+                                   GROUP BY id HAVING count(*) > 1) duplicated
+            """));
+        Assert.Equal(0L, await Sql.ScalarAsync<long>(connection,
+            """
+            SELECT count(*) FROM todos_archived a WHERE parent_todo_id IS NOT NULL
+               AND NOT EXISTS (SELECT FROM todos_archived p WHERE p.user_id = a.user_id AND p.id = a.parent_todo_id)
+            """));
+        Assert.Equal(0L, await Sql.ScalarAsync<long>(connection,
+            "SELECT count(*) FROM todos_archived WHERE status NOT IN ('done', 'cancelled') OR completed_at IS NULL"));
+        if (cutoff is { } before)
+        {
+            await using var command = new NpgsqlCommand("SELECT count(*) FROM todos_archived WHERE completed_at >= @cutoff", connection);
+            command.Parameters.AddWithValue("cutoff", before);
+            Assert.Equal(0L, (long)(await command.ExecuteScalarAsync())!);
+        }
+    }
+}
