@@ -34,7 +34,14 @@ var archiver = builder.AddProject<Projects.TodoScale_Archiver>("archiver")
     .WithArgs("serve")
     .WithReference(infra.TodosDatabase)
     .WaitForCompletion(migrate)
-    .WithHttpHealthCheck("/health");
+    .WithHttpHealthCheck("/health")
+    // A button on the dashboard: one archival pass now, whatever the schedule's window.
+    .WithHttpCommand("/archive/run", "Run archive now", commandName: "run-archive", commandOptions: new HttpCommandOptions
+    {
+        Method = HttpMethod.Post,
+        Description = "Move finished todos (and old AI interactions) to the archive now, outside the daily window.",
+        IconName = "Archive",
+    });
 
 var prometheus = infra.AddMonitoring(api, archiver);
 

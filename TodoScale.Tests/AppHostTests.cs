@@ -227,4 +227,5 @@ public sealed class DashboardQueryTests(AppHostFixture fixture)
         var missing = queried.Where(name => !exposed.Contains(name)).Order().ToList();
         Assert.True(missing.Count == 0, $"queried but not exposed by any service: {string.Join(", ", missing)}");
     }
+
 }

@@ -87,13 +87,17 @@ public sealed class TodoArchiver(NpgsqlDataSource dataSource, ArchiveOptions opt
     }
 
     /// <summary>The partitions of todos_active as the catalog has them now (a re-split changes them).</summary>
-    public async Task<List<(string Name, uint Oid, int Index)>> ActivePartitionsAsync(CancellationToken cancellationToken)
+    public Task<List<(string Name, uint Oid, int Index)>> ActivePartitionsAsync(CancellationToken cancellationToken) =>
+        PartitionsAsync("todos_active", cancellationToken);
+
+    private async Task<List<(string Name, uint Oid, int Index)>> PartitionsAsync(string parent, CancellationToken cancellationToken)
     {
         await using var command = dataSource.CreateCommand(
             """
             SELECT c.relname, c.oid FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-             WHERE i.inhparent = 'todos_active'::regclass ORDER BY c.relname
+             WHERE i.inhparent = @parent::regclass ORDER BY c.relname
             """);
+        command.Parameters.Add(new NpgsqlParameter<string>("parent", parent));
         var partitions = new List<(string, uint, int)>();
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
@@ -272,15 +276,121 @@ public sealed class TodoArchiver(NpgsqlDataSource dataSource, ArchiveOptions opt
         }
     }
 
+    private const string AiColumns = "user_id, id, todo_id, kind, model, prompt, response, tokens_in, tokens_out, latency_ms, created_at";
+
+    /// <summary>
+    /// Moves AI interactions older than <see cref="ArchiveOptions.AiOlderThan"/> to ai_interactions_archived, per
+    /// partition in parallel under the same kind of advisory lock, each batch one DELETE .. RETURNING -> INSERT.
+    /// </summary>
+    public async Task<ArchivePassResult> RunAiPassAsync(IProgress<ArchiveProgress>? progress, CancellationToken cancellationToken)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var now = clock.GetUtcNow();
+        var cutoff = now - options.AiOlderThan;
+        try
+        {
+            await EnsureArchiveMonthsAsync(now, cancellationToken);
+            var partitions = await PartitionsAsync("ai_interactions", cancellationToken);
+            var queue = new ConcurrentQueue<(string Name, uint Oid, int Index)>(partitions);
+            var results = new ConcurrentBag<PartitionResult>();
+            await Task.WhenAll(Enumerable.Range(0, Math.Min(options.Parallel, Math.Max(1, partitions.Count))).Select(async _ =>
+            {
+                while (queue.TryDequeue(out var partition))
+                {
+                    results.Add(await ArchiveAiPartitionAsync(partition.Name, partition.Oid, partition.Index, cutoff, now, progress, cancellationToken));
+                }
+            }));
+
+            var result = new ArchivePassResult([.. results.OrderBy(r => r.Index)], Stopwatch.GetElapsedTime(started), cutoff);
+            metrics?.PassSucceeded("ai_interactions", result.Elapsed, clock.GetUtcNow());
+            return result;
+        }
+        catch
+        {
+            metrics?.PassFailed("ai_interactions");
+            throw;
+        }
+    }
+
+    private async Task<PartitionResult> ArchiveAiPartitionAsync(
+        string partition, uint oid, int index, DateTimeOffset cutoff, DateTimeOffset archivedAt,
+        IProgress<ArchiveProgress>? progress, CancellationToken cancellationToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        if (!await TryLockAsync(connection, oid, cancellationToken))
+        {
+            return new PartitionResult(partition, index, 0, 0, 0, Skipped: true);
+        }
+
+        try
+        {
+            var table = Quote(partition);
+            var sql =
+                $"""
+                WITH batch AS (
+                    SELECT user_id, id FROM {table} WHERE created_at < @cutoff ORDER BY created_at LIMIT @batch
+                ), moved AS (
+                    DELETE FROM {table} a USING batch b
+                     WHERE a.user_id = b.user_id AND a.id = b.id AND a.created_at < @cutoff
+                    RETURNING {string.Join(", ", AiColumns.Split(", ").Select(c => "a." + c))}
+                ), archived AS (
+                    INSERT INTO ai_interactions_archived ({AiColumns}, archived_at)
+                    SELECT {AiColumns}, @archived_at FROM moved
+                    RETURNING 1
+                )
+                SELECT count(*) FROM archived
+                """;
+            long rows = 0;
+            var batches = 0;
+            while (true)
+            {
+                var started = Stopwatch.GetTimestamp();
+                await using var command = new NpgsqlCommand(sql, connection);
+                command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("cutoff", NpgsqlDbType.TimestampTz) { TypedValue = cutoff });
+                command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("archived_at", NpgsqlDbType.TimestampTz) { TypedValue = archivedAt });
+                command.Parameters.Add(new NpgsqlParameter<int>("batch", NpgsqlDbType.Integer) { TypedValue = options.BatchSize });
+                var moved = (long)(await command.ExecuteScalarAsync(cancellationToken))!;
+                if (moved == 0)
+                {
+                    break;
+                }
+
+                rows += moved;
+                batches++;
+                metrics?.BatchMoved("ai_interactions", index, moved, Stopwatch.GetElapsedTime(started));
+                progress?.Report(new ArchiveProgress(partition, rows, batches, Finished: false));
+                if (moved < options.BatchSize)
+                {
+                    break;
+                }
+
+                if (options.PauseBetweenBatches > TimeSpan.Zero)
+                {
+                    await Task.Delay(options.PauseBetweenBatches, clock, cancellationToken);
+                }
+            }
+
+            progress?.Report(new ArchiveProgress(partition, rows, batches, Finished: true));
+            return new PartitionResult(partition, index, rows, rows, batches, Skipped: false);
+        }
+        finally
+        {
+            await using var unlock = new NpgsqlCommand("SELECT pg_advisory_unlock(@class, @object)", connection);
+            unlock.Parameters.Add(new NpgsqlParameter<int>("class", AdvisoryLockClass));
+            unlock.Parameters.Add(new NpgsqlParameter<int>("object", unchecked((int)oid)));
+            await unlock.ExecuteScalarAsync(CancellationToken.None);
+        }
+    }
+
     /// <summary>A partition name from the catalog, quoted as an identifier.</summary>
     private static string Quote(string identifier) => "\"" + identifier.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
 
     /// <summary>Writes the pass to audit_log (actor: who ran it).</summary>
-    public async Task AuditAsync(string actorKind, string actor, ArchivePassResult? result, Exception? failure, CancellationToken cancellationToken)
+    public async Task AuditAsync(string actorKind, string actor, ArchivePassResult? result, Exception? failure, CancellationToken cancellationToken, string target = "todos_active")
     {
         var details = JsonSerializer.Serialize(new
         {
-            older_than = options.OlderThan.ToString(),
+            older_than = (target == "todos_active" ? options.OlderThan : options.AiOlderThan).ToString(),
             batch_size = options.BatchSize,
             parallel = options.Parallel,
             cutoff = result?.Cutoff,
@@ -293,7 +403,8 @@ public sealed class TodoArchiver(NpgsqlDataSource dataSource, ArchiveOptions opt
             error = failure?.Message,
         });
         await using var command = dataSource.CreateCommand(
-            "INSERT INTO audit_log (actor_kind, actor, action, target, details) VALUES (@kind, @actor, @action, 'todos_active', @details::jsonb)");
+            "INSERT INTO audit_log (actor_kind, actor, action, target, details) VALUES (@kind, @actor, @action, @target, @details::jsonb)");
+        command.Parameters.Add(new NpgsqlParameter<string>("target", target));
         command.Parameters.Add(new NpgsqlParameter<string>("kind", actorKind));
         command.Parameters.Add(new NpgsqlParameter<string>("actor", actor));
         command.Parameters.Add(new NpgsqlParameter<string>("action", failure is null ? "archive.pass" : "archive.pass.failed"));

@@ -56,10 +56,14 @@ internal static class ArchiveCommand
                     return await archiver.RunPassAsync(progress, cancellationToken);
                 });
             await archiver.AuditAsync("operator", Environment.UserName, result, null, CancellationToken.None);
-
             var seconds = Math.Max(result.Elapsed.TotalSeconds, 0.001);
             AnsiConsole.MarkupLineInterpolated(
                 $"archive: moved {result.RowsMoved:N0} todos ({result.RootsMoved:N0} trees) from {result.Partitions.Count} partitions in {seconds:0.0} s ({result.RowsMoved / seconds:N0} rows/s), {result.Batches} batches, {result.SkippedPartitions} partition(s) skipped (another archiver had them)");
+
+            var ai = await archiver.RunAiPassAsync(null, cancellationToken);
+            await archiver.AuditAsync("operator", Environment.UserName, ai, null, CancellationToken.None, "ai_interactions");
+            AnsiConsole.MarkupLineInterpolated(
+                $"archive: moved {ai.RowsMoved:N0} AI interactions older than {options.AiOlderThan.TotalDays:0.#} days in {ai.Elapsed.TotalSeconds:0.0} s, {ai.Batches} batches");
             return ExitCodes.Success;
         }
         catch (CliException ex)

@@ -103,6 +103,37 @@ public sealed class ArchiverTests(PostgresServer server)
     }
 
     [Fact]
+    public async Task Ai_interactions_older_than_the_ai_cutoff_move_with_their_content_unchanged()
+    {
+        var db = await server.FreshMigratedDatabaseAsync("archive_ai");
+        await using var connection = await Sql.OpenAsync(db);
+        await Sql.ExecuteAsync(connection,
+            $"""
+            INSERT INTO ai_interactions (user_id, id, todo_id, kind, model, prompt, response, tokens_in, tokens_out, latency_ms, created_at)
+            SELECT gen_random_uuid(), gen_random_uuid(), gen_random_uuid(), 'generate_subtasks', 'm', 'prompt ' || n, 'response', n, n * 2, n * 3,
+                   '{Now:O}'::timestamptz - make_interval(days => n % 180)
+              FROM generate_series(1, 3000) n
+            """);
+        const string checksum =
+            """
+            SELECT md5(string_agg(concat_ws('|', user_id, id, todo_id, kind, model, prompt, response, tokens_in, tokens_out, latency_ms, created_at), '' ORDER BY id))
+              FROM (SELECT user_id, id, todo_id, kind, model, prompt, response, tokens_in, tokens_out, latency_ms, created_at FROM ai_interactions
+                    UNION ALL
+                    SELECT user_id, id, todo_id, kind, model, prompt, response, tokens_in, tokens_out, latency_ms, created_at FROM ai_interactions_archived) s
+            """;
+        var before = await Sql.ScalarAsync<string>(connection, checksum);
+        var expected = await Sql.ScalarAsync<long>(connection, $"SELECT count(*) FROM ai_interactions WHERE created_at < '{Now:O}'::timestamptz - interval '90 days'");
+        await using var dataSource = ArchiverDataSource.Create(db, "todoscale_archiver");
+
+        var result = await new TodoArchiver(dataSource, Options(batchSize: 100), new FixedClock(Now)).RunAiPassAsync(null, default);
+
+        Assert.Equal(expected, result.RowsMoved);
+        Assert.Equal(expected, await Sql.ScalarAsync<long>(connection, "SELECT count(*) FROM ai_interactions_archived"));
+        Assert.Equal(0L, await Sql.ScalarAsync<long>(connection, $"SELECT count(*) FROM ai_interactions WHERE created_at < '{Now:O}'::timestamptz - interval '90 days'"));
+        Assert.Equal(before, await Sql.ScalarAsync<string>(connection, checksum));
+    }
+
+    [Fact]
     public async Task Two_archivers_at_once_move_every_row_exactly_once()
     {
         var db = await server.FreshMigratedDatabaseAsync("archive_twice");
