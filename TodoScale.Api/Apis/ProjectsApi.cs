@@ -118,9 +118,7 @@ public static class ProjectsApi
         var userId = s.UserId;
         var name = body.Name!.Trim();
         await using var write = await s.Writes.BeginAsync(userId, "rename_project", cancellationToken);
-        var project = (await write.Db.Projects
-            .FromSql($"SELECT * FROM projects WHERE user_id = {userId} AND id = {id} FOR UPDATE")
-            .AsTracking().ToListAsync(cancellationToken)).SingleOrDefault();
+        var project = await LockProjectAsync(write.Db, userId, id, cancellationToken);
         if (project is null)
         {
             return TypedResults.NotFound();
@@ -128,9 +126,7 @@ public static class ProjectsApi
 
         if (!ETags.Matches(s.Http.Request, project.UpdatedAt))
         {
-            return TypedResults.Problem(
-                statusCode: StatusCodes.Status412PreconditionFailed, title: "Precondition Failed",
-                detail: "The project changed since the ETag in If-Match was issued; read it again and retry.");
+            return PreconditionFailed();
         }
 
         if (project.Name != name)
@@ -153,9 +149,7 @@ public static class ProjectsApi
     {
         var userId = s.UserId;
         await using var write = await s.Writes.BeginAsync(userId, "delete_project", cancellationToken);
-        var project = (await write.Db.Projects
-            .FromSql($"SELECT * FROM projects WHERE user_id = {userId} AND id = {id} FOR UPDATE")
-            .AsNoTracking().ToListAsync(cancellationToken)).SingleOrDefault();
+        var project = await LockProjectAsync(write.Db, userId, id, cancellationToken);
         if (project is null)
         {
             return TypedResults.NotFound();
@@ -163,15 +157,23 @@ public static class ProjectsApi
 
         if (!ETags.Matches(s.Http.Request, project.UpdatedAt))
         {
-            return TypedResults.Problem(
-                statusCode: StatusCodes.Status412PreconditionFailed, title: "Precondition Failed",
-                detail: "The project changed since the ETag in If-Match was issued; read it again and retry.");
+            return PreconditionFailed();
         }
 
         await write.Db.Database.ExecuteSqlAsync($"DELETE FROM projects WHERE user_id = {userId} AND id = {id}", cancellationToken);
         await write.CommitAsync(cancellationToken);
         return TypedResults.NoContent();
     }
+
+    /// <summary>The project, locked for the rest of the transaction, or null when the user has none with that id.</summary>
+    private static async Task<Project?> LockProjectAsync(TodoScale.Data.TodoDbContext db, Guid userId, Guid id, CancellationToken cancellationToken) =>
+        (await db.Projects.FromSql($"SELECT * FROM projects WHERE user_id = {userId} AND id = {id} FOR UPDATE")
+            .AsTracking().ToListAsync(cancellationToken)).SingleOrDefault();
+
+    private static ProblemHttpResult PreconditionFailed() =>
+        TypedResults.Problem(
+            statusCode: StatusCodes.Status412PreconditionFailed, title: "Precondition Failed",
+            detail: "The project changed since the ETag in If-Match was issued; read it again and retry.");
 
     private static ProblemHttpResult NameTaken(string name) =>
         TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Conflict", detail: $"You already have a project named '{name}'.");

@@ -9,6 +9,7 @@ using TodoScale.Api.Reads;
 using TodoScale.Api.Telemetry;
 using TodoScale.Api.Writes;
 using TodoScale.Data;
+using TodoScale.Data.Tenancy;
 
 namespace TodoScale.Api.Extensions;
 
@@ -33,12 +34,12 @@ internal static class Extensions
         var database = builder.Configuration.GetSection(DatabaseOptions.Section).Get<DatabaseOptions>() ?? new DatabaseOptions();
 
         // The primary takes every write; its health check is the API's readiness.
-        builder.AddNpgsqlDataSource(ConnectionNames.Todos, configureDataSourceBuilder: b => ActAs(b, database.Role));
+        builder.AddNpgsqlDataSource(ConnectionNames.Todos, configureDataSourceBuilder: b => b.ActAs(database.Role));
 
         // The replica and Redis are optional for correctness (reads fall back to the primary, the cache to the
         // database): their outage makes the API Degraded, not Unhealthy.
         builder.AddKeyedNpgsqlDataSource(
-            ConnectionNames.TodosReplica, settings => settings.DisableHealthChecks = true, b => ActAs(b, database.Role));
+            ConnectionNames.TodosReplica, settings => settings.DisableHealthChecks = true, b => b.ActAs(database.Role));
         builder.AddRedisClient(ConnectionNames.Cache, settings => settings.DisableHealthChecks = true, options =>
         {
             // Fail fast while Redis is away instead of queueing commands behind a reconnect: requests go on without it.
@@ -82,16 +83,6 @@ internal static class Extensions
             .AddSchemaTransformer<OptionalSchemaTransformer>());
     }
 
-    private static void ActAs(NpgsqlDataSourceBuilder builder, string role)
-    {
-        if (string.IsNullOrWhiteSpace(role))
-        {
-            return;
-        }
-
-        var existing = builder.ConnectionStringBuilder.Options;
-        builder.ConnectionStringBuilder.Options = $"{existing} -c role={role}".Trim();
-    }
 }
 
 /// <summary>The replica is up and close enough to serve reads; otherwise Degraded (reads go to the primary).</summary>

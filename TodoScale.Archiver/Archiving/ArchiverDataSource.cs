@@ -1,4 +1,5 @@
 using Npgsql;
+using TodoScale.Data.Tenancy;
 
 namespace TodoScale.Archiver.Archiving;
 
@@ -7,18 +8,8 @@ public static class ArchiverDataSource
 {
     public static NpgsqlDataSource Create(string connectionString, string role)
     {
-        var builder = new NpgsqlDataSourceBuilder(connectionString);
-        ActAs(builder, role);
+        var builder = new NpgsqlDataSourceBuilder(connectionString).ActAs(role);
         builder.ConnectionStringBuilder.ApplicationName ??= "todoscale-archiver";
         return builder.Build();
-    }
-
-    /// <summary>SET ROLE at connect (connection option -c role=...); empty keeps the login role.</summary>
-    public static void ActAs(NpgsqlDataSourceBuilder builder, string role)
-    {
-        if (!string.IsNullOrWhiteSpace(role))
-        {
-            builder.ConnectionStringBuilder.Options = $"{builder.ConnectionStringBuilder.Options} -c role={role}".Trim();
-        }
     }
 }

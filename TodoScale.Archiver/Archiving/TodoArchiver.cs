@@ -42,33 +42,59 @@ public sealed class TodoArchiver(NpgsqlDataSource dataSource, ArchiveOptions opt
     private const string Columns =
         "id, user_id, parent_todo_id, project_id, title, description, status, priority, due_date, completed_at, ai_generated, depth, created_at, updated_at";
 
-    public async Task<ArchivePassResult> RunPassAsync(IProgress<ArchiveProgress>? progress, CancellationToken cancellationToken)
+    public Task<ArchivePassResult> RunPassAsync(IProgress<ArchiveProgress>? progress, CancellationToken cancellationToken)
     {
-        var started = Stopwatch.GetTimestamp();
         var now = clock.GetUtcNow();
         var cutoff = now - options.OlderThan;
+        return RunOverPartitionsAsync("todos_active", "todos", cutoff, (connection, partition) =>
+            ArchiveTreesAsync(connection, partition.Name, partition.Index, cutoff, now, progress, cancellationToken), cancellationToken);
+    }
+
+    /// <summary>
+    /// A pass: archive months first, then every partition of <paramref name="parent"/> worked by one of
+    /// <see cref="ArchiveOptions.Parallel"/> workers, each on its own connection under the partition's advisory
+    /// lock (a partition another archiver holds is skipped), with the pass's metrics.
+    /// </summary>
+    private async Task<ArchivePassResult> RunOverPartitionsAsync(
+        string parent, string table, DateTimeOffset cutoff,
+        Func<NpgsqlConnection, (string Name, int Index), Task<PartitionResult>> work, CancellationToken cancellationToken)
+    {
+        var started = Stopwatch.GetTimestamp();
         try
         {
-            await EnsureArchiveMonthsAsync(now, cancellationToken);
-            var partitions = await ActivePartitionsAsync(cancellationToken);
+            await EnsureArchiveMonthsAsync(clock.GetUtcNow(), cancellationToken);
+            var partitions = await PartitionsAsync(parent, cancellationToken);
             var queue = new ConcurrentQueue<(string Name, uint Oid, int Index)>(partitions);
             var results = new ConcurrentBag<PartitionResult>();
-            var workers = Enumerable.Range(0, Math.Min(options.Parallel, Math.Max(1, partitions.Count))).Select(async _ =>
+            await Task.WhenAll(Enumerable.Range(0, Math.Min(options.Parallel, Math.Max(1, partitions.Count))).Select(async _ =>
             {
                 while (queue.TryDequeue(out var partition))
                 {
-                    results.Add(await ArchivePartitionAsync(partition.Name, partition.Oid, partition.Index, cutoff, now, progress, cancellationToken));
+                    await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+                    if (!await TryLockAsync(connection, partition.Oid, cancellationToken))
+                    {
+                        results.Add(new PartitionResult(partition.Name, partition.Index, 0, 0, 0, Skipped: true));
+                        continue;
+                    }
+
+                    try
+                    {
+                        results.Add(await work(connection, (partition.Name, partition.Index)));
+                    }
+                    finally
+                    {
+                        await UnlockAsync(connection, partition.Oid);
+                    }
                 }
-            });
-            await Task.WhenAll(workers);
+            }));
 
             var result = new ArchivePassResult([.. results.OrderBy(r => r.Index)], Stopwatch.GetElapsedTime(started), cutoff);
-            metrics?.PassSucceeded("todos", result.Elapsed, clock.GetUtcNow());
+            metrics?.PassSucceeded(table, result.Elapsed, clock.GetUtcNow());
             return result;
         }
         catch
         {
-            metrics?.PassFailed("todos");
+            metrics?.PassFailed(table);
             throw;
         }
     }
@@ -110,60 +136,51 @@ public sealed class TodoArchiver(NpgsqlDataSource dataSource, ArchiveOptions opt
         return partitions;
     }
 
-    private async Task<PartitionResult> ArchivePartitionAsync(
-        string partition, uint oid, int index, DateTimeOffset cutoff, DateTimeOffset archivedAt,
+    private async Task<PartitionResult> ArchiveTreesAsync(
+        NpgsqlConnection connection, string partition, int index, DateTimeOffset cutoff, DateTimeOffset archivedAt,
         IProgress<ArchiveProgress>? progress, CancellationToken cancellationToken)
     {
-        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        if (!await TryLockAsync(connection, oid, cancellationToken))
+        long rows = 0, roots = 0;
+        var batches = 0;
+        (DateTimeOffset CompletedAt, Guid Id) after = (DateTimeOffset.MinValue, Guid.Empty);
+        while (true)
         {
-            progress?.Report(new ArchiveProgress(partition, 0, 0, Finished: true));
-            return new PartitionResult(partition, index, 0, 0, 0, Skipped: true);
-        }
-
-        try
-        {
-            long rows = 0, roots = 0;
-            var batches = 0;
-            (DateTimeOffset CompletedAt, Guid Id) after = (DateTimeOffset.MinValue, Guid.Empty);
-            while (true)
+            cancellationToken.ThrowIfCancellationRequested();
+            var candidates = await NextRootsAsync(connection, partition, cutoff, after, cancellationToken);
+            if (candidates.Count == 0)
             {
-                cancellationToken.ThrowIfCancellationRequested();
-                var candidates = await NextRootsAsync(connection, partition, cutoff, after, cancellationToken);
-                if (candidates.Count == 0)
-                {
-                    break;
-                }
-
-                var started = Stopwatch.GetTimestamp();
-                var (moved, movedRoots) = await MoveBatchAsync(connection, partition, candidates, cutoff, archivedAt, cancellationToken);
-                rows += moved;
-                roots += movedRoots;
-                batches++;
-                metrics?.BatchMoved("todos", index, moved, Stopwatch.GetElapsedTime(started));
-                progress?.Report(new ArchiveProgress(partition, rows, batches, Finished: false));
-                after = (candidates[^1].CompletedAt, candidates[^1].Id);
-                if (candidates.Count < options.BatchSize)
-                {
-                    break;
-                }
-
-                if (options.PauseBetweenBatches > TimeSpan.Zero)
-                {
-                    await Task.Delay(options.PauseBetweenBatches, clock, cancellationToken);
-                }
+                break;
             }
 
-            progress?.Report(new ArchiveProgress(partition, rows, batches, Finished: true));
-            return new PartitionResult(partition, index, rows, roots, batches, Skipped: false);
+            var started = Stopwatch.GetTimestamp();
+            var (moved, movedRoots) = await MoveBatchAsync(connection, partition, candidates, cutoff, archivedAt, cancellationToken);
+            rows += moved;
+            roots += movedRoots;
+            batches++;
+            metrics?.BatchMoved("todos", index, moved, Stopwatch.GetElapsedTime(started));
+            progress?.Report(new ArchiveProgress(partition, rows, batches, Finished: false));
+            after = (candidates[^1].CompletedAt, candidates[^1].Id);
+            if (candidates.Count < options.BatchSize)
+            {
+                break;
+            }
+
+            if (options.PauseBetweenBatches > TimeSpan.Zero)
+            {
+                await Task.Delay(options.PauseBetweenBatches, clock, cancellationToken);
+            }
         }
-        finally
-        {
-            await using var unlock = new NpgsqlCommand("SELECT pg_advisory_unlock(@class, @object)", connection);
-            unlock.Parameters.Add(new NpgsqlParameter<int>("class", AdvisoryLockClass));
-            unlock.Parameters.Add(new NpgsqlParameter<int>("object", unchecked((int)oid)));
-            await unlock.ExecuteScalarAsync(CancellationToken.None);
-        }
+
+        progress?.Report(new ArchiveProgress(partition, rows, batches, Finished: true));
+        return new PartitionResult(partition, index, rows, roots, batches, Skipped: false);
+    }
+
+    private static async Task UnlockAsync(NpgsqlConnection connection, uint oid)
+    {
+        await using var unlock = new NpgsqlCommand("SELECT pg_advisory_unlock(@class, @object)", connection);
+        unlock.Parameters.Add(new NpgsqlParameter<int>("class", AdvisoryLockClass));
+        unlock.Parameters.Add(new NpgsqlParameter<int>("object", unchecked((int)oid)));
+        await unlock.ExecuteScalarAsync(CancellationToken.None);
     }
 
     private static async Task<bool> TryLockAsync(NpgsqlConnection connection, uint oid, CancellationToken cancellationToken)
@@ -282,104 +299,66 @@ public sealed class TodoArchiver(NpgsqlDataSource dataSource, ArchiveOptions opt
     /// Moves AI interactions older than <see cref="ArchiveOptions.AiOlderThan"/> to ai_interactions_archived, per
     /// partition in parallel under the same kind of advisory lock, each batch one DELETE .. RETURNING -> INSERT.
     /// </summary>
-    public async Task<ArchivePassResult> RunAiPassAsync(IProgress<ArchiveProgress>? progress, CancellationToken cancellationToken)
+    public Task<ArchivePassResult> RunAiPassAsync(IProgress<ArchiveProgress>? progress, CancellationToken cancellationToken)
     {
-        var started = Stopwatch.GetTimestamp();
         var now = clock.GetUtcNow();
         var cutoff = now - options.AiOlderThan;
-        try
-        {
-            await EnsureArchiveMonthsAsync(now, cancellationToken);
-            var partitions = await PartitionsAsync("ai_interactions", cancellationToken);
-            var queue = new ConcurrentQueue<(string Name, uint Oid, int Index)>(partitions);
-            var results = new ConcurrentBag<PartitionResult>();
-            await Task.WhenAll(Enumerable.Range(0, Math.Min(options.Parallel, Math.Max(1, partitions.Count))).Select(async _ =>
-            {
-                while (queue.TryDequeue(out var partition))
-                {
-                    results.Add(await ArchiveAiPartitionAsync(partition.Name, partition.Oid, partition.Index, cutoff, now, progress, cancellationToken));
-                }
-            }));
-
-            var result = new ArchivePassResult([.. results.OrderBy(r => r.Index)], Stopwatch.GetElapsedTime(started), cutoff);
-            metrics?.PassSucceeded("ai_interactions", result.Elapsed, clock.GetUtcNow());
-            return result;
-        }
-        catch
-        {
-            metrics?.PassFailed("ai_interactions");
-            throw;
-        }
+        return RunOverPartitionsAsync("ai_interactions", "ai_interactions", cutoff, (connection, partition) =>
+            ArchiveAiPartitionAsync(connection, partition.Name, partition.Index, cutoff, now, progress, cancellationToken), cancellationToken);
     }
 
     private async Task<PartitionResult> ArchiveAiPartitionAsync(
-        string partition, uint oid, int index, DateTimeOffset cutoff, DateTimeOffset archivedAt,
+        NpgsqlConnection connection, string partition, int index, DateTimeOffset cutoff, DateTimeOffset archivedAt,
         IProgress<ArchiveProgress>? progress, CancellationToken cancellationToken)
     {
-        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        if (!await TryLockAsync(connection, oid, cancellationToken))
+        var table = Quote(partition);
+        var sql =
+            $"""
+            WITH batch AS (
+                SELECT user_id, id FROM {table} WHERE created_at < @cutoff ORDER BY created_at LIMIT @batch
+            ), moved AS (
+                DELETE FROM {table} a USING batch b
+                 WHERE a.user_id = b.user_id AND a.id = b.id AND a.created_at < @cutoff
+                RETURNING {string.Join(", ", AiColumns.Split(", ").Select(c => "a." + c))}
+            ), archived AS (
+                INSERT INTO ai_interactions_archived ({AiColumns}, archived_at)
+                SELECT {AiColumns}, @archived_at FROM moved
+                RETURNING 1
+            )
+            SELECT count(*) FROM archived
+            """;
+        long rows = 0;
+        var batches = 0;
+        while (true)
         {
-            return new PartitionResult(partition, index, 0, 0, 0, Skipped: true);
-        }
-
-        try
-        {
-            var table = Quote(partition);
-            var sql =
-                $"""
-                WITH batch AS (
-                    SELECT user_id, id FROM {table} WHERE created_at < @cutoff ORDER BY created_at LIMIT @batch
-                ), moved AS (
-                    DELETE FROM {table} a USING batch b
-                     WHERE a.user_id = b.user_id AND a.id = b.id AND a.created_at < @cutoff
-                    RETURNING {string.Join(", ", AiColumns.Split(", ").Select(c => "a." + c))}
-                ), archived AS (
-                    INSERT INTO ai_interactions_archived ({AiColumns}, archived_at)
-                    SELECT {AiColumns}, @archived_at FROM moved
-                    RETURNING 1
-                )
-                SELECT count(*) FROM archived
-                """;
-            long rows = 0;
-            var batches = 0;
-            while (true)
+            var started = Stopwatch.GetTimestamp();
+            await using var command = new NpgsqlCommand(sql, connection);
+            command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("cutoff", NpgsqlDbType.TimestampTz) { TypedValue = cutoff });
+            command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("archived_at", NpgsqlDbType.TimestampTz) { TypedValue = archivedAt });
+            command.Parameters.Add(new NpgsqlParameter<int>("batch", NpgsqlDbType.Integer) { TypedValue = options.BatchSize });
+            var moved = (long)(await command.ExecuteScalarAsync(cancellationToken))!;
+            if (moved == 0)
             {
-                var started = Stopwatch.GetTimestamp();
-                await using var command = new NpgsqlCommand(sql, connection);
-                command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("cutoff", NpgsqlDbType.TimestampTz) { TypedValue = cutoff });
-                command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("archived_at", NpgsqlDbType.TimestampTz) { TypedValue = archivedAt });
-                command.Parameters.Add(new NpgsqlParameter<int>("batch", NpgsqlDbType.Integer) { TypedValue = options.BatchSize });
-                var moved = (long)(await command.ExecuteScalarAsync(cancellationToken))!;
-                if (moved == 0)
-                {
-                    break;
-                }
-
-                rows += moved;
-                batches++;
-                metrics?.BatchMoved("ai_interactions", index, moved, Stopwatch.GetElapsedTime(started));
-                progress?.Report(new ArchiveProgress(partition, rows, batches, Finished: false));
-                if (moved < options.BatchSize)
-                {
-                    break;
-                }
-
-                if (options.PauseBetweenBatches > TimeSpan.Zero)
-                {
-                    await Task.Delay(options.PauseBetweenBatches, clock, cancellationToken);
-                }
+                break;
             }
 
-            progress?.Report(new ArchiveProgress(partition, rows, batches, Finished: true));
-            return new PartitionResult(partition, index, rows, rows, batches, Skipped: false);
+            rows += moved;
+            batches++;
+            metrics?.BatchMoved("ai_interactions", index, moved, Stopwatch.GetElapsedTime(started));
+            progress?.Report(new ArchiveProgress(partition, rows, batches, Finished: false));
+            if (moved < options.BatchSize)
+            {
+                break;
+            }
+
+            if (options.PauseBetweenBatches > TimeSpan.Zero)
+            {
+                await Task.Delay(options.PauseBetweenBatches, clock, cancellationToken);
+            }
         }
-        finally
-        {
-            await using var unlock = new NpgsqlCommand("SELECT pg_advisory_unlock(@class, @object)", connection);
-            unlock.Parameters.Add(new NpgsqlParameter<int>("class", AdvisoryLockClass));
-            unlock.Parameters.Add(new NpgsqlParameter<int>("object", unchecked((int)oid)));
-            await unlock.ExecuteScalarAsync(CancellationToken.None);
-        }
+
+        progress?.Report(new ArchiveProgress(partition, rows, batches, Finished: true));
+        return new PartitionResult(partition, index, rows, rows, batches, Skipped: false);
     }
 
     /// <summary>A partition name from the catalog, quoted as an identifier.</summary>

@@ -3,6 +3,7 @@ using Microsoft.Extensions.Options;
 using Npgsql;
 using TodoScale.Archiver.Archiving;
 using TodoScale.Data;
+using TodoScale.Data.Tenancy;
 
 namespace TodoScale.Archiver.Cli;
 
@@ -24,7 +25,7 @@ internal static class ServeCommand
         var builder = WebApplication.CreateBuilder(hostArgs);
         builder.AddServiceDefaults();
         var role = builder.Configuration.GetSection(ArchiveOptions.Section)[nameof(ArchiveOptions.Role)] ?? new ArchiveOptions().Role;
-        builder.AddNpgsqlDataSource(ConnectionNames.Todos, configureDataSourceBuilder: b => ArchiverDataSource.ActAs(b, role));
+        builder.AddNpgsqlDataSource(ConnectionNames.Todos, configureDataSourceBuilder: b => b.ActAs(role));
 
         builder.Services.AddOptions<ArchiveOptions>().BindConfiguration(ArchiveOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddSingleton(TimeProvider.System);
