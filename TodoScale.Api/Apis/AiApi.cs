@@ -80,11 +80,7 @@ public static class AiApi
         Guid id, [AsParameters] TodoServices s, int? limit, string? cursor, CancellationToken cancellationToken)
     {
         var validation = new Validation();
-        var pageSize = limit ?? TodoListQuery.DefaultLimit;
-        if (pageSize is < 1 or > TodoListQuery.MaxLimit)
-        {
-            validation.Add("limit", $"The page size is 1 to {TodoListQuery.MaxLimit} (default {TodoListQuery.DefaultLimit}).");
-        }
+        var pageSize = validation.PageSize(limit);
 
         if (!Cursor.TryDecode(cursor, ListName, "created", false, out var after, out var cursorError))
         {

@@ -31,11 +31,7 @@ public static class ProjectsApi
         [AsParameters] TodoServices s, int? limit, string? cursor, CancellationToken cancellationToken)
     {
         var validation = new Validation();
-        var pageSize = limit ?? TodoListQuery.DefaultLimit;
-        if (pageSize is < 1 or > TodoListQuery.MaxLimit)
-        {
-            validation.Add("limit", $"The page size is 1 to {TodoListQuery.MaxLimit} (default {TodoListQuery.DefaultLimit}).");
-        }
+        var pageSize = validation.PageSize(limit);
 
         if (!Cursor.TryDecode(cursor, ListName, "name", false, out var after, out var cursorError) || after is { Name: null })
         {
@@ -126,7 +122,7 @@ public static class ProjectsApi
 
         if (!ETags.Matches(s.Http.Request, project.UpdatedAt))
         {
-            return PreconditionFailed();
+            return ETags.PreconditionFailed("project");
         }
 
         if (project.Name != name)
@@ -157,7 +153,7 @@ public static class ProjectsApi
 
         if (!ETags.Matches(s.Http.Request, project.UpdatedAt))
         {
-            return PreconditionFailed();
+            return ETags.PreconditionFailed("project");
         }
 
         await write.Db.Database.ExecuteSqlAsync($"DELETE FROM projects WHERE user_id = {userId} AND id = {id}", cancellationToken);
@@ -169,11 +165,6 @@ public static class ProjectsApi
     private static async Task<Project?> LockProjectAsync(TodoScale.Data.TodoDbContext db, Guid userId, Guid id, CancellationToken cancellationToken) =>
         (await db.Projects.FromSql($"SELECT * FROM projects WHERE user_id = {userId} AND id = {id} FOR UPDATE")
             .AsTracking().ToListAsync(cancellationToken)).SingleOrDefault();
-
-    private static ProblemHttpResult PreconditionFailed() =>
-        TypedResults.Problem(
-            statusCode: StatusCodes.Status412PreconditionFailed, title: "Precondition Failed",
-            detail: "The project changed since the ETag in If-Match was issued; read it again and retry.");
 
     private static ProblemHttpResult NameTaken(string name) =>
         TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Conflict", detail: $"You already have a project named '{name}'.");

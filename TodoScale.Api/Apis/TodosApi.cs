@@ -176,7 +176,7 @@ public static class TodosApi
 
         if (!ETags.Matches(s.Http.Request, todo.UpdatedAt))
         {
-            return PreconditionFailed();
+            return ETags.PreconditionFailed("todo");
         }
 
         if (body.ProjectId is { IsSet: true, Value: { } project } && project != todo.ProjectId
@@ -220,7 +220,7 @@ public static class TodosApi
 
         if (!ETags.Matches(s.Http.Request, todo.UpdatedAt))
         {
-            return PreconditionFailed();
+            return ETags.PreconditionFailed("todo");
         }
 
         // The subtree goes with its root (ON DELETE CASCADE), and so do the AI interactions of every todo in it.
@@ -247,7 +247,7 @@ public static class TodosApi
 
         if (!ETags.Matches(s.Http.Request, todo.UpdatedAt))
         {
-            return PreconditionFailed();
+            return ETags.PreconditionFailed("todo");
         }
 
         var now = s.Clock.GetUtcNow();
@@ -294,7 +294,7 @@ public static class TodosApi
 
         if (!ETags.Matches(s.Http.Request, todo.UpdatedAt))
         {
-            return PreconditionFailed();
+            return ETags.PreconditionFailed("todo");
         }
 
         if (todo.Status.IsFinished())
@@ -346,7 +346,7 @@ public static class TodosApi
 
         if (!ETags.Matches(s.Http.Request, todo.UpdatedAt))
         {
-            return PreconditionFailed();
+            return ETags.PreconditionFailed("todo");
         }
 
         if (body.ParentId == todo.ParentTodoId)
@@ -406,11 +406,6 @@ public static class TodosApi
 
     internal static ProblemHttpResult ProjectNotFound(Guid projectId) =>
         TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Not Found", detail: $"The project {projectId} (projectId) was not found.");
-
-    internal static ProblemHttpResult PreconditionFailed() =>
-        TypedResults.Problem(
-            statusCode: StatusCodes.Status412PreconditionFailed, title: "Precondition Failed",
-            detail: "The todo changed since the ETag in If-Match was issued; read it again and retry.");
 
     private static ProblemHttpResult OpenSubtasksConflict(int open) =>
         TypedResults.Problem(

@@ -12,6 +12,8 @@ public sealed class Validation
     public const int DescriptionMaxLength = 20_000;
     public const int ProjectNameMaxLength = 200;
     public const int PromptMaxLength = 200_000;
+    public const int DefaultPageSize = 50;
+    public const int MaxPageSize = 200;
 
     private readonly Dictionary<string, List<string>> _errors = new(StringComparer.Ordinal);
 
@@ -93,6 +95,18 @@ public sealed class Validation
         {
             Add(field, $"The value has {value.Length} characters; at most {max} are allowed.");
         }
+    }
+
+    /// <summary>The page size of a list (<c>limit</c>): 1 to <see cref="MaxPageSize"/>, <see cref="DefaultPageSize"/> when absent.</summary>
+    public int PageSize(int? limit)
+    {
+        var pageSize = limit ?? DefaultPageSize;
+        if (pageSize is < 1 or > MaxPageSize)
+        {
+            Add("limit", $"The page size is 1 to {MaxPageSize} (default {DefaultPageSize}).");
+        }
+
+        return pageSize;
     }
 
     public void NotNegative(string field, int? value)

@@ -36,8 +36,6 @@ public sealed record TodoListQuery(
     Cursor? After)
 {
     public const string ListName = "todos";
-    public const int DefaultLimit = 50;
-    public const int MaxLimit = 200;
 
     private const string Columns =
         "id, parent_todo_id, project_id, title, description, status, priority, due_date, completed_at, ai_generated, depth, created_at, updated_at";
@@ -77,11 +75,7 @@ public sealed record TodoListQuery(
             validation.Add("sort", $"'{Validation.Truncate(sort!)}' is not a sort; use created, due or priority.");
         }
 
-        var pageSize = limit ?? DefaultLimit;
-        if (pageSize is < 1 or > MaxLimit)
-        {
-            validation.Add("limit", $"The page size is 1 to {MaxLimit} (default {DefaultLimit}).");
-        }
+        var pageSize = validation.PageSize(limit);
 
         var archived = includeArchived ?? false;
         var sortName = (parsedSort ?? TodoSort.Created).ToString().ToLowerInvariant();
