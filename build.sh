@@ -111,6 +111,18 @@ cmd_test() {
     failed=$((failed + $(sed -n 's/.* failed="\([0-9]*\)".*/\1/p' <<<"$counters") + $(sed -n 's/.* error="\([0-9]*\)".*/\1/p' <<<"$counters")))
     skipped=$((skipped + $(sed -n 's/.* notExecuted="\([0-9]*\)".*/\1/p' <<<"$counters")))
   done
+  # Name every failed test and the first line of its message last, where a truncated CI log still shows them.
+  if [ "$files" -gt 0 ] && grep -q 'outcome="Failed"' "$results"/*.trx; then
+    grep -ho '<UnitTestResult [^>]*outcome="Failed"' "$results"/*.trx | sed 's/.*testName="\([^"]*\)".*/FAILED \1/'
+    { command -v python3 >/dev/null && python3 - "$results"/*.trx; } <<'PY' || true
+import sys, xml.etree.ElementTree as ET
+ns = {"t": "http://microsoft.com/schemas/VisualStudio/TeamTest/2010"}
+for path in sys.argv[1:]:
+    for r in ET.parse(path).getroot().iterfind(".//t:UnitTestResult[@outcome='Failed']", ns):
+        msg = r.findtext(".//t:Message", default="", namespaces=ns).strip().splitlines()
+        print(f"  {r.get('testName')}: {msg[0][:400] if msg else ''}")
+PY
+  fi
   rm -rf "$results"
 
   if [ "$files" -eq 0 ]; then

@@ -33,6 +33,8 @@ var archiver = builder.AddProject<Projects.TodoScale_Archiver>("archiver")
     .WithTodoScaleDefaults()
     .WithArgs("serve")
     .WithReference(infra.TodosDatabase)
+    // Exported archive months (retention, `cold export`) beside the databases: .data/cold-storage.
+    .WithEnvironment("Maintenance__ColdStorageFolder", infra.DataFolder("cold-storage"))
     .WaitForCompletion(migrate)
     .WithHttpHealthCheck("/health")
     // A button on the dashboard: one archival pass now, whatever the schedule's window.

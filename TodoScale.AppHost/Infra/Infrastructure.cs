@@ -37,6 +37,9 @@ public abstract class Infrastructure(IDistributedApplicationBuilder builder, Inf
     /// A secret generated once and kept in the data root beside what it protects (owner-only file), so restarts keep
     /// it: a database password, or the bearer-token signing key the `token` verb also reads.
     /// </summary>
+    /// <summary>A folder under the data root that survives restarts (cold storage, ...), made when missing.</summary>
+    public string DataFolder(string name) => Directory.CreateDirectory(Path.Combine(Options.DataRoot!, name)).FullName;
+
     public string KeptSecret(string fileName, int bytes = 16)
     {
         var path = Path.Combine(Options.DataRoot!, fileName);

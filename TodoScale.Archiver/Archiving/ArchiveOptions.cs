@@ -24,6 +24,10 @@ public sealed class ArchiveOptions : IValidatableObject
     /// <summary>Pause after each batch, to leave the server room for user traffic.</summary>
     public TimeSpan PauseBetweenBatches { get; set; } = TimeSpan.FromMilliseconds(10);
 
+    /// <summary>After a pass, partitions that lost (or archive months that gained) at least this many rows are analyzed.</summary>
+    [Range(1, int.MaxValue)]
+    public int AnalyzeAfterRows { get; set; } = 10_000;
+
     /// <summary>Archive months made ahead of the current one (upkeep before every pass).</summary>
     [Range(0, 36)]
     public int Premake { get; set; } = 3;
@@ -55,14 +59,7 @@ public sealed class ArchiveOptions : IValidatableObject
     }
 
     /// <summary>Every problem with these options, as sentences naming the setting (empty when valid).</summary>
-    public IReadOnlyList<string> Errors()
-    {
-        var results = new List<ValidationResult>();
-        Validator.TryValidateObject(this, new ValidationContext(this), results, validateAllProperties: true);
-        return results.Select(r => r.ErrorMessage!.StartsWith("Archive:", StringComparison.Ordinal)
-            ? r.ErrorMessage
-            : $"Archive:{r.MemberNames.FirstOrDefault()}: {r.ErrorMessage}").ToList();
-    }
+    public IReadOnlyList<string> Errors() => Cli.SettingErrors.Of(this, Section);
 
     /// <summary>"30d", "12h", "90m", "45s" or a TimeSpan ("30.00:00:00"); null when it is none of these.</summary>
     public static TimeSpan? ParseDuration(string text)

@@ -1,14 +1,19 @@
 using Microsoft.Extensions.Options;
+using TodoScale.Archiver.Maintenance;
 
 namespace TodoScale.Archiver.Archiving;
 
 /// <summary>
-/// The worker's schedule (`serve`): archive months made at start; a todo pass every day when the UTC window
-/// opens, cut off when it closes; the AI-interaction pass with it once a week; and a pass at once when an
-/// operator asks (POST /archive/run, the "Run archive now" button on the Aspire dashboard), whatever the window.
+/// The worker's schedule (`serve`): upkeep at start (archive months made ahead, months past retention to cold
+/// storage); a todo pass every day when the UTC window opens, cut off when it closes, followed by upkeep (so a
+/// month is exported the day it passes retention); the AI-interaction pass and the bloat-driven reindex once a
+/// week (<see cref="MaintenanceOptions.ReindexEvery"/>); and a pass at once when an operator asks
+/// (POST /archive/run, the "Run archive now" button on the Aspire dashboard), whatever the window.
 /// </summary>
 public sealed partial class ArchiveScheduler(
     TodoArchiver archiver,
+    Upkeep upkeep,
+    IOptions<MaintenanceOptions> maintenance,
     IOptions<ArchiveOptions> options,
     TimeProvider clock,
     ILogger<ArchiveScheduler> logger) : BackgroundService
@@ -16,6 +21,7 @@ public sealed partial class ArchiveScheduler(
     private static readonly TimeSpan AiInterval = TimeSpan.FromDays(7);
     private readonly SemaphoreSlim _runNow = new(0, 1);
     private DateTimeOffset _lastAiPass = DateTimeOffset.MinValue;
+    private DateTimeOffset _lastReindex = DateTimeOffset.MinValue;
 
     /// <summary>Asks for a pass now; a request while one is already waiting is the same request.</summary>
     public bool RunNow()
@@ -33,7 +39,7 @@ public sealed partial class ArchiveScheduler(
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        await UpkeepAsync(stoppingToken);
+        await UpkeepAsync(reindex: false, stoppingToken);
         while (!stoppingToken.IsCancellationRequested)
         {
             var now = clock.GetUtcNow();
@@ -53,6 +59,12 @@ public sealed partial class ArchiveScheduler(
             }
 
             await RunPassAsync(manual, window.Token);
+            var reindex = clock.GetUtcNow() - _lastReindex >= maintenance.Value.ReindexEvery;
+            await UpkeepAsync(reindex, stoppingToken);
+            if (reindex)
+            {
+                _lastReindex = clock.GetUtcNow();
+            }
         }
     }
 
@@ -76,14 +88,18 @@ public sealed partial class ArchiveScheduler(
         return request.IsCompletedSuccessfully;
     }
 
-    private async Task UpkeepAsync(CancellationToken cancellationToken)
+    private async Task UpkeepAsync(bool reindex, CancellationToken cancellationToken)
     {
         try
         {
-            var created = await archiver.EnsureArchiveMonthsAsync(clock.GetUtcNow(), cancellationToken);
-            LogUpkeep(logger, created);
+            var result = await upkeep.RunAsync(reindex, "system", "schedule", null, cancellationToken);
+            LogUpkeep(logger, result.MonthsCreated, result.Exported.Count(e => !e.AlreadyCold), result.Failed.Count, result.Reindexed.Count);
+            foreach (var failure in result.Failed)
+            {
+                LogColdFailed(logger, ArchiveMonths.Format(failure.Month), failure.Error);
+            }
         }
-        catch (Exception e) when (e is Npgsql.NpgsqlException or TimeoutException)
+        catch (Exception e) when (e is Npgsql.NpgsqlException or TimeoutException or IOException)
         {
             LogFailed(logger, "upkeep", e);
         }
@@ -145,8 +161,11 @@ public sealed partial class ArchiveScheduler(
     [LoggerMessage(LogLevel.Information, "Next scheduled archive pass at {Next:u}")]
     private static partial void LogNextPass(ILogger logger, DateTimeOffset next);
 
-    [LoggerMessage(LogLevel.Information, "Upkeep: {Created} archive month(s) created")]
-    private static partial void LogUpkeep(ILogger logger, int created);
+    [LoggerMessage(LogLevel.Information, "Upkeep: {Created} archive month(s) created, {Exported} month(s) to cold storage, {Failed} failed, {Reindexed} index(es) rebuilt")]
+    private static partial void LogUpkeep(ILogger logger, int created, int exported, int failed, int reindexed);
+
+    [LoggerMessage(LogLevel.Error, "Retention could not move {Month} to cold storage (its partitions are kept): {Error}")]
+    private static partial void LogColdFailed(ILogger logger, string month, string error);
 
     [LoggerMessage(LogLevel.Information, "Archive pass over {Table}: {Rows} rows moved in {Seconds:0.0} s")]
     private static partial void LogPass(ILogger logger, string table, long rows, double seconds);

@@ -3,10 +3,13 @@ using TodoScale.Data.Tenancy;
 
 namespace TodoScale.Archiver.Archiving;
 
-/// <summary>The archiver's connections: the configured login, acting as the archiver role (BYPASSRLS).</summary>
+/// <summary>
+/// The archiver's connections: the configured login acting as the archiver role (BYPASSRLS) to move rows, or
+/// with no role as the login itself, the tables' owner, for DDL (detach, drop, attach, reindex).
+/// </summary>
 public static class ArchiverDataSource
 {
-    public static NpgsqlDataSource Create(string connectionString, string role)
+    public static NpgsqlDataSource Create(string connectionString, string? role)
     {
         var builder = new NpgsqlDataSourceBuilder(connectionString).ActAs(role);
         builder.ConnectionStringBuilder.ApplicationName ??= "todoscale-archiver";

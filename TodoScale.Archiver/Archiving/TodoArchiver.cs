@@ -1,8 +1,8 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
-using System.Text.Json;
 using Npgsql;
 using NpgsqlTypes;
+using static TodoScale.Data.SqlText;
 
 namespace TodoScale.Archiver.Archiving;
 
@@ -12,6 +12,9 @@ public sealed record PartitionResult(string Partition, int Index, long RowsMoved
 /// <summary>What a pass did.</summary>
 public sealed record ArchivePassResult(IReadOnlyList<PartitionResult> Partitions, TimeSpan Elapsed, DateTimeOffset Cutoff)
 {
+    /// <summary>Partitions analyzed after the pass because a large share of them moved (source and archive month).</summary>
+    public IReadOnlyList<string> Analyzed { get; init; } = [];
+
     public long RowsMoved => Partitions.Sum(p => p.RowsMoved);
 
     public long RootsMoved => Partitions.Sum(p => p.RootsMoved);
@@ -46,17 +49,19 @@ public sealed class TodoArchiver(NpgsqlDataSource dataSource, ArchiveOptions opt
     {
         var now = clock.GetUtcNow();
         var cutoff = now - options.OlderThan;
-        return RunOverPartitionsAsync("todos_active", "todos", cutoff, (connection, partition) =>
+        return RunOverPartitionsAsync("todos_active", "todos_archived", "todos", now, cutoff, (connection, partition) =>
             ArchiveTreesAsync(connection, partition.Name, partition.Index, cutoff, now, progress, cancellationToken), cancellationToken);
     }
 
     /// <summary>
     /// A pass: archive months first, then every partition of <paramref name="parent"/> worked by one of
     /// <see cref="ArchiveOptions.Parallel"/> workers, each on its own connection under the partition's advisory
-    /// lock (a partition another archiver holds is skipped), with the pass's metrics.
+    /// lock (a partition another archiver holds is skipped), with the pass's metrics; then ANALYZE where the
+    /// pass moved at least <see cref="ArchiveOptions.AnalyzeAfterRows"/> rows, so the planner sees the new sizes
+    /// before autovacuum gets to them.
     /// </summary>
     private async Task<ArchivePassResult> RunOverPartitionsAsync(
-        string parent, string table, DateTimeOffset cutoff,
+        string parent, string archiveParent, string table, DateTimeOffset now, DateTimeOffset cutoff,
         Func<NpgsqlConnection, (string Name, int Index), Task<PartitionResult>> work, CancellationToken cancellationToken)
     {
         var started = Stopwatch.GetTimestamp();
@@ -88,7 +93,21 @@ public sealed class TodoArchiver(NpgsqlDataSource dataSource, ArchiveOptions opt
                 }
             }));
 
-            var result = new ArchivePassResult([.. results.OrderBy(r => r.Index)], Stopwatch.GetElapsedTime(started), cutoff);
+            var moved = results.OrderBy(r => r.Index).ToList();
+            var analyzed = moved.Where(r => r.RowsMoved >= options.AnalyzeAfterRows).Select(r => r.Partition).ToList();
+            if (moved.Sum(r => r.RowsMoved) >= options.AnalyzeAfterRows)
+            {
+                analyzed.Add(ArchiveMonths.PartitionName(archiveParent, now));
+            }
+
+            foreach (var partition in analyzed)
+            {
+                await using var analyze = dataSource.CreateCommand("SELECT todoscale_analyze(@partition::regclass)");
+                analyze.Parameters.Add(new NpgsqlParameter<string>("partition", partition));
+                await analyze.ExecuteNonQueryAsync(cancellationToken);
+            }
+
+            var result = new ArchivePassResult(moved, Stopwatch.GetElapsedTime(started), cutoff) { Analyzed = analyzed };
             metrics?.PassSucceeded(table, result.Elapsed, clock.GetUtcNow());
             return result;
         }
@@ -100,17 +119,8 @@ public sealed class TodoArchiver(NpgsqlDataSource dataSource, ArchiveOptions opt
     }
 
     /// <summary>Upkeep before a pass: the month archived_at falls in (and <see cref="ArchiveOptions.Premake"/> after it) exists.</summary>
-    public async Task<int> EnsureArchiveMonthsAsync(DateTimeOffset now, CancellationToken cancellationToken)
-    {
-        await using var command = dataSource.CreateCommand(
-            """
-            SELECT todoscale_ensure_archive_months('todos_archived', @day, @ahead)
-                 + todoscale_ensure_archive_months('ai_interactions_archived', @day, @ahead)
-            """);
-        command.Parameters.Add(new NpgsqlParameter<DateOnly>("day", NpgsqlDbType.Date) { TypedValue = DateOnly.FromDateTime(now.UtcDateTime) });
-        command.Parameters.Add(new NpgsqlParameter<int>("ahead", NpgsqlDbType.Integer) { TypedValue = options.Premake });
-        return (int)(await command.ExecuteScalarAsync(cancellationToken))!;
-    }
+    public Task<int> EnsureArchiveMonthsAsync(DateTimeOffset now, CancellationToken cancellationToken) =>
+        ArchiveMonths.EnsureAsync(dataSource, now, options.Premake, cancellationToken);
 
     /// <summary>The partitions of todos_active as the catalog has them now (a re-split changes them).</summary>
     public Task<List<(string Name, uint Oid, int Index)>> ActivePartitionsAsync(CancellationToken cancellationToken) =>
@@ -303,7 +313,7 @@ public sealed class TodoArchiver(NpgsqlDataSource dataSource, ArchiveOptions opt
     {
         var now = clock.GetUtcNow();
         var cutoff = now - options.AiOlderThan;
-        return RunOverPartitionsAsync("ai_interactions", "ai_interactions", cutoff, (connection, partition) =>
+        return RunOverPartitionsAsync("ai_interactions", "ai_interactions_archived", "ai_interactions", now, cutoff, (connection, partition) =>
             ArchiveAiPartitionAsync(connection, partition.Name, partition.Index, cutoff, now, progress, cancellationToken), cancellationToken);
     }
 
@@ -361,33 +371,21 @@ public sealed class TodoArchiver(NpgsqlDataSource dataSource, ArchiveOptions opt
         return new PartitionResult(partition, index, rows, rows, batches, Skipped: false);
     }
 
-    /// <summary>A partition name from the catalog, quoted as an identifier.</summary>
-    private static string Quote(string identifier) => "\"" + identifier.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
-
     /// <summary>Writes the pass to audit_log (actor: who ran it).</summary>
-    public async Task AuditAsync(string actorKind, string actor, ArchivePassResult? result, Exception? failure, CancellationToken cancellationToken, string target = "todos_active")
-    {
-        var details = JsonSerializer.Serialize(new
+    public Task AuditAsync(string actorKind, string actor, ArchivePassResult? result, Exception? failure, CancellationToken cancellationToken, string target = "todos_active") =>
+        AuditLog.WriteAsync(dataSource, actorKind, actor, failure is null ? "archive.pass" : "archive.pass.failed", target, new
         {
-            older_than = (target == "todos_active" ? options.OlderThan : options.AiOlderThan).ToString(),
-            batch_size = options.BatchSize,
-            parallel = options.Parallel,
-            cutoff = result?.Cutoff,
-            rows_moved = result?.RowsMoved,
-            roots_moved = result?.RootsMoved,
-            batches = result?.Batches,
-            partitions = result?.Partitions.Count,
-            skipped_partitions = result?.SkippedPartitions,
-            elapsed_ms = result is null ? (long?)null : (long)result.Elapsed.TotalMilliseconds,
-            error = failure?.Message,
-        });
-        await using var command = dataSource.CreateCommand(
-            "INSERT INTO audit_log (actor_kind, actor, action, target, details) VALUES (@kind, @actor, @action, @target, @details::jsonb)");
-        command.Parameters.Add(new NpgsqlParameter<string>("target", target));
-        command.Parameters.Add(new NpgsqlParameter<string>("kind", actorKind));
-        command.Parameters.Add(new NpgsqlParameter<string>("actor", actor));
-        command.Parameters.Add(new NpgsqlParameter<string>("action", failure is null ? "archive.pass" : "archive.pass.failed"));
-        command.Parameters.Add(new NpgsqlParameter<string>("details", details));
-        await command.ExecuteNonQueryAsync(cancellationToken);
-    }
+            OlderThan = (target == "todos_active" ? options.OlderThan : options.AiOlderThan).ToString(),
+            options.BatchSize,
+            options.Parallel,
+            result?.Cutoff,
+            result?.RowsMoved,
+            result?.RootsMoved,
+            result?.Batches,
+            Partitions = result?.Partitions.Count,
+            result?.SkippedPartitions,
+            AnalyzedPartitions = result?.Analyzed,
+            ElapsedMs = result is null ? (long?)null : (long)result.Elapsed.TotalMilliseconds,
+            Error = failure?.Message,
+        }, cancellationToken);
 }

@@ -58,7 +58,7 @@ internal static class ArchiveCommand
             await archiver.AuditAsync("operator", Environment.UserName, result, null, CancellationToken.None);
             var seconds = Math.Max(result.Elapsed.TotalSeconds, 0.001);
             AnsiConsole.MarkupLineInterpolated(
-                $"archive: moved {result.RowsMoved:N0} todos ({result.RootsMoved:N0} trees) from {result.Partitions.Count} partitions in {seconds:0.0} s ({result.RowsMoved / seconds:N0} rows/s), {result.Batches} batches, {result.SkippedPartitions} partition(s) skipped (another archiver had them)");
+                $"archive: moved {result.RowsMoved:N0} todos ({result.RootsMoved:N0} trees) from {result.Partitions.Count} partitions in {seconds:0.0} s ({result.RowsMoved / seconds:N0} rows/s), {result.Batches} batches, {result.SkippedPartitions} partition(s) skipped (another archiver had them), {result.Analyzed.Count} analyzed");
 
             var ai = await archiver.RunAiPassAsync(null, cancellationToken);
             await archiver.AuditAsync("operator", Environment.UserName, ai, null, CancellationToken.None, "ai_interactions");
@@ -91,28 +91,18 @@ internal static class ArchiveCommand
         }
     }
 
-    private static ArchiveOptions LoadOptions(IConfiguration configuration, string? olderThan, int? batchSize, int? parallel)
-    {
-        var options = new ArchiveOptions();
-        try
+    private static ArchiveOptions LoadOptions(IConfiguration configuration, string? olderThan, int? batchSize, int? parallel) =>
+        configuration.BindOptions<ArchiveOptions>(ArchiveOptions.Section, o => o.Errors(), options =>
         {
-            configuration.GetSection(ArchiveOptions.Section).Bind(options);
-        }
-        catch (InvalidOperationException ex)
-        {
-            throw new CliException($"bad {ArchiveOptions.Section} setting: {ex.InnerException?.Message ?? ex.Message}");
-        }
+            if (olderThan is not null)
+            {
+                options.OlderThan = ArchiveOptions.ParseDuration(olderThan)
+                    ?? throw new CliException($"--older-than '{olderThan}' is not a duration; use e.g. 30d, 12h, 90m.");
+            }
 
-        if (olderThan is not null)
-        {
-            options.OlderThan = ArchiveOptions.ParseDuration(olderThan)
-                ?? throw new CliException($"--older-than '{olderThan}' is not a duration; use e.g. 30d, 12h, 90m.");
-        }
-
-        options.BatchSize = batchSize ?? options.BatchSize;
-        options.Parallel = parallel ?? options.Parallel;
-        return options.Errors() is { Count: > 0 } errors ? throw new CliException(string.Join(" ", errors)) : options;
-    }
+            options.BatchSize = batchSize ?? options.BatchSize;
+            options.Parallel = parallel ?? options.Parallel;
+        });
 
     private sealed class ConsoleProgress : IProgress<ArchiveProgress>
     {

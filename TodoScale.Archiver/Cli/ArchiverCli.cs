@@ -14,6 +14,9 @@ public static class ArchiverCli
             MigrateCommand.Create(),
             TokenCommand.Create(),
             ArchiveCommand.Create(),
+            MaintainCommand.Create(),
+            ColdCommand.Create(),
+            PartitionsCommand.Create(),
         };
 
         // With no verb the archiver serves; host arguments (e.g. --urls) pass through to ASP.NET Core.

@@ -27,6 +27,24 @@ internal static class CliConfiguration
         return builder.AddEnvironmentVariables().Build();
     }
 
+    /// <summary>A section bound to its options class and validated; a bad value is a usage error naming the setting.</summary>
+    public static T BindOptions<T>(this IConfiguration configuration, string section, Func<T, IReadOnlyList<string>> errors, Action<T>? overrides = null)
+        where T : new()
+    {
+        var options = new T();
+        try
+        {
+            configuration.GetSection(section).Bind(options);
+        }
+        catch (InvalidOperationException ex)
+        {
+            throw new CliException($"bad {section} setting: {ex.InnerException?.Message ?? ex.Message}");
+        }
+
+        overrides?.Invoke(options);
+        return errors(options) is { Count: > 0 } problems ? throw new CliException(string.Join(" ", problems)) : options;
+    }
+
     /// <summary>The primary's connection string, or a clear error when it is not configured.</summary>
     public static string RequirePrimaryConnectionString(this IConfiguration configuration) =>
         configuration.GetConnectionString(ConnectionNames.Todos) is { Length: > 0 } value

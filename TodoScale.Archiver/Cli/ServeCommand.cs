@@ -2,14 +2,22 @@ using System.CommandLine;
 using Microsoft.Extensions.Options;
 using Npgsql;
 using TodoScale.Archiver.Archiving;
+using TodoScale.Archiver.ColdStorage;
+using TodoScale.Archiver.Maintenance;
+using TodoScale.Archiver.Partitions;
 using TodoScale.Data;
 using TodoScale.Data.Tenancy;
 
 namespace TodoScale.Archiver.Cli;
 
-/// <summary>`serve`: the long-running worker: the archive schedule, POST /archive/run, /metrics and /health.</summary>
+/// <summary>
+/// `serve`: the long-running worker: the archive and upkeep schedule, the partition gauges, POST /archive/run,
+/// /metrics and /health. Rows move as the archiver role; DDL (detach, drop, attach, reindex) runs as the login.
+/// </summary>
 internal static class ServeCommand
 {
+    private const string OwnerKey = "owner";
+
     public static Command Create()
     {
         var command = new Command("serve", "Run the long-running worker (schedules, /metrics, /health). The default verb.")
@@ -28,7 +36,19 @@ internal static class ServeCommand
         builder.AddNpgsqlDataSource(ConnectionNames.Todos, configureDataSourceBuilder: b => b.ActAs(role));
 
         builder.Services.AddOptions<ArchiveOptions>().BindConfiguration(ArchiveOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        builder.Services.AddOptions<MaintenanceOptions>().BindConfiguration(MaintenanceOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddSingleton(TimeProvider.System);
+        builder.Services.AddKeyedSingleton(OwnerKey, (sp, _) =>
+            ArchiverDataSource.Create(builder.Configuration.GetConnectionString(ConnectionNames.Todos)!, role: null));
+        builder.Services.AddSingleton(sp => new ColdStore(
+            sp.GetRequiredKeyedService<NpgsqlDataSource>(OwnerKey), sp.GetRequiredService<IOptions<MaintenanceOptions>>().Value,
+            sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ArchiveMetrics>()));
+        builder.Services.AddSingleton(sp => new IndexMaintenance(
+            sp.GetRequiredKeyedService<NpgsqlDataSource>(OwnerKey), sp.GetRequiredService<IOptions<MaintenanceOptions>>().Value));
+        builder.Services.AddSingleton(sp => new Upkeep(
+            sp.GetRequiredKeyedService<NpgsqlDataSource>(OwnerKey), sp.GetRequiredService<IOptions<ArchiveOptions>>().Value,
+            sp.GetRequiredService<ColdStore>(), sp.GetRequiredService<IndexMaintenance>(), sp.GetRequiredService<TimeProvider>()));
+        builder.Services.AddHostedService<PartitionStatsCollector>();
         builder.Services.AddSingleton<ArchiveMetrics>();
         builder.Services.AddSingleton(sp => new TodoArchiver(
             sp.GetRequiredService<NpgsqlDataSource>(), sp.GetRequiredService<IOptions<ArchiveOptions>>().Value,

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using Npgsql;
 using TodoScale.Archiver.Archiving;
+using TodoScale.Archiver.Partitions;
 using TodoScale.Tests.Infrastructure;
 
 namespace TodoScale.Tests.Archiving;
@@ -100,6 +101,39 @@ public sealed class ArchiverTests(PostgresServer server)
         var everywhere = (await Sql.ColumnAsync<Guid>(connection, "SELECT id FROM todos_active UNION ALL SELECT id FROM todos_archived")).ToHashSet();
         Assert.All(committed.Keys, id => Assert.Contains(id, everywhere));
         Assert.Equal(300 * 20 * 4 + committed.Count, everywhere.Count);
+    }
+
+    [Fact]
+    public async Task A_large_move_analyzes_what_it_emptied_and_filled_and_partition_stats_show_sizes_backlog_and_skew()
+    {
+        var db = await server.FreshMigratedDatabaseAsync("archive_analyze");
+        await ArchiveData.SeedTreesAsync(db, users: 200, rootsPerUser: 10, Now);
+        await using var dataSource = ArchiverDataSource.Create(db, "todoscale_archiver");
+        var options = Options(batchSize: 500);
+        options.AnalyzeAfterRows = 100;
+        var waiting = await Sql.ScalarAsync<long>(db, $"SELECT count(*) FROM todos_active WHERE status IN ('done', 'cancelled') AND completed_at < '{Now.AddDays(-30):O}'");
+
+        var before = await PartitionStats.ReadAsync(dataSource, options, Now, exact: true, default);
+        var passStart = await Sql.ScalarAsync<DateTime>(db, "SELECT clock_timestamp()");
+        var result = await new TodoArchiver(dataSource, options, new FixedClock(Now)).RunPassAsync(null, default);
+        var after = await PartitionStats.ReadAsync(dataSource, options, Now, exact: true, default);
+
+        Assert.Equal(16, before.Active.Count(p => p.Table == "todos_active"));
+        Assert.Equal(16, before.Active.Count(p => p.Table == "ai_interactions"));
+        Assert.Equal(200L * 10 * 4, before.Active.Where(p => p.Table == "todos_active").Sum(p => p.Rows));
+        Assert.Equal(200L, before.Active.Where(p => p.Table == "todos_active").Sum(p => p.Users));
+        Assert.Equal(waiting, before.Active.Where(p => p.Table == "todos_active").Sum(p => p.Waiting));
+        Assert.InRange(before.Skew("todos_active"), 1.0, 2.5);
+        Assert.Equal(3, after.MonthsAhead);
+        Assert.Equal(result.RowsMoved, after.ArchiveMonths.Single(m => m.Table == "todos_archived" && m.Key == "2026-11").Rows);
+        Assert.Equal(200L * 10 * 4 - result.RowsMoved, after.Active.Where(p => p.Table == "todos_active").Sum(p => p.Rows));
+
+        // Every partition that lost at least 100 rows, and the month that gained them, were analyzed by the pass.
+        var expected = result.Partitions.Where(p => p.RowsMoved >= 100).Select(p => p.Partition).Append("todos_archived_y2026m11").Order().ToList();
+        Assert.True(expected.Count > 1, "the seed is too small for the threshold");
+        Assert.Equal(expected, result.Analyzed.Order());
+        var analyzed = await Sql.ColumnAsync<string>(db, $"SELECT relname::text FROM pg_stat_user_tables WHERE last_analyze >= '{passStart:O}'::timestamptz");
+        Assert.All(expected, partition => Assert.Contains(partition, analyzed));
     }
 
     [Fact]

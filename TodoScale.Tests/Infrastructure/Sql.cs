@@ -8,7 +8,8 @@ internal static class Sql
     public static async Task<T> ScalarAsync<T>(NpgsqlConnection connection, string sql, NpgsqlTransaction? transaction = null)
     {
         await using var command = new NpgsqlCommand(sql, connection, transaction);
-        return (T)(await command.ExecuteScalarAsync())!;
+        var value = await command.ExecuteScalarAsync();
+        return value is DBNull ? default! : (T)value!; // SQL NULL is null (or the type's default)
     }
 
     public static async Task<T> ScalarAsync<T>(string connectionString, string sql)

@@ -30,6 +30,9 @@ public static class TestApp
             // Fixed ports in launchSettings (api 5180, archiver 5190) must not clash with a developer's running stack.
             "--DcpPublisher:RandomizePorts=true",
         ], cts.Token);
+        // The archiver's partition gauges refresh every second here (30 s by default), as Prometheus scrapes.
+        builder.CreateResourceBuilder(builder.Resources.OfType<ProjectResource>().Single(r => r.Name == "archiver"))
+            .WithEnvironment("Maintenance__StatsInterval", "00:00:01");
         builder.Services.AddLogging(logging => logging
             .SetMinimumLevel(LogLevel.Warning)
             // "not accepting connections yet" is the expected state of every server while it starts.

@@ -1,0 +1,27 @@
+using Microsoft.Extensions.Configuration;
+using Npgsql;
+using TodoScale.Archiver.Archiving;
+using TodoScale.Archiver.Maintenance;
+
+namespace TodoScale.Archiver.Cli;
+
+/// <summary>What the maintenance verbs share: configuration, validated settings and the connections they open.</summary>
+internal sealed record OperatorTools(string ConnectionString, ArchiveOptions Archive, MaintenanceOptions Maintenance)
+{
+    public static OperatorTools Load()
+    {
+        var configuration = CliConfiguration.Load();
+        return new OperatorTools(
+            configuration.RequirePrimaryConnectionString(),
+            configuration.BindOptions<ArchiveOptions>(ArchiveOptions.Section, o => o.Errors()),
+            configuration.BindOptions<MaintenanceOptions>(MaintenanceOptions.Section, o => o.Errors()));
+    }
+
+    /// <summary>Connections as the login role, the tables' owner: DDL (detach, drop, attach, reindex) needs it.</summary>
+    public NpgsqlDataSource OwnerDataSource() => ArchiverDataSource.Create(ConnectionString, role: null);
+
+    /// <summary>Connections acting as the archiver role (reads of every tenant's rows).</summary>
+    public NpgsqlDataSource ArchiverRoleDataSource() => ArchiverDataSource.Create(ConnectionString, Archive.Role);
+
+    public static string Message(Exception e) => e is PostgresException pg ? $"{pg.SqlState}: {pg.MessageText}" : e.Message;
+}

@@ -1,0 +1,613 @@
+using System.Data;
+using System.Globalization;
+using System.IO.Compression;
+using System.Security.Cryptography;
+using System.Text;
+using Npgsql;
+using NpgsqlTypes;
+using TodoScale.Archiver.Archiving;
+using TodoScale.Archiver.Maintenance;
+using static TodoScale.Data.SqlText;
+
+namespace TodoScale.Archiver.ColdStorage;
+
+/// <summary>What an export did; <see cref="Dropped"/> lists the partitions detached and dropped after it.</summary>
+public sealed record ColdExportResult(ColdManifest Manifest, string Folder, IReadOnlyList<string> Dropped, TimeSpan Elapsed, bool AlreadyCold);
+
+/// <summary>What a restore loaded.</summary>
+public sealed record ColdRestoreResult(ColdManifest Manifest, IReadOnlyList<string> Partitions, TimeSpan Elapsed);
+
+/// <summary>An exported month as `cold list` shows it: its manifest and which of its partitions are attached now.</summary>
+public sealed record ColdMonth(ColdManifest Manifest, string Folder, IReadOnlyList<string>? LivePartitions);
+
+/// <summary>A cold-storage operation refused or failed; nothing was changed that the message does not name.</summary>
+public class ColdStorageException(string message, Exception? inner = null) : Exception(message, inner);
+
+/// <summary>An exported file did not read back to the partition's rows: the partition is kept.</summary>
+public sealed class ColdVerificationException(string message, Exception? inner = null) : ColdStorageException(message, inner);
+
+/// <summary>
+/// Archive months in cold storage. An export writes each archive table's partition of the month as a
+/// gzip-compressed CSV file, reads every file back into a temporary table and compares row count and content
+/// checksum with the partition (one snapshot), and only then writes the manifest; with <c>drop</c> it detaches
+/// the partitions (DETACH PARTITION CONCURRENTLY), checks the detached table once more against the manifest and
+/// drops it. A restore loads the files into new partitions in one transaction that commits only when the
+/// checksums match the manifest. DDL runs as the connection's login role, which must own the archive tables
+/// (the role that runs `migrate`). One operation per month at a time (an advisory lock).
+/// </summary>
+public sealed class ColdStore(NpgsqlDataSource owner, MaintenanceOptions options, TimeProvider clock, ArchiveMetrics? metrics = null)
+{
+    /// <summary>Advisory-lock class of cold-storage work on a month (object id: year * 100 + month).</summary>
+    public const int AdvisoryLockClass = 0x5453434F; // "TSCO"
+
+    private const string CsvOptions = "(FORMAT csv, HEADER true)";
+
+    /// <summary>For tests: runs on each exported file as soon as it is written (a faulty disk or writer), before it is hashed and read back.</summary>
+    internal Func<string, Task>? AfterWrite { get; set; }
+
+    public string Folder => options.ColdStorageFullPath;
+
+    public string MonthFolder(DateOnly month) => Path.Combine(Folder, ArchiveMonths.Format(month));
+
+    /// <summary>
+    /// Exports <paramref name="month"/> (both archive tables), verifies the files and publishes the manifest;
+    /// with <paramref name="drop"/> then detaches and drops the partitions. Rerunnable: a month whose partitions
+    /// are already gone and that has a manifest is reported as already cold.
+    /// </summary>
+    public async Task<ColdExportResult> ExportAsync(DateOnly month, bool drop, string actorKind, string actor, CancellationToken cancellationToken)
+    {
+        var started = TimeProvider.System.GetTimestamp();
+        var monthText = ArchiveMonths.Format(month);
+        await using var monthLock = await LockMonthAsync(month, cancellationToken);
+        var phase = "export";
+        try
+        {
+            var tables = await PartitionsOfMonthAsync(month, cancellationToken);
+            if (tables.Count == 0)
+            {
+                return ReadManifest(month) is { } existing
+                    ? new ColdExportResult(existing, MonthFolder(month), [], TimeProvider.System.GetElapsedTime(started), AlreadyCold: true)
+                    : throw new ColdStorageException($"there is no archive partition for {monthText} and no export of it in {Folder}");
+            }
+
+            var manifest = await ExportAndVerifyAsync(month, tables, cancellationToken);
+            metrics?.ColdExported(manifest);
+            await AuditLog.WriteAsync(owner, actorKind, actor, "cold.export", monthText, Details(manifest), CancellationToken.None);
+
+            var dropped = new List<string>();
+            if (drop)
+            {
+                phase = "drop";
+                foreach (var table in manifest.Tables)
+                {
+                    await DetachAndDropAsync(table, month, cancellationToken);
+                    dropped.Add(table.Partition);
+                }
+
+                await AuditLog.WriteAsync(owner, actorKind, actor, "cold.drop", monthText, new { partitions = dropped, manifest.Rows }, CancellationToken.None);
+            }
+
+            return new ColdExportResult(manifest, MonthFolder(month), dropped, TimeProvider.System.GetElapsedTime(started), AlreadyCold: false);
+        }
+        catch (Exception e) when (e is ColdStorageException or NpgsqlException or IOException or InvalidDataException or TimeoutException)
+        {
+            metrics?.ColdFailed(phase);
+            await AuditLog.TryWriteAsync(owner, actorKind, actor, $"cold.{phase}.failed", monthText, new { error = e.Message });
+            throw;
+        }
+    }
+
+    /// <summary>Re-creates the month's partitions from its export, exactly: one transaction that commits only when every checksum matches.</summary>
+    public async Task<ColdRestoreResult> RestoreAsync(DateOnly month, string actorKind, string actor, CancellationToken cancellationToken)
+    {
+        var started = TimeProvider.System.GetTimestamp();
+        var monthText = ArchiveMonths.Format(month);
+        await using var monthLock = await LockMonthAsync(month, cancellationToken);
+        try
+        {
+            var manifest = ReadManifest(month) ?? throw new ColdStorageException($"there is no export of {monthText} in {Folder} (see `cold list`)");
+            var folder = MonthFolder(month);
+            foreach (var table in manifest.Tables)
+            {
+                var columns = await ColumnsAsync(table.Table, cancellationToken);
+                if (!columns.SequenceEqual(table.Columns))
+                {
+                    throw new ColdStorageException(
+                        $"{table.Table} has changed since {monthText} was exported (schema version {manifest.SchemaVersion}): " +
+                        $"the file has columns ({Describe(table.Columns)}), the table has ({Describe(columns)}); nothing restored");
+                }
+
+                var sha = await Sha256Async(Path.Combine(folder, table.File), cancellationToken);
+                if (sha != table.FileSha256)
+                {
+                    throw new ColdVerificationException($"{table.File} of {monthText} is damaged: its sha256 is {sha}, the manifest says {table.FileSha256}; nothing restored");
+                }
+            }
+
+            var (from, to) = ArchiveMonths.Bounds(month);
+            await using var connection = await owner.OpenConnectionAsync(cancellationToken);
+            await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+            await PrepareAsync(connection, transaction, cancellationToken);
+            var restored = new List<string>();
+            foreach (var table in manifest.Tables)
+            {
+                var state = await StateAsync(connection, table.Partition, cancellationToken);
+                if (state == PartitionState.Detached)
+                {
+                    throw new ColdStorageException($"{table.Partition} exists but is not attached (an interrupted drop): run `maintain --once` to finish it; nothing restored");
+                }
+
+                var part = Quote(table.Partition);
+                if (state == PartitionState.Attached)
+                {
+                    if (await ScalarAsync<bool>(connection, transaction, $"SELECT EXISTS (SELECT FROM {part})", cancellationToken))
+                    {
+                        throw new ColdStorageException($"{monthText} is live: {table.Partition} exists and has rows; nothing restored");
+                    }
+                }
+                else
+                {
+                    await ExecuteAsync(connection, transaction, $"CREATE TABLE {part} (LIKE {Quote(table.Table)} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)", cancellationToken);
+                }
+
+                await ImportAsync(connection, part, table.Columns, Path.Combine(folder, table.File), cancellationToken);
+                var (rows, checksum) = await ChecksumAsync(connection, transaction, part, table.Columns, cancellationToken);
+                if (rows != table.Rows || checksum != table.ContentChecksum)
+                {
+                    throw new ColdVerificationException(
+                        $"{table.File} loaded {rows:N0} rows with checksum {checksum}, the manifest says {table.Rows:N0} rows with {table.ContentChecksum}; nothing restored");
+                }
+
+                if (state == PartitionState.Missing)
+                {
+                    // A CHECK that matches the bounds lets ATTACH skip its validation scan; it is dropped after.
+                    var bounds = Quote(table.Partition + "_bounds");
+                    await ExecuteAsync(connection, transaction,
+                        $"""
+                        ALTER TABLE {part} ADD CONSTRAINT {bounds} CHECK (archived_at IS NOT NULL AND archived_at >= {Timestamp(from)} AND archived_at < {Timestamp(to)});
+                        ALTER TABLE {Quote(table.Table)} ATTACH PARTITION {part} FOR VALUES FROM ({Timestamp(from)}) TO ({Timestamp(to)});
+                        ALTER TABLE {part} DROP CONSTRAINT {bounds};
+                        SELECT todoscale_secure_partition({Literal(table.Table)}::regclass, {Literal(table.Partition)}::regclass);
+                        """, cancellationToken);
+                }
+
+                await ExecuteAsync(connection, transaction, $"ANALYZE {part}", cancellationToken);
+                restored.Add(table.Partition);
+            }
+
+            await transaction.CommitAsync(cancellationToken);
+            await AuditLog.WriteAsync(owner, actorKind, actor, "cold.restore", monthText, new { partitions = restored, manifest.Rows, manifest.SchemaVersion }, CancellationToken.None);
+            return new ColdRestoreResult(manifest, restored, TimeProvider.System.GetElapsedTime(started));
+        }
+        catch (Exception e) when (e is ColdStorageException or NpgsqlException or IOException or InvalidDataException or TimeoutException)
+        {
+            metrics?.ColdFailed("restore");
+            await AuditLog.TryWriteAsync(owner, actorKind, actor, "cold.restore.failed", monthText, new { error = e.Message });
+            throw;
+        }
+    }
+
+    /// <summary>Every exported month in the folder, oldest first (without <paramref name="withLiveState"/>, no database is asked).</summary>
+    public async Task<IReadOnlyList<ColdMonth>> ListAsync(bool withLiveState, CancellationToken cancellationToken)
+    {
+        var manifests = Manifests();
+        if (!withLiveState)
+        {
+            return [.. manifests.Select(m => new ColdMonth(m.Manifest, m.Folder, null))];
+        }
+
+        var attached = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var table in ArchiveMonths.Tables)
+        {
+            foreach (var live in await ArchiveMonths.AttachedAsync(owner, table, cancellationToken))
+            {
+                attached.Add(ArchiveMonths.PartitionName(table, live));
+            }
+        }
+
+        return [.. manifests.Select(m => new ColdMonth(m.Manifest, m.Folder, [.. m.Manifest.Tables.Select(t => t.Partition).Where(attached.Contains)]))];
+    }
+
+    /// <summary>The manifests under the folder, oldest month first; a folder without a readable manifest is not an export.</summary>
+    public IReadOnlyList<(ColdManifest Manifest, string Folder)> Manifests()
+    {
+        if (!Directory.Exists(Folder))
+        {
+            return [];
+        }
+
+        var found = new List<(ColdManifest, string)>();
+        foreach (var directory in Directory.EnumerateDirectories(Folder).Order(StringComparer.Ordinal))
+        {
+            if (ArchiveMonths.Parse(Path.GetFileName(directory)) is { } month && ReadManifest(month) is { } manifest)
+            {
+                found.Add((manifest, directory));
+            }
+        }
+
+        return found;
+    }
+
+    /// <summary>The manifest of <paramref name="month"/>, or null when it was never exported here.</summary>
+    public ColdManifest? ReadManifest(DateOnly month)
+    {
+        var path = Path.Combine(MonthFolder(month), ColdManifest.FileName);
+        if (!File.Exists(path))
+        {
+            return null;
+        }
+
+        try
+        {
+            return ColdManifest.FromJson(File.ReadAllText(path));
+        }
+        catch (System.Text.Json.JsonException e)
+        {
+            throw new ColdStorageException($"{path} is not a readable manifest: {e.Message}", e);
+        }
+    }
+
+    /// <summary>Months past retention: every archive-month table (attached, or detached by an interrupted drop) older than RetentionMonths.</summary>
+    public async Task<List<DateOnly>> DueAsync(CancellationToken cancellationToken)
+    {
+        var keepFrom = ArchiveMonths.MonthOf(clock.GetUtcNow()).AddMonths(-options.RetentionMonths);
+        var due = new SortedSet<DateOnly>();
+        await using var command = owner.CreateCommand(
+            "SELECT relname FROM pg_class WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace AND relname ~ '_y[0-9]{4}m[0-9]{2}$'");
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            var name = reader.GetString(0);
+            foreach (var table in ArchiveMonths.Tables)
+            {
+                if (ArchiveMonths.MonthOfPartition(table, name) is { } month && month < keepFrom)
+                {
+                    due.Add(month);
+                }
+            }
+        }
+
+        return [.. due];
+    }
+
+    private async Task<ColdManifest> ExportAndVerifyAsync(DateOnly month, List<(string Table, string Partition)> tables, CancellationToken cancellationToken)
+    {
+        Directory.CreateDirectory(Folder);
+        var staging = Path.Combine(Folder, $".{ArchiveMonths.Format(month)}.export-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(staging);
+        try
+        {
+            var exported = new List<ColdTableFile>();
+            string schemaVersion;
+            var exportedAt = clock.GetUtcNow();
+            await using (var connection = await owner.OpenConnectionAsync(cancellationToken))
+            {
+                // One snapshot for the checksum and the COPY: the file holds exactly the rows that were counted.
+                await using var transaction = await connection.BeginTransactionAsync(IsolationLevel.RepeatableRead, cancellationToken);
+                await PrepareAsync(connection, transaction, cancellationToken);
+                schemaVersion = await ScalarAsync<string?>(connection, transaction,
+                    "SELECT version FROM schema_history WHERE success AND version ~ '^[0-9]+$' ORDER BY version::int DESC LIMIT 1", cancellationToken) ?? "0";
+                foreach (var (table, partition) in tables)
+                {
+                    var columns = await ColumnsAsync(connection, table, cancellationToken);
+                    var part = Quote(partition);
+                    var bytes = await ScalarAsync<long>(connection, transaction, $"SELECT pg_total_relation_size({Literal(partition)}::regclass)", cancellationToken);
+                    var (rows, checksum) = await ChecksumAsync(connection, transaction, part, columns, cancellationToken);
+                    var file = $"{table}.csv.gz";
+                    var path = Path.Combine(staging, file);
+                    await using (var output = new GZipStream(File.Create(path), options.Compression))
+                    await using (var writer = new StreamWriter(output, new UTF8Encoding(encoderShouldEmitUTF8Identifier: false)))
+                    using (var reader = await connection.BeginTextExportAsync(
+                        $"COPY (SELECT {ColumnList(columns)} FROM {part} ORDER BY user_id, id, archived_at) TO STDOUT {CsvOptions}", cancellationToken))
+                    {
+                        var buffer = new char[64 * 1024];
+                        int read;
+                        while ((read = await reader.ReadAsync(buffer, cancellationToken)) > 0)
+                        {
+                            await writer.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
+                        }
+                    }
+
+                    if (AfterWrite is { } hook)
+                    {
+                        await hook(path);
+                    }
+
+                    exported.Add(new ColdTableFile(table, partition, file, rows, checksum, new FileInfo(path).Length, await Sha256Async(path, cancellationToken), bytes, columns));
+                }
+
+                await transaction.CommitAsync(cancellationToken);
+            }
+
+            foreach (var table in exported)
+            {
+                await VerifyFileAsync(table, Path.Combine(staging, table.File), cancellationToken);
+            }
+
+            var manifest = new ColdManifest(ColdManifest.CurrentFormat, ArchiveMonths.Format(month), schemaVersion, exportedAt, clock.GetUtcNow(), exported);
+            await File.WriteAllTextAsync(Path.Combine(staging, ColdManifest.FileName), manifest.ToJson(), cancellationToken);
+            Publish(staging, MonthFolder(month));
+            return manifest;
+        }
+        finally
+        {
+            if (Directory.Exists(staging))
+            {
+                Directory.Delete(staging, recursive: true);
+            }
+        }
+    }
+
+    /// <summary>Reads the file back: its sha256, then its rows loaded into a temporary table, compared with the partition's count and checksum.</summary>
+    private async Task VerifyFileAsync(ColdTableFile table, string path, CancellationToken cancellationToken)
+    {
+        var sha = await Sha256Async(path, cancellationToken);
+        if (sha != table.FileSha256)
+        {
+            throw new ColdVerificationException($"{table.File} changed after it was written (sha256 {sha}, expected {table.FileSha256}); {table.Partition} is kept");
+        }
+
+        await using var connection = await owner.OpenConnectionAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        await PrepareAsync(connection, transaction, cancellationToken);
+        await ExecuteAsync(connection, transaction, $"CREATE TEMP TABLE cold_verify (LIKE {Quote(table.Table)}) ON COMMIT DROP", cancellationToken);
+        try
+        {
+            await ImportAsync(connection, "cold_verify", table.Columns, path, cancellationToken);
+        }
+        catch (Exception e) when (e is PostgresException or InvalidDataException or EndOfStreamException)
+        {
+            throw new ColdVerificationException($"{table.File} does not read back: {Message(e)}; {table.Partition} is kept", e);
+        }
+
+        var (rows, checksum) = await ChecksumAsync(connection, transaction, "cold_verify", table.Columns, cancellationToken);
+        await transaction.RollbackAsync(cancellationToken);
+        if (rows != table.Rows || checksum != table.ContentChecksum)
+        {
+            throw new ColdVerificationException(
+                $"{table.File} reads back as {rows:N0} rows with checksum {checksum}, but {table.Partition} has {table.Rows:N0} rows with {table.ContentChecksum}; {table.Partition} is kept");
+        }
+    }
+
+    /// <summary>
+    /// Detaches the partition (CONCURRENTLY where the server supports it, finishing a detach an earlier run left
+    /// pending), checks the detached table against the manifest and drops it; a table that no longer matches is
+    /// attached again and the drop refused.
+    /// </summary>
+    private async Task DetachAndDropAsync(ColdTableFile table, DateOnly month, CancellationToken cancellationToken)
+    {
+        await using var connection = await owner.OpenConnectionAsync(cancellationToken);
+        await ExecuteAsync(connection, null, $"SET lock_timeout = {(long)options.LockTimeout.TotalMilliseconds}", cancellationToken);
+        var parent = Quote(table.Table);
+        var part = Quote(table.Partition);
+        var state = await StateAsync(connection, table.Partition, cancellationToken);
+        if (state == PartitionState.Missing)
+        {
+            return;
+        }
+
+        if (state == PartitionState.DetachPending)
+        {
+            await ExecuteAsync(connection, null, $"ALTER TABLE {parent} DETACH PARTITION {part} FINALIZE", cancellationToken);
+        }
+        else if (state == PartitionState.Attached)
+        {
+            try
+            {
+                await ExecuteAsync(connection, null, $"ALTER TABLE {parent} DETACH PARTITION {part} CONCURRENTLY", cancellationToken);
+            }
+            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.FeatureNotSupported)
+            {
+                // Citus (and a table with a default partition) cannot detach concurrently.
+                await ExecuteAsync(connection, null, $"ALTER TABLE {parent} DETACH PARTITION {part}", cancellationToken);
+            }
+        }
+
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        await PrepareAsync(connection, transaction, cancellationToken);
+        await ExecuteAsync(connection, transaction, $"LOCK TABLE {part} IN ACCESS EXCLUSIVE MODE", cancellationToken);
+        var (rows, checksum) = await ChecksumAsync(connection, transaction, part, table.Columns, cancellationToken);
+        if (rows != table.Rows || checksum != table.ContentChecksum)
+        {
+            var (from, to) = ArchiveMonths.Bounds(month);
+            await ExecuteAsync(connection, transaction, $"ALTER TABLE {parent} ATTACH PARTITION {part} FOR VALUES FROM ({Timestamp(from)}) TO ({Timestamp(to)})", cancellationToken);
+            await transaction.CommitAsync(cancellationToken);
+            throw new ColdVerificationException(
+                $"{table.Partition} changed after its export ({rows:N0} rows now, {table.Rows:N0} exported): it stays attached; export {ArchiveMonths.Format(month)} again");
+        }
+
+        await ExecuteAsync(connection, transaction, $"DROP TABLE {part}", cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
+    }
+
+    private enum PartitionState { Missing, Attached, DetachPending, Detached }
+
+    private static async Task<PartitionState> StateAsync(NpgsqlConnection connection, string partition, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand(
+            """
+            SELECT c.oid IS NOT NULL, i.inhrelid IS NOT NULL, coalesce(i.inhdetachpending, false)
+              FROM (SELECT to_regclass(@name) AS oid) c LEFT JOIN pg_inherits i ON i.inhrelid = c.oid
+            """, connection);
+        command.Parameters.Add(new NpgsqlParameter<string>("name", "public." + Quote(partition)));
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        await reader.ReadAsync(cancellationToken);
+        return (reader.GetBoolean(0), reader.GetBoolean(1), reader.GetBoolean(2)) switch
+        {
+            (false, _, _) => PartitionState.Missing,
+            (true, true, true) => PartitionState.DetachPending,
+            (true, true, false) => PartitionState.Attached,
+            _ => PartitionState.Detached,
+        };
+    }
+
+    /// <summary>The archive tables that have a table for <paramref name="month"/> (attached or not).</summary>
+    private async Task<List<(string Table, string Partition)>> PartitionsOfMonthAsync(DateOnly month, CancellationToken cancellationToken)
+    {
+        await using var connection = await owner.OpenConnectionAsync(cancellationToken);
+        var found = new List<(string, string)>();
+        foreach (var table in ArchiveMonths.Tables)
+        {
+            var partition = ArchiveMonths.PartitionName(table, month);
+            if (await StateAsync(connection, partition, cancellationToken) != PartitionState.Missing)
+            {
+                found.Add((table, partition));
+            }
+        }
+
+        return found;
+    }
+
+    /// <summary>Replaces the month's folder with the verified staging folder (a rename each; the old one is removed last).</summary>
+    private static void Publish(string staging, string target)
+    {
+        string? previous = null;
+        if (Directory.Exists(target))
+        {
+            previous = target + $".replaced-{Guid.NewGuid():N}";
+            Directory.Move(target, previous);
+        }
+
+        Directory.Move(staging, target);
+        if (previous is not null)
+        {
+            Directory.Delete(previous, recursive: true);
+        }
+    }
+
+    private static async Task ImportAsync(NpgsqlConnection connection, string relation, IReadOnlyList<ColdColumn> columns, string path, CancellationToken cancellationToken)
+    {
+        await using var input = new GZipStream(File.OpenRead(path), CompressionMode.Decompress);
+        using var reader = new StreamReader(input, Encoding.UTF8);
+        await using var writer = await connection.BeginTextImportAsync($"COPY {relation} ({ColumnList(columns)}) FROM STDIN {CsvOptions}", cancellationToken);
+        var buffer = new char[64 * 1024];
+        int read;
+        while ((read = await reader.ReadAsync(buffer, cancellationToken)) > 0)
+        {
+            await writer.WriteAsync(buffer.AsMemory(0, read));
+        }
+    }
+
+    /// <summary>Row count and content checksum (see <see cref="ColdTableFile.ContentChecksum"/>), computed by the server.</summary>
+    private static async Task<(long Rows, string Checksum)> ChecksumAsync(
+        NpgsqlConnection connection, NpgsqlTransaction? transaction, string relation, IReadOnlyList<ColdColumn> columns, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand(
+            $"""
+            SELECT count(*)::bigint,
+                   md5(coalesce(sum(('x' || substr(h, 1, 16))::bit(64)::bigint), 0)::text || ':' ||
+                       coalesce(sum(('x' || substr(h, 17, 16))::bit(64)::bigint), 0)::text)
+              FROM (SELECT md5(ROW({ColumnList(columns)})::text) AS h FROM {relation}) r
+            """, connection, transaction);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        await reader.ReadAsync(cancellationToken);
+        return (reader.GetInt64(0), reader.GetString(1));
+    }
+
+    /// <summary>Text output that does not depend on the session: UTC timestamps, ISO dates, exact floats.</summary>
+    private static Task PrepareAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, CancellationToken cancellationToken) =>
+        ExecuteAsync(connection, transaction,
+            "SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 3",
+            cancellationToken);
+
+    private async Task<List<ColdColumn>> ColumnsAsync(string table, CancellationToken cancellationToken)
+    {
+        await using var connection = await owner.OpenConnectionAsync(cancellationToken);
+        return await ColumnsAsync(connection, table, cancellationToken);
+    }
+
+    private static async Task<List<ColdColumn>> ColumnsAsync(NpgsqlConnection connection, string table, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand(
+            """
+            SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+             WHERE a.attrelid = @table::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
+            """, connection);
+        command.Parameters.Add(new NpgsqlParameter<string>("table", table));
+        var columns = new List<ColdColumn>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            columns.Add(new ColdColumn(reader.GetString(0), reader.GetString(1)));
+        }
+
+        return columns;
+    }
+
+    /// <summary>A session advisory lock on the month, released when the returned handle is disposed.</summary>
+    private async Task<MonthLock> LockMonthAsync(DateOnly month, CancellationToken cancellationToken)
+    {
+        var connection = await owner.OpenConnectionAsync(cancellationToken);
+        var key = month.Year * 100 + month.Month;
+        await using var command = new NpgsqlCommand("SELECT pg_try_advisory_lock(@class, @object)", connection);
+        command.Parameters.Add(new NpgsqlParameter<int>("class", AdvisoryLockClass));
+        command.Parameters.Add(new NpgsqlParameter<int>("object", key));
+        if (!(bool)(await command.ExecuteScalarAsync(cancellationToken))!)
+        {
+            await connection.DisposeAsync();
+            throw new ColdStorageException($"another cold-storage operation on {ArchiveMonths.Format(month)} is running; try again when it ends");
+        }
+
+        return new MonthLock(connection, key);
+    }
+
+    /// <summary>Unlocks explicitly: a pooled connection's session (and its advisory locks) outlives Close.</summary>
+    private sealed class MonthLock(NpgsqlConnection connection, int key) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync()
+        {
+            try
+            {
+                await using var command = new NpgsqlCommand("SELECT pg_advisory_unlock(@class, @object)", connection);
+                command.Parameters.Add(new NpgsqlParameter<int>("class", AdvisoryLockClass));
+                command.Parameters.Add(new NpgsqlParameter<int>("object", key));
+                await command.ExecuteScalarAsync(CancellationToken.None);
+            }
+            catch (NpgsqlException)
+            {
+                // A broken connection is not returned to the pool: its session, and the lock, ended with it.
+            }
+            finally
+            {
+                await connection.DisposeAsync();
+            }
+        }
+    }
+
+    private static async Task<string> Sha256Async(string path, CancellationToken cancellationToken)
+    {
+        await using var stream = File.OpenRead(path);
+        return Convert.ToHexStringLower(await SHA256.HashDataAsync(stream, cancellationToken));
+    }
+
+    private static async Task ExecuteAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, string sql, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand(sql, connection, transaction);
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    private static async Task<T> ScalarAsync<T>(NpgsqlConnection connection, NpgsqlTransaction? transaction, string sql, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand(sql, connection, transaction);
+        var value = await command.ExecuteScalarAsync(cancellationToken);
+        return value is DBNull or null ? default! : (T)value;
+    }
+
+    private static object Details(ColdManifest manifest) => new
+    {
+        manifest.Rows,
+        manifest.FileBytes,
+        manifest.PartitionBytes,
+        CompressionRatio = Math.Round(manifest.CompressionRatio, 2),
+        manifest.SchemaVersion,
+        Tables = manifest.Tables.Select(t => new { t.Partition, t.Rows, t.ContentChecksum, t.FileSha256 }),
+    };
+
+    private static string Message(Exception e) => e is PostgresException pg ? $"{pg.SqlState}: {pg.MessageText}" : e.Message;
+
+    private static string Describe(IReadOnlyList<ColdColumn> columns) => string.Join(", ", columns.Select(c => $"{c.Name} {c.Type}"));
+
+    private static string ColumnList(IReadOnlyList<ColdColumn> columns) => string.Join(", ", columns.Select(c => Quote(c.Name)));
+
+    private static string Timestamp(DateTimeOffset at) => Literal(at.UtcDateTime.ToString("yyyy-MM-dd HH:mm:ss'+00'", CultureInfo.InvariantCulture));
+}

@@ -1,0 +1,294 @@
+using System.IO.Compression;
+using System.Text;
+using Npgsql;
+using TodoScale.Archiver.Archiving;
+using TodoScale.Archiver.ColdStorage;
+using TodoScale.Archiver.Maintenance;
+using TodoScale.Tests.Infrastructure;
+
+namespace TodoScale.Tests.Archiving;
+
+/// <summary>Retention to cold storage and back, on a real PostgreSQL with real files; the clock is fixed at 2026-11-25.</summary>
+[Collection(PostgresCollection.Name)]
+public sealed class ColdStorageTests(PostgresServer server) : IDisposable
+{
+    private static readonly DateTimeOffset Now = new(2026, 11, 25, 12, 0, 0, TimeSpan.Zero);
+    private static readonly DateOnly January = new(2024, 1, 1);
+    private static readonly DateOnly October = new(2024, 10, 1);
+    private static readonly DateOnly November = new(2024, 11, 1);
+
+    private readonly string _folder = Directory.CreateTempSubdirectory("todoscale-cold-").FullName;
+
+    public void Dispose() => Directory.Delete(_folder, recursive: true);
+
+    private MaintenanceOptions Options() => new() { ColdStorageFolder = _folder, RetentionMonths = 24, ReindexMinBytes = 64 * 1024 };
+
+    [Fact]
+    public async Task Retention_exports_verifies_and_drops_months_past_24_and_restore_brings_back_identical_rows()
+    {
+        var db = await server.FreshMigratedDatabaseAsync("cold_retention");
+        await SeedArchiveMonthsAsync(db);
+        var todosBefore = await ContentAsync(db, "todos_archived");
+        var aiBefore = await ContentAsync(db, "ai_interactions_archived");
+        var januaryRows = await Sql.ScalarAsync<long>(db, "SELECT count(*) FROM todos_archived_y2024m01");
+        await using var owner = ArchiverDataSource.Create(db, role: null);
+        var cold = new ColdStore(owner, Options(), new FixedClock(Now));
+        var upkeep = new Upkeep(owner, new ArchiveOptions(), cold, new IndexMaintenance(owner, Options()), new FixedClock(Now));
+
+        var result = await upkeep.RunAsync(reindex: false, "operator", "test", null, default);
+
+        // 24 months before November 2026 is November 2024: October and older go, November stays.
+        Assert.Empty(result.Failed);
+        Assert.Equal(["2024-01", "2024-10"], result.Exported.Select(e => e.Manifest.Month));
+        foreach (var gone in new[] { "todos_archived_y2024m01", "ai_interactions_archived_y2024m01", "todos_archived_y2024m10", "ai_interactions_archived_y2024m10" })
+        {
+            Assert.Null(await Sql.ScalarAsync<string?>(db, $"SELECT to_regclass('{gone}')::text"));
+        }
+
+        Assert.Equal(3000L, await Sql.ScalarAsync<long>(db, "SELECT count(*) FROM todos_archived_y2024m11"));
+        var manifest = cold.ReadManifest(January)!;
+        Assert.Equal("2024-01", manifest.Month);
+        Assert.Equal("6", manifest.SchemaVersion);
+        var todos = manifest.Tables.Single(t => t.Table == "todos_archived");
+        Assert.Equal(januaryRows, todos.Rows);
+        Assert.Equal(32, todos.ContentChecksum.Length);
+        Assert.Equal(1000L, manifest.Tables.Single(t => t.Table == "ai_interactions_archived").Rows);
+        Assert.True(File.Exists(Path.Combine(_folder, "2024-01", "todos_archived.csv.gz")));
+        Assert.True(manifest.CompressionRatio > 2, $"compression {manifest.CompressionRatio:0.00}x");
+        Assert.Equal(0L, cold.ReadManifest(October)!.Tables.Single(t => t.Table == "ai_interactions_archived").Rows);
+        Assert.Equal(2L, await Sql.ScalarAsync<long>(db, "SELECT count(*) FROM audit_log WHERE action = 'cold.export'"));
+        Assert.Equal(2L, await Sql.ScalarAsync<long>(db, "SELECT count(*) FROM audit_log WHERE action = 'cold.drop'"));
+
+        // A second run finds nothing due and changes nothing.
+        var again = await upkeep.RunAsync(reindex: false, "operator", "test", null, default);
+        Assert.Empty(again.Exported);
+        Assert.Equal(0, again.MonthsCreated);
+
+        var restored = await cold.RestoreAsync(January, "operator", "test", default);
+        await cold.RestoreAsync(October, "operator", "test", default);
+
+        Assert.Equal(["todos_archived_y2024m01", "ai_interactions_archived_y2024m01"], restored.Partitions);
+        Assert.Equal(todosBefore, await ContentAsync(db, "todos_archived"));
+        Assert.Equal(aiBefore, await ContentAsync(db, "ai_interactions_archived"));
+        Assert.Equal("FOR VALUES FROM ('2024-01-01 00:00:00+00') TO ('2024-02-01 00:00:00+00')", await Sql.ScalarAsync<string>(db,
+            "SET TimeZone = 'UTC'; SELECT pg_get_expr(relpartbound, oid) FROM pg_class WHERE relname = 'todos_archived_y2024m01'"));
+        // The restored partition has the tenant wall and the grants of its parent, and the parent's indexes.
+        Assert.True(await Sql.ScalarAsync<bool>(db, "SELECT relrowsecurity AND relforcerowsecurity FROM pg_class WHERE relname = 'todos_archived_y2024m01'"));
+        Assert.True(await Sql.ScalarAsync<bool>(db, "SELECT has_table_privilege('todoscale_app', 'todos_archived_y2024m01', 'SELECT')"));
+        Assert.Equal(2L, await Sql.ScalarAsync<long>(db, "SELECT count(*) FROM pg_indexes WHERE tablename = 'todos_archived_y2024m01'"));
+        Assert.Equal(2L, await Sql.ScalarAsync<long>(db, "SELECT count(*) FROM audit_log WHERE action = 'cold.restore'"));
+        var user = await Sql.ScalarAsync<Guid>(db, "SELECT user_id FROM todos_archived_y2024m01 LIMIT 1");
+        await using (var connection = await Sql.OpenAsync(db))
+        await using (var transaction = await connection.BeginTransactionAsync())
+        {
+            await Sql.ExecuteAsync(connection, $"SET LOCAL ROLE todoscale_app; SET LOCAL app.user_id = '{user}'", transaction);
+            Assert.Equal(await Sql.ScalarAsync<long>(db, $"SELECT count(*) FROM todos_archived_y2024m01 WHERE user_id = '{user}'"),
+                await Sql.ScalarAsync<long>(connection, "SELECT count(*) FROM todos_archived WHERE archived_at < '2024-02-01'", transaction));
+        }
+
+        // Restoring a month that is live again is refused, and nothing changes.
+        var live = await Assert.ThrowsAsync<ColdStorageException>(() => cold.RestoreAsync(January, "operator", "test", default));
+        Assert.Contains("is live", live.Message);
+        Assert.Equal(todosBefore, await ContentAsync(db, "todos_archived"));
+    }
+
+    public static TheoryData<string> Corruptions => ["drop a row", "change a title", "not gzip"];
+
+    [Theory]
+    [MemberData(nameof(Corruptions))]
+    public async Task An_export_that_does_not_read_back_exactly_keeps_the_partition_and_reports_the_failure(string corruption)
+    {
+        var db = await server.FreshMigratedDatabaseAsync("cold_corrupt");
+        await SeedArchiveMonthsAsync(db);
+        var before = await ContentAsync(db, "todos_archived");
+        await using var owner = ArchiverDataSource.Create(db, role: null);
+        var cold = new ColdStore(owner, Options(), new FixedClock(Now)) { AfterWrite = path => Corrupt(path, corruption) };
+
+        var failure = await Assert.ThrowsAsync<ColdVerificationException>(() => cold.ExportAsync(January, drop: true, "operator", "test", default));
+
+        Assert.Contains("todos_archived_y2024m01 is kept", failure.Message);
+        Assert.Equal(before, await ContentAsync(db, "todos_archived"));
+        Assert.Equal("todos_archived_y2024m01", await Sql.ScalarAsync<string?>(db, "SELECT to_regclass('todos_archived_y2024m01')::text"));
+        Assert.Null(cold.ReadManifest(January));
+        Assert.Empty(Directory.GetFileSystemEntries(_folder)); // the staging folder went with the failure
+        Assert.Equal(1L, await Sql.ScalarAsync<long>(db, "SELECT count(*) FROM audit_log WHERE action = 'cold.export.failed' AND target = '2024-01'"));
+    }
+
+    [Fact]
+    public async Task A_damaged_file_or_a_changed_table_is_refused_by_restore_with_nothing_created()
+    {
+        var db = await server.FreshMigratedDatabaseAsync("cold_restore_refused");
+        await SeedArchiveMonthsAsync(db);
+        await using var owner = ArchiverDataSource.Create(db, role: null);
+        var cold = new ColdStore(owner, Options(), new FixedClock(Now));
+        await cold.ExportAsync(January, drop: true, "operator", "test", default);
+
+        var file = Path.Combine(_folder, "2024-01", "ai_interactions_archived.csv.gz");
+        var original = await File.ReadAllBytesAsync(file);
+        await Corrupt(file, "change a title");
+        var damaged = await Assert.ThrowsAsync<ColdVerificationException>(() => cold.RestoreAsync(January, "operator", "test", default));
+        Assert.Contains("sha256", damaged.Message);
+        Assert.Null(await Sql.ScalarAsync<string?>(db, "SELECT to_regclass('todos_archived_y2024m01')::text"));
+        await File.WriteAllBytesAsync(file, original);
+
+        await Sql.ExecuteAsync(db, "ALTER TABLE todos_archived ADD COLUMN labels text");
+        var changed = await Assert.ThrowsAsync<ColdStorageException>(() => cold.RestoreAsync(January, "operator", "test", default));
+        Assert.Contains("has changed since 2024-01 was exported", changed.Message);
+        Assert.Null(await Sql.ScalarAsync<string?>(db, "SELECT to_regclass('todos_archived_y2024m01')::text"));
+
+        await Sql.ExecuteAsync(db, "ALTER TABLE todos_archived DROP COLUMN labels");
+        Assert.Equal(3000L, (await cold.RestoreAsync(January, "operator", "test", default)).Manifest.Tables[0].Rows);
+    }
+
+    [Fact]
+    public async Task The_cold_and_partitions_verbs_print_their_tables_and_refuse_bad_input_with_a_message()
+    {
+        var db = await server.FreshMigratedDatabaseAsync("cold_cli");
+        await SeedArchiveMonthsAsync(db);
+        var folder = ("Maintenance__ColdStorageFolder", _folder);
+
+        var export = await MigrateCommandTests.RunArchiverAsync(["cold", "export", "2024-01"], db, folder);
+        Assert.True(export.ExitCode == 0, export.Output);
+        Assert.Contains("cold export: 2024-01: 4,000 rows", export.Output);
+        Assert.Contains("read back and verified", export.Output);
+        Assert.Equal("todos_archived_y2024m01", await Sql.ScalarAsync<string?>(db, "SELECT to_regclass('todos_archived_y2024m01')::text"));
+
+        var list = await MigrateCommandTests.RunArchiverAsync(["cold", "list"], db, folder);
+        Assert.True(list.ExitCode == 0, list.Output);
+        Assert.Contains("2024-01", list.Output);
+        Assert.Contains("live too", list.Output);
+        Assert.Contains("cold list: 1 month(s), 4,000 rows", list.Output);
+
+        var maintain = await MigrateCommandTests.RunArchiverAsync(["maintain", "--once"], db, folder, ("Maintenance__ReindexMinBytes", "65536"));
+        Assert.True(maintain.ExitCode == 0, maintain.Output);
+        Assert.Contains("maintain: 2024-01 to cold storage", maintain.Output);
+        Assert.Contains("maintain: 2024-10 to cold storage", maintain.Output);
+        Assert.Contains("index(es) rebuilt", maintain.Output);
+
+        var status = await MigrateCommandTests.RunArchiverAsync(["partitions", "status", "--exact"], db, folder);
+        Assert.True(status.ExitCode == 0, status.Output);
+        Assert.Contains("todos_active_p15", status.Output);
+        Assert.Contains("2024-11", status.Output);
+        Assert.Contains("partitions: todos_active 16 partitions", status.Output);
+
+        var restore = await MigrateCommandTests.RunArchiverAsync(["cold", "restore", "2024-10"], db, folder);
+        Assert.True(restore.ExitCode == 0, restore.Output);
+        Assert.Contains("cold restore: 2024-10: 3,000 rows back in todos_archived_y2024m10", restore.Output);
+
+        foreach (var (args, exit, message) in new (string[], int, string)[]
+                 {
+                     (["cold", "restore", "2024-13"], 2, "'2024-13' is not a month; use yyyy-mm"),
+                     (["cold", "restore", "2019-01"], 1, "there is no export of 2019-01"),
+                     (["cold", "export", "2019-01"], 1, "there is no archive partition for 2019-01"),
+                     (["cold", "restore", "2024-10"], 1, "2024-10 is live"),
+                     (["maintain"], 2, "--once"),
+                 })
+        {
+            var refused = await MigrateCommandTests.RunArchiverAsync(args, db, folder);
+            Assert.True(refused.ExitCode == exit, $"{string.Join(' ', args)}: exit {refused.ExitCode}: {refused.Output}");
+            Assert.Contains(message, refused.Output);
+        }
+
+        var bad = await MigrateCommandTests.RunArchiverAsync(["maintain", "--once"], db, folder, ("Maintenance__RetentionMonths", "0"));
+        Assert.Equal(2, bad.ExitCode);
+        Assert.Contains("Maintenance:RetentionMonths", bad.Output);
+        Assert.Equal("todos_archived_y2024m11", await Sql.ScalarAsync<string?>(db, "SELECT to_regclass('todos_archived_y2024m11')::text"));
+    }
+
+    [Fact]
+    public async Task Reindex_rebuilds_an_index_that_deletes_left_half_empty_and_leaves_the_others()
+    {
+        var db = await server.FreshMigratedDatabaseAsync("cold_reindex");
+        var user = Guid.CreateVersion7();
+        await Sql.ExecuteAsync(db,
+            $"""
+            INSERT INTO todos_active (id, user_id, title, status, created_at)
+            SELECT gen_random_uuid(), '{user}', 'todo ' || g, 'todo', now() - make_interval(secs => g) FROM generate_series(1, 40000) g;
+            DELETE FROM todos_active WHERE user_id = '{user}' AND random() < 0.8;
+            """);
+        await Sql.ExecuteAsync(db, "VACUUM todos_active");
+        var partition = await Sql.ScalarAsync<string>(db, $"SELECT tableoid::regclass::text FROM todos_active WHERE user_id = '{user}' LIMIT 1");
+        var index = $"{partition}_user_id_created_at_id_idx";
+        var filenode = await Sql.ScalarAsync<long>(db, $"SELECT relfilenode::bigint FROM pg_class WHERE relname = '{index}'");
+        var other = await Sql.ScalarAsync<long>(db, "SELECT relfilenode::bigint FROM pg_class WHERE relname = 'projects_pkey'");
+        await using var owner = ArchiverDataSource.Create(db, role: null);
+        var indexes = new IndexMaintenance(owner, Options());
+        Assert.Null(await indexes.UnavailableAsync(default));
+
+        var before = (await indexes.MeasureAsync(default)).Single(i => i.Index == index);
+        var rebuilt = await indexes.ReindexBloatedAsync(null, default);
+
+        Assert.True(before.BloatPercent >= 30, $"{index} bloat {before.BloatPercent:0}%");
+        Assert.Contains(rebuilt, i => i.Index == index);
+        Assert.All(rebuilt, i => Assert.StartsWith(partition, i.Index));
+        Assert.NotEqual(filenode, await Sql.ScalarAsync<long>(db, $"SELECT relfilenode::bigint FROM pg_class WHERE relname = '{index}'"));
+        Assert.Equal(other, await Sql.ScalarAsync<long>(db, "SELECT relfilenode::bigint FROM pg_class WHERE relname = 'projects_pkey'"));
+        Assert.True((await indexes.MeasureAsync(default)).Single(i => i.Index == index).BloatPercent < 30);
+        Assert.Empty(await indexes.ReindexBloatedAsync(null, default));
+    }
+
+    /// <summary>
+    /// Archive months 2024-01, 2024-10 and 2024-11 (3,000 todos each, 1,000 AI interactions in January and November),
+    /// with text that CSV must round-trip: quotes, commas, newlines, tabs, backslashes, unicode, NULL beside ''.
+    /// </summary>
+    private static async Task SeedArchiveMonthsAsync(string db)
+    {
+        await Sql.ExecuteAsync(db,
+            """
+            SET TimeZone = 'UTC';
+            SELECT todoscale_ensure_archive_months(t, d, 0)
+              FROM unnest(ARRAY['todos_archived', 'ai_interactions_archived']::regclass[]) t,
+                   unnest(ARRAY[date '2024-01-01', '2024-10-01', '2024-11-01']) d;
+            INSERT INTO todos_archived (id, user_id, parent_todo_id, project_id, title, description, status, priority, due_date,
+                                        completed_at, ai_generated, depth, created_at, updated_at, archived_at)
+            SELECT gen_random_uuid(), md5((g % 200)::text)::uuid, NULL, CASE WHEN g % 3 = 0 THEN gen_random_uuid() END,
+                   'todo ' || g || CASE g % 5 WHEN 0 THEN ' "quoted", with comma' WHEN 1 THEN E' line\nbreak \\ and\ttab' WHEN 2 THEN ' ünïcødé ✓' ELSE '' END,
+                   CASE g % 3 WHEN 0 THEN NULL WHEN 1 THEN '' ELSE repeat('details ', g % 40) END,
+                   CASE WHEN g % 4 = 0 THEN 'cancelled' ELSE 'done' END, 1 + g % 5,
+                   CASE WHEN g % 2 = 0 THEN m - interval '10 days' + make_interval(secs => g) END,
+                   m - interval '40 days' + make_interval(secs => g * 7), g % 7 = 0, 0,
+                   m - interval '100 days' + make_interval(secs => g * 13) + interval '0.123456 s', m - interval '40 days' + make_interval(secs => g * 7),
+                   m + make_interval(secs => g * 600)
+              FROM unnest(ARRAY[timestamptz '2024-01-01', '2024-10-01', '2024-11-01']) m, generate_series(1, 3000) g;
+            INSERT INTO ai_interactions_archived (user_id, id, todo_id, kind, model, prompt, response, tokens_in, tokens_out, latency_ms, created_at, archived_at)
+            SELECT md5((g % 200)::text)::uuid, gen_random_uuid(), gen_random_uuid(), 'subtasks', 'model-1',
+                   E'prompt\t"' || g || '"', CASE WHEN g % 2 = 0 THEN NULL ELSE 'response ' || repeat('x', g % 100) END,
+                   g, g * 2, g % 1000, m - interval '200 days', m + make_interval(secs => g)
+              FROM unnest(ARRAY[timestamptz '2024-01-01', '2024-11-01']) m, generate_series(1, 1000) g;
+            """);
+    }
+
+    /// <summary>Every row of an archive table with every column, in key order (UTC text): equal means identical.</summary>
+    private static async Task<(long, string)> ContentAsync(string db, string table)
+    {
+        await using var connection = await Sql.OpenAsync(db);
+        await Sql.ExecuteAsync(connection, "SET TimeZone = 'UTC'");
+        return (await Sql.ScalarAsync<long>(connection, $"SELECT count(*) FROM {table}"),
+            await Sql.ScalarAsync<string>(connection, $"SELECT md5(string_agg(t::text, E'\\n' ORDER BY t.user_id, t.id, t.archived_at)) FROM {table} t"));
+    }
+
+    private static async Task Corrupt(string path, string how)
+    {
+        if (how == "not gzip")
+        {
+            await File.WriteAllTextAsync(path, "this is not what was exported");
+            return;
+        }
+
+        string text;
+        await using (var input = new GZipStream(File.OpenRead(path), CompressionMode.Decompress))
+        using (var reader = new StreamReader(input, Encoding.UTF8))
+        {
+            text = await reader.ReadToEndAsync();
+        }
+
+        text = how == "drop a row"
+            ? text[..text.TrimEnd('\n').LastIndexOf('\n')] + "\n"
+            : ReplaceFirst(text, ",\"todo 1", ",\"todo 9").Replace("prompt\t\"\"1\"\"", "prompt\t\"\"7\"\"", StringComparison.Ordinal);
+        await using var output = new GZipStream(File.Create(path), CompressionLevel.Fastest);
+        await output.WriteAsync(Encoding.UTF8.GetBytes(text));
+    }
+
+    private static string ReplaceFirst(string text, string what, string with) =>
+        text.IndexOf(what, StringComparison.Ordinal) is var at and >= 0 ? text[..at] + with + text[(at + what.Length)..] : text;
+}
