@@ -21,7 +21,6 @@ public sealed partial class ArchiveScheduler(
     private static readonly TimeSpan AiInterval = TimeSpan.FromDays(7);
     private readonly SemaphoreSlim _runNow = new(0, 1);
     private DateTimeOffset _lastAiPass = DateTimeOffset.MinValue;
-    private DateTimeOffset _lastReindex = DateTimeOffset.MinValue;
 
     /// <summary>Asks for a pass now; a request while one is already waiting is the same request.</summary>
     public bool RunNow()
@@ -59,12 +58,7 @@ public sealed partial class ArchiveScheduler(
             }
 
             await RunPassAsync(manual, window.Token);
-            var reindex = clock.GetUtcNow() - _lastReindex >= maintenance.Value.ReindexEvery;
-            await UpkeepAsync(reindex, stoppingToken);
-            if (reindex)
-            {
-                _lastReindex = clock.GetUtcNow();
-            }
+            await UpkeepAsync(reindex: null, stoppingToken);
         }
     }
 
@@ -88,11 +82,13 @@ public sealed partial class ArchiveScheduler(
         return request.IsCompletedSuccessfully;
     }
 
-    private async Task UpkeepAsync(bool reindex, CancellationToken cancellationToken)
+    /// <summary>Upkeep; <paramref name="reindex"/> null: reindex when the last one is older than ReindexEvery.</summary>
+    private async Task UpkeepAsync(bool? reindex, CancellationToken cancellationToken)
     {
         try
         {
-            var result = await upkeep.RunAsync(reindex, "system", "schedule", null, cancellationToken);
+            var due = reindex ?? await upkeep.ReindexDueAsync(maintenance.Value.ReindexEvery, cancellationToken);
+            var result = await upkeep.RunAsync(due, "system", "schedule", null, cancellationToken);
             LogUpkeep(logger, result.MonthsCreated, result.Exported.Count(e => !e.AlreadyCold), result.Failed.Count, result.Reindexed.Count);
             foreach (var failure in result.Failed)
             {

@@ -52,7 +52,15 @@ internal static class ColdCommand
             var month = ArchiveMonths.Parse(monthText ?? "") ?? throw new CliException($"'{monthText}' is not a month; use yyyy-mm, e.g. 2024-01.");
             var tools = OperatorTools.Load();
             await using var owner = tools.OwnerDataSource();
-            await action(new ColdStore(owner, tools.Maintenance, TimeProvider.System), month);
+            var store = new ColdStore(owner, tools.Maintenance, TimeProvider.System);
+            if (Console.IsOutputRedirected)
+            {
+                await action(store, month);
+            }
+            else
+            {
+                await AnsiConsole.Status().StartAsync($"cold {verb} {ArchiveMonths.Format(month)}...", _ => action(store, month));
+            }
             return ExitCodes.Success;
         }
         catch (CliException ex)

@@ -24,6 +24,18 @@ public sealed record UpkeepResult(
 public sealed class Upkeep(
     NpgsqlDataSource owner, ArchiveOptions archive, ColdStore cold, IndexMaintenance indexes, TimeProvider clock)
 {
+    /// <summary>
+    /// True when no upkeep has rebuilt indexes within <paramref name="every"/>: the last one is read from
+    /// audit_log, so a restarted worker keeps the weekly rhythm instead of reindexing at every start.
+    /// </summary>
+    public async Task<bool> ReindexDueAsync(TimeSpan every, CancellationToken cancellationToken)
+    {
+        await using var command = owner.CreateCommand(
+            "SELECT max(at) FROM audit_log WHERE action IN ('maintain', 'maintain.failed') AND details ? 'reindex_skipped' AND details->>'reindex_skipped' IS NULL");
+        var last = await command.ExecuteScalarAsync(cancellationToken);
+        return last is not DateTime at || clock.GetUtcNow() - new DateTimeOffset(at, TimeSpan.Zero) >= every;
+    }
+
     public async Task<UpkeepResult> RunAsync(bool reindex, string actorKind, string actor, IProgress<string>? progress, CancellationToken cancellationToken)
     {
         var started = TimeProvider.System.GetTimestamp();

@@ -141,6 +141,44 @@ public sealed class ColdStorageTests(PostgresServer server) : IDisposable
     }
 
     [Fact]
+    public async Task A_drop_interrupted_during_or_after_the_detach_is_finished_by_the_next_run_with_nothing_lost()
+    {
+        var db = await server.FreshMigratedDatabaseAsync("cold_interrupted");
+        await SeedArchiveMonthsAsync(db);
+        var before = await ContentAsync(db, "todos_archived");
+        await using var owner = ArchiverDataSource.Create(db, role: null);
+        var cold = new ColdStore(owner, Options(), new FixedClock(Now));
+        await cold.ExportAsync(January, drop: false, "operator", "test", default);
+        await cold.ExportAsync(October, drop: false, "operator", "test", default);
+
+        // January: a DETACH CONCURRENTLY cut off while it waited for an older transaction: "detach pending".
+        await using (var reader = await Sql.OpenAsync(db))
+        await using (var holding = await reader.BeginTransactionAsync())
+        {
+            await Sql.ScalarAsync<long>(reader, "SELECT count(*) FROM todos_archived", holding);
+            await using var detacher = await Sql.OpenAsync(db);
+            await Sql.ExecuteAsync(detacher, "SET statement_timeout = '1s'");
+            await Assert.ThrowsAsync<PostgresException>(() => Sql.ExecuteAsync(detacher, "ALTER TABLE todos_archived DETACH PARTITION todos_archived_y2024m01 CONCURRENTLY"));
+        }
+
+        Assert.True(await Sql.ScalarAsync<bool>(db, "SELECT inhdetachpending FROM pg_inherits WHERE inhrelid = 'todos_archived_y2024m01'::regclass"));
+        // October: detached, then the process died before the drop.
+        await Sql.ExecuteAsync(db, "ALTER TABLE todos_archived DETACH PARTITION todos_archived_y2024m10");
+        var refused = await Assert.ThrowsAsync<ColdStorageException>(() => cold.RestoreAsync(October, "operator", "test", default));
+        Assert.Contains("not attached (an interrupted drop)", refused.Message);
+
+        var upkeep = new Upkeep(owner, new ArchiveOptions(), cold, new IndexMaintenance(owner, Options()), new FixedClock(Now));
+        var result = await upkeep.RunAsync(reindex: false, "operator", "test", null, default);
+
+        Assert.Empty(result.Failed);
+        Assert.Equal(["2024-01", "2024-10"], result.Exported.Select(e => e.Manifest.Month));
+        Assert.Equal(0L, await Sql.ScalarAsync<long>(db, "SELECT count(*) FROM pg_class WHERE relname ~ '_y2024m(01|10)$'"));
+        await cold.RestoreAsync(January, "operator", "test", default);
+        await cold.RestoreAsync(October, "operator", "test", default);
+        Assert.Equal(before, await ContentAsync(db, "todos_archived"));
+    }
+
+    [Fact]
     public async Task The_cold_and_partitions_verbs_print_their_tables_and_refuse_bad_input_with_a_message()
     {
         var db = await server.FreshMigratedDatabaseAsync("cold_cli");
@@ -225,6 +263,15 @@ public sealed class ColdStorageTests(PostgresServer server) : IDisposable
         Assert.Equal(other, await Sql.ScalarAsync<long>(db, "SELECT relfilenode::bigint FROM pg_class WHERE relname = 'projects_pkey'"));
         Assert.True((await indexes.MeasureAsync(default)).Single(i => i.Index == index).BloatPercent < 30);
         Assert.Empty(await indexes.ReindexBloatedAsync(null, default));
+
+        // `serve` reindexes weekly, reading the last reindex from audit_log (so a restart does not reset the week).
+        var clock = new FixedClock(DateTimeOffset.UtcNow);
+        var upkeep = new Upkeep(owner, new ArchiveOptions(), new ColdStore(owner, Options(), clock), indexes, clock);
+        Assert.True(await upkeep.ReindexDueAsync(TimeSpan.FromDays(7), default));
+        await upkeep.RunAsync(reindex: true, "system", "schedule", null, default);
+        Assert.False(await upkeep.ReindexDueAsync(TimeSpan.FromDays(7), default));
+        clock.Now = clock.Now.AddDays(8);
+        Assert.True(await upkeep.ReindexDueAsync(TimeSpan.FromDays(7), default));
     }
 
     /// <summary>
