@@ -237,14 +237,19 @@ public sealed class ColdStore(NpgsqlDataSource owner, MaintenanceOptions options
             return null;
         }
 
+        ColdManifest manifest;
         try
         {
-            return ColdManifest.FromJson(File.ReadAllText(path));
+            manifest = ColdManifest.FromJson(File.ReadAllText(path));
         }
         catch (System.Text.Json.JsonException e)
         {
             throw new ColdStorageException($"{path} is not a readable manifest: {e.Message}", e);
         }
+
+        return manifest.Format == ColdManifest.CurrentFormat
+            ? manifest
+            : throw new ColdStorageException($"{path} has manifest format {manifest.Format}; this TodoScale reads format {ColdManifest.CurrentFormat}");
     }
 
     /// <summary>Months past retention: every archive-month table (attached, or detached by an interrupted drop) older than RetentionMonths.</summary>
@@ -324,7 +329,25 @@ public sealed class ColdStore(NpgsqlDataSource owner, MaintenanceOptions options
                 await VerifyFileAsync(table, Path.Combine(staging, table.File), cancellationToken);
             }
 
-            var manifest = new ColdManifest(ColdManifest.CurrentFormat, ArchiveMonths.Format(month), schemaVersion, exportedAt, clock.GetUtcNow(), exported);
+            // A table of the month that an earlier export covered and whose partition is gone since (a run that
+            // dropped one table and died before the other) keeps its file: the new manifest carries it over.
+            if (ReadManifest(month) is { } previous)
+            {
+                foreach (var kept in previous.Tables.Where(t => exported.All(e => e.Table != t.Table)))
+                {
+                    var path = Path.Combine(staging, kept.File);
+                    File.Copy(Path.Combine(MonthFolder(month), kept.File), path);
+                    if (await Sha256Async(path, cancellationToken) != kept.FileSha256)
+                    {
+                        throw new ColdVerificationException($"{kept.File} of the earlier export of {ArchiveMonths.Format(month)} is damaged (sha256); nothing changed");
+                    }
+
+                    exported.Add(kept);
+                }
+            }
+
+            var manifest = new ColdManifest(ColdManifest.CurrentFormat, ArchiveMonths.Format(month), schemaVersion, exportedAt, clock.GetUtcNow(),
+                [.. exported.OrderBy(t => ArchiveMonths.Tables.ToList().IndexOf(t.Table))]);
             await File.WriteAllTextAsync(Path.Combine(staging, ColdManifest.FileName), manifest.ToJson(), cancellationToken);
             Publish(staging, MonthFolder(month));
             return manifest;

@@ -146,10 +146,13 @@ public sealed class ColdStorageTests(PostgresServer server) : IDisposable
         var db = await server.FreshMigratedDatabaseAsync("cold_interrupted");
         await SeedArchiveMonthsAsync(db);
         var before = await ContentAsync(db, "todos_archived");
+        var aiBefore = await ContentAsync(db, "ai_interactions_archived");
         await using var owner = ArchiverDataSource.Create(db, role: null);
         var cold = new ColdStore(owner, Options(), new FixedClock(Now));
         await cold.ExportAsync(January, drop: false, "operator", "test", default);
         await cold.ExportAsync(October, drop: false, "operator", "test", default);
+        // January's AI month was dropped after the export, and the run died before the todos month.
+        await Sql.ExecuteAsync(db, "DROP TABLE ai_interactions_archived_y2024m01");
 
         // January: a DETACH CONCURRENTLY cut off while it waited for an older transaction: "detach pending".
         await using (var reader = await Sql.OpenAsync(db))
@@ -173,9 +176,11 @@ public sealed class ColdStorageTests(PostgresServer server) : IDisposable
         Assert.Empty(result.Failed);
         Assert.Equal(["2024-01", "2024-10"], result.Exported.Select(e => e.Manifest.Month));
         Assert.Equal(0L, await Sql.ScalarAsync<long>(db, "SELECT count(*) FROM pg_class WHERE relname ~ '_y2024m(01|10)$'"));
+        Assert.Equal(["todos_archived", "ai_interactions_archived"], cold.ReadManifest(January)!.Tables.Select(t => t.Table));
         await cold.RestoreAsync(January, "operator", "test", default);
         await cold.RestoreAsync(October, "operator", "test", default);
         Assert.Equal(before, await ContentAsync(db, "todos_archived"));
+        Assert.Equal(aiBefore, await ContentAsync(db, "ai_interactions_archived"));
     }
 
     [Fact]
