@@ -73,7 +73,7 @@ internal static class ArchiveCommand
         }
         catch (Exception ex) when (ex is NpgsqlException or TimeoutException)
         {
-            AnsiConsole.MarkupLineInterpolated($"[red]archive failed: {(ex is PostgresException pg ? $"{pg.SqlState}: {pg.MessageText}" : ex.Message)}[/]");
+            AnsiConsole.MarkupLineInterpolated($"[red]archive failed: {Failures.Describe(ex)}[/]");
             AnsiConsole.MarkupLine("[red]  every committed batch stays moved; nothing is half-moved; rerun to continue[/]");
             if (archiver is not null)
             {

@@ -70,7 +70,7 @@ internal static class ColdCommand
         }
         catch (Exception ex) when (ex is ColdStorageException or NpgsqlException or TimeoutException or IOException or InvalidDataException)
         {
-            AnsiConsole.MarkupLineInterpolated($"[red]cold {verb} failed: {OperatorTools.Message(ex)}[/]");
+            AnsiConsole.MarkupLineInterpolated($"[red]cold {verb} failed: {Failures.Describe(ex)}[/]");
             return ExitCodes.Failure;
         }
     }
@@ -91,7 +91,7 @@ internal static class ColdCommand
             catch (Exception ex) when (ex is NpgsqlException or TimeoutException)
             {
                 // The files are readable without the database: list them, and say what could not be checked.
-                AnsiConsole.MarkupLineInterpolated($"[yellow]cold list: the database did not answer ({OperatorTools.Message(ex)}); live state unknown[/]");
+                AnsiConsole.MarkupLineInterpolated($"[yellow]cold list: the database did not answer ({Failures.Describe(ex)}); live state unknown[/]");
                 months = await store.ListAsync(withLiveState: false, cancellationToken);
                 stateKnown = false;
             }

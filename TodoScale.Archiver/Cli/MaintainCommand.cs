@@ -72,7 +72,7 @@ internal static class MaintainCommand
         }
         catch (Exception ex) when (ex is NpgsqlException or TimeoutException or IOException)
         {
-            AnsiConsole.MarkupLineInterpolated($"[red]maintain failed: {OperatorTools.Message(ex)}[/]");
+            AnsiConsole.MarkupLineInterpolated($"[red]maintain failed: {Failures.Describe(ex)}[/]");
             return ExitCodes.Failure;
         }
     }

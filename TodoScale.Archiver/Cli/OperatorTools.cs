@@ -22,6 +22,4 @@ internal sealed record OperatorTools(string ConnectionString, ArchiveOptions Arc
 
     /// <summary>Connections acting as the archiver role (reads of every tenant's rows).</summary>
     public NpgsqlDataSource ArchiverRoleDataSource() => ArchiverDataSource.Create(ConnectionString, Archive.Role);
-
-    public static string Message(Exception e) => e is PostgresException pg ? $"{pg.SqlState}: {pg.MessageText}" : e.Message;
 }

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Npgsql;
 using Spectre.Console;
+using TodoScale.Archiver.Archiving;
 using TodoScale.Archiver.Partitions;
 
 namespace TodoScale.Archiver.Cli;
@@ -56,7 +57,7 @@ internal static class PartitionsCommand
         }
         catch (Exception ex) when (ex is NpgsqlException or TimeoutException)
         {
-            AnsiConsole.MarkupLineInterpolated($"[red]partitions status failed: {OperatorTools.Message(ex)}[/]");
+            AnsiConsole.MarkupLineInterpolated($"[red]partitions status failed: {Failures.Describe(ex)}[/]");
             return ExitCodes.Failure;
         }
     }

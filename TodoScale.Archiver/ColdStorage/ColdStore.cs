@@ -380,7 +380,7 @@ public sealed class ColdStore(NpgsqlDataSource owner, MaintenanceOptions options
         }
         catch (Exception e) when (e is PostgresException or InvalidDataException or EndOfStreamException)
         {
-            throw new ColdVerificationException($"{table.File} does not read back: {Message(e)}; {table.Partition} is kept", e);
+            throw new ColdVerificationException($"{table.File} does not read back: {Failures.Describe(e)}; {table.Partition} is kept", e);
         }
 
         var (rows, checksum) = await ChecksumAsync(connection, transaction, "cold_verify", table.Columns, cancellationToken);
@@ -625,8 +625,6 @@ public sealed class ColdStore(NpgsqlDataSource owner, MaintenanceOptions options
         manifest.SchemaVersion,
         Tables = manifest.Tables.Select(t => new { t.Partition, t.Rows, t.ContentChecksum, t.FileSha256 }),
     };
-
-    private static string Message(Exception e) => e is PostgresException pg ? $"{pg.SqlState}: {pg.MessageText}" : e.Message;
 
     private static string Describe(IReadOnlyList<ColdColumn> columns) => string.Join(", ", columns.Select(c => $"{c.Name} {c.Type}"));
 

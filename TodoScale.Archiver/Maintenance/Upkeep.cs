@@ -53,7 +53,7 @@ public sealed class Upkeep(
             }
             catch (Exception e) when (e is ColdStorageException or NpgsqlException or IOException or InvalidDataException or TimeoutException)
             {
-                failed.Add(new ColdFailure(month, e is PostgresException pg ? $"{pg.SqlState}: {pg.MessageText}" : e.Message));
+                failed.Add(new ColdFailure(month, Failures.Describe(e)));
             }
         }
 
