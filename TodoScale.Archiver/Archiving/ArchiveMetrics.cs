@@ -79,6 +79,17 @@ public sealed class ArchiveMetrics
         meter.CreateObservableGauge(ColdPartitionSize, () => Cold(m => m.PartitionBytes), "By", "Size on disk the exported partitions had.");
         meter.CreateObservableGauge(ColdCompressionRatio, ObserveColdRatio, "1", "Size on disk of the exported partitions over the size of their files.");
         _coldFailures = meter.CreateCounter<long>(ColdFailures, "{operation}", "Cold-storage exports, drops and restores that failed (the partition is kept).");
+
+        // Failure counters exist from the start at 0, so rate() and increase() see the first failure.
+        foreach (var table in new[] { "todos", "ai_interactions" })
+        {
+            _failures.Add(0, new KeyValuePair<string, object?>(Tags.Table, table));
+        }
+
+        foreach (var operation in new[] { "export", "drop", "restore" })
+        {
+            _coldFailures.Add(0, new KeyValuePair<string, object?>(Tags.Operation, operation));
+        }
     }
 
     public void BatchMoved(string table, int partition, long rows, TimeSpan elapsed)
@@ -117,6 +128,15 @@ public sealed class ArchiveMetrics
     }
 
     public void ColdFailed(string operation) => _coldFailures.Add(1, new KeyValuePair<string, object?>(Tags.Operation, operation));
+
+    /// <summary>The last success recorded before this process started (from audit_log), until a pass here replaces it.</summary>
+    public void RestoreLastSuccess(string table, DateTimeOffset at)
+    {
+        lock (_gate)
+        {
+            _lastSuccess.TryAdd(table, at.ToUnixTimeMilliseconds() / 1000.0);
+        }
+    }
 
     public void PassFailed(string table) => _failures.Add(1, new KeyValuePair<string, object?>(Tags.Table, table));
 

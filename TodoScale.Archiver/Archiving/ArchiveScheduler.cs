@@ -13,6 +13,8 @@ namespace TodoScale.Archiver.Archiving;
 public sealed partial class ArchiveScheduler(
     TodoArchiver archiver,
     Upkeep upkeep,
+    [FromKeyedServices(ArchiverDataSource.OwnerKey)] Npgsql.NpgsqlDataSource owner,
+    ArchiveMetrics metrics,
     IOptions<MaintenanceOptions> maintenance,
     IOptions<ArchiveOptions> options,
     TimeProvider clock,
@@ -38,6 +40,7 @@ public sealed partial class ArchiveScheduler(
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        await RestoreLastSuccessAsync(stoppingToken);
         await UpkeepAsync(reindex: false, stoppingToken);
         while (!stoppingToken.IsCancellationRequested)
         {
@@ -80,6 +83,25 @@ public sealed partial class ArchiveScheduler(
         }
 
         return request.IsCompletedSuccessfully;
+    }
+
+    /// <summary>The last successful passes before this start, so the staleness alert measures from them, not from the restart.</summary>
+    private async Task RestoreLastSuccessAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            foreach (var (table, target) in new[] { ("todos", "todos_active"), ("ai_interactions", "ai_interactions") })
+            {
+                if (await AuditLog.LastAsync(owner, "archive.pass", target, cancellationToken) is { } at)
+                {
+                    metrics.RestoreLastSuccess(table, at);
+                }
+            }
+        }
+        catch (Exception e) when (e is Npgsql.NpgsqlException or TimeoutException)
+        {
+            LogFailed(logger, "reading the last archive pass", e);
+        }
     }
 
     /// <summary>Upkeep; <paramref name="reindex"/> null: reindex when the last one is older than ReindexEvery.</summary>

@@ -9,6 +9,9 @@ namespace TodoScale.Archiver.Archiving;
 /// </summary>
 public static class ArchiverDataSource
 {
+    /// <summary>The service key of the owner's (login role's) data source in `serve`.</summary>
+    public const string OwnerKey = "owner";
+
     public static NpgsqlDataSource Create(string connectionString, string? role)
     {
         var builder = new NpgsqlDataSourceBuilder(connectionString).ActAs(role);

@@ -34,4 +34,13 @@ public static class AuditLog
             // Nothing more to do: the caller reports the original failure.
         }
     }
+
+    /// <summary>When <paramref name="action"/> on <paramref name="target"/> was last recorded (needs a role that may read audit_log: the owner).</summary>
+    public static async Task<DateTimeOffset?> LastAsync(NpgsqlDataSource dataSource, string action, string target, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand("SELECT max(at) FROM audit_log WHERE action = @action AND target = @target");
+        command.Parameters.Add(new NpgsqlParameter<string>("action", action));
+        command.Parameters.Add(new NpgsqlParameter<string>("target", target));
+        return await command.ExecuteScalarAsync(cancellationToken) is DateTime at ? new DateTimeOffset(at, TimeSpan.Zero) : null;
+    }
 }

@@ -16,7 +16,6 @@ namespace TodoScale.Archiver.Cli;
 /// </summary>
 internal static class ServeCommand
 {
-    private const string OwnerKey = "owner";
 
     public static Command Create()
     {
@@ -38,15 +37,15 @@ internal static class ServeCommand
         builder.Services.AddOptions<ArchiveOptions>().BindConfiguration(ArchiveOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddOptions<MaintenanceOptions>().BindConfiguration(MaintenanceOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddSingleton(TimeProvider.System);
-        builder.Services.AddKeyedSingleton(OwnerKey, (sp, _) =>
+        builder.Services.AddKeyedSingleton(ArchiverDataSource.OwnerKey, (sp, _) =>
             ArchiverDataSource.Create(builder.Configuration.GetConnectionString(ConnectionNames.Todos)!, role: null));
         builder.Services.AddSingleton(sp => new ColdStore(
-            sp.GetRequiredKeyedService<NpgsqlDataSource>(OwnerKey), sp.GetRequiredService<IOptions<MaintenanceOptions>>().Value,
+            sp.GetRequiredKeyedService<NpgsqlDataSource>(ArchiverDataSource.OwnerKey), sp.GetRequiredService<IOptions<MaintenanceOptions>>().Value,
             sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ArchiveMetrics>()));
         builder.Services.AddSingleton(sp => new IndexMaintenance(
-            sp.GetRequiredKeyedService<NpgsqlDataSource>(OwnerKey), sp.GetRequiredService<IOptions<MaintenanceOptions>>().Value));
+            sp.GetRequiredKeyedService<NpgsqlDataSource>(ArchiverDataSource.OwnerKey), sp.GetRequiredService<IOptions<MaintenanceOptions>>().Value));
         builder.Services.AddSingleton(sp => new Upkeep(
-            sp.GetRequiredKeyedService<NpgsqlDataSource>(OwnerKey), sp.GetRequiredService<IOptions<ArchiveOptions>>().Value,
+            sp.GetRequiredKeyedService<NpgsqlDataSource>(ArchiverDataSource.OwnerKey), sp.GetRequiredService<IOptions<ArchiveOptions>>().Value,
             sp.GetRequiredService<ColdStore>(), sp.GetRequiredService<IndexMaintenance>(), sp.GetRequiredService<TimeProvider>()));
         builder.Services.AddHostedService<PartitionStatsCollector>();
         builder.Services.AddSingleton<ArchiveMetrics>();

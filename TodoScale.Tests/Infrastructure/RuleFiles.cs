@@ -17,6 +17,10 @@ internal static class RuleFiles
                 Scalar(annotations, "summary"), Scalar(annotations, "description"), Scalar(annotations, "runbook_url"));
         });
 
+    /// <summary>The series the recording rules make (Prometheus computes them; no service exposes them).</summary>
+    public static IEnumerable<string> Recorded(string dashboardsFolder) =>
+        Rules(dashboardsFolder).Where(r => r.Children.ContainsKey("record")).Select(r => Scalar(r, "record"));
+
     /// <summary>Every rule's expression, alerts and recording rules alike.</summary>
     public static IEnumerable<string> Expressions(string dashboardsFolder) => Rules(dashboardsFolder).Select(r => Scalar(r, "expr"));
 
