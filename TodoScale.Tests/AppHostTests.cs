@@ -276,6 +276,39 @@ public sealed class DashboardQueryTests(AppHostFixture fixture)
         Assert.Contains("http_server_request_duration_seconds_bucket", queried); // the extraction really finds names
         var missing = queried.Where(name => !exposed.Contains(name)).Order().ToList();
         Assert.True(missing.Count == 0, $"queried but not exposed by any service: {string.Join(", ", missing)}");
+
+        // Every panel's query parses (a syntax error is a 400 from Prometheus) and, once Prometheus has scraped the
+        // traffic above and evaluated the recording rules, returns at least one series.
+        using var prometheus = fixture.App.CreateHttpClient("prometheus", "http");
+        var panels = GrafanaQueries.Expressions(dashboards).Distinct().ToList();
+        var empty = panels;
+        var clock = Stopwatch.StartNew();
+        while (empty.Count > 0 && clock.Elapsed < TimeSpan.FromSeconds(90))
+        {
+            var stillEmpty = new List<string>();
+            foreach (var expression in empty)
+            {
+                // Grafana's own interval variables, as Grafana would fill them in.
+                var query = expression.Replace("$__rate_interval", "1m", StringComparison.Ordinal)
+                    .Replace("$__interval", "15s", StringComparison.Ordinal).Replace("$__range", "1h", StringComparison.Ordinal);
+                using var response = await prometheus.GetAsync($"/api/v1/query?query={Uri.EscapeDataString(query)}");
+                var body = await response.Content.ReadAsStringAsync();
+                Assert.True(response.IsSuccessStatusCode, $"{expression}: {body}");
+                using var document = JsonDocument.Parse(body);
+                if (document.RootElement.GetProperty("data").GetProperty("result").GetArrayLength() == 0)
+                {
+                    stillEmpty.Add(expression);
+                }
+            }
+
+            empty = stillEmpty;
+            if (empty.Count > 0)
+            {
+                await Task.Delay(1000);
+            }
+        }
+
+        Assert.True(empty.Count == 0, $"panels without a series: {string.Join(" | ", empty)}");
     }
 
 }

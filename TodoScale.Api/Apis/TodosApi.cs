@@ -52,7 +52,7 @@ public static class TodosApi
         }
 
         var userId = s.UserId;
-        var spec = new ReadSpec("list_todos", query.IncludeArchived ? "archived" : "active", query.FirstPageKey());
+        var spec = new ReadSpec("list_todos", query.IncludeArchived ? "todos_archived" : "todos_active", query.FirstPageKey());
         var page = await s.Reads.ReadAsync(userId, spec, (db, ct) => query.ExecuteAsync(
             (NpgsqlConnection)db.Database.GetDbConnection(), (NpgsqlTransaction)db.Database.CurrentTransaction!.GetDbTransaction(), userId, ct),
             cancellationToken);
@@ -62,7 +62,7 @@ public static class TodosApi
     public static async Task<Results<Ok<TodoDto>, NotFound>> GetTodo(Guid id, [AsParameters] TodoServices s, CancellationToken cancellationToken)
     {
         var userId = s.UserId;
-        var todo = s.Served(await s.Reads.ReadAsync(userId, new ReadSpec("get_todo", "active"), async (db, ct) =>
+        var todo = s.Served(await s.Reads.ReadAsync(userId, new ReadSpec("get_todo", "todos_active"), async (db, ct) =>
         {
             var active = await db.Todos.AsNoTracking().FirstOrDefaultAsync(t => t.UserId == userId && t.Id == id, ct);
             if (active is not null)
@@ -311,7 +311,7 @@ public static class TodosApi
     public static async Task<Results<Ok<TodoTreeDto>, NotFound>> GetSubtree(Guid id, [AsParameters] TodoServices s, CancellationToken cancellationToken)
     {
         var userId = s.UserId;
-        var tree = s.Served(await s.Reads.ReadAsync(userId, new ReadSpec("get_subtree", "active"), async (db, ct) =>
+        var tree = s.Served(await s.Reads.ReadAsync(userId, new ReadSpec("get_subtree", "todos_active"), async (db, ct) =>
         {
             var root = await db.Todos.AsNoTracking().FirstOrDefaultAsync(t => t.UserId == userId && t.Id == id, ct);
             if (root is null)

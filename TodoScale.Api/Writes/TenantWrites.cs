@@ -46,7 +46,7 @@ public sealed class TenantWrites(
     {
         metrics.RecordQuery(
             Stopwatch.GetElapsedTime(started), PartitionHash.PartitionIndex(userId, monitor.Schema.ActiveModulus),
-            "active", ApiMetrics.Targets.Primary, operation);
+            "todos_active", ApiMetrics.Targets.Primary, operation);
         ulong lsn;
         try
         {

@@ -56,7 +56,7 @@ public sealed class ReadRoutingAndCacheTests(AppHostFixture fixture)
         var metrics = await MetricsAsync();
         Assert.Matches("todoscale_api_reads_routed_total\\{[^}]*reason=\"replica_(behind|lagging)\"[^}]*target=\"primary\"", metrics);
         Assert.Matches("todoscale_api_reads_routed_total\\{[^}]*target=\"replica\"", metrics);
-        Assert.Matches("todoscale_api_db_query_duration_seconds_bucket\\{[^}]*operation=\"get_todo\",partition=\"\\d\\d\",table=\"active\",target=\"replica\"", metrics);
+        Assert.Matches("todoscale_api_db_query_duration_seconds_bucket\\{[^}]*operation=\"get_todo\",partition=\"\\d\\d\",table=\"todos_active\",target=\"replica\"", metrics);
     }
 
     [Fact]
