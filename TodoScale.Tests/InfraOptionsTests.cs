@@ -24,6 +24,19 @@ public sealed class InfraOptionsTests
         Assert.Contains("kubernetes", error.Message);
     }
 
+    [Theory]
+    [InlineData("15 minutes")]
+    [InlineData("-5s")]
+    [InlineData("5")]
+    public void A_bad_alert_for_override_is_refused_naming_the_setting(string value)
+    {
+        var builder = DistributedApplication.CreateBuilder([$"--Infra:AlertFor={value}"]);
+        var error = Assert.Throws<InvalidOperationException>(() => InfraOptions.Read(builder));
+        Assert.Contains("Infra:AlertFor must be a Prometheus duration", error.Message);
+        Assert.Equal("2s", InfraOptions.Read(DistributedApplication.CreateBuilder(["--Infra:AlertFor=2s"])).AlertFor);
+        Assert.Null(InfraOptions.Read(DistributedApplication.CreateBuilder([])).AlertFor);
+    }
+
     [Fact]
     public void Explicit_process_mode_does_not_ask_for_a_container_engine()
     {

@@ -63,7 +63,7 @@ public sealed class ContainerInfrastructure : Infrastructure
 
         var prometheus = Builder.AddContainer(Prometheus, PrometheusImage, PrometheusImageTag)
             .WithBindMount(configDirectory, "/etc/prometheus/generated", isReadOnly: true)
-            .WithBindMount(Path.Combine(DashboardsDirectory, "prometheus", "rules"), "/etc/prometheus/rules", isReadOnly: true)
+            .WithBindMount(RulesDirectory(), "/etc/prometheus/rules", isReadOnly: true)
             .WithVolume("todoscale-prometheus", "/prometheus")
             .WithArgs("--config.file=/etc/prometheus/generated/prometheus.yml", "--storage.tsdb.path=/prometheus", "--web.enable-lifecycle")
             .WithHttpEndpoint(name: "http", targetPort: 9090)

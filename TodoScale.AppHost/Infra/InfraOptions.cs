@@ -34,6 +34,12 @@ public sealed class InfraOptions
     /// <summary>How often Prometheus scrapes the services.</summary>
     public string ScrapeInterval { get; set; } = "5s";
 
+    /// <summary>
+    /// When set (a Prometheus duration such as 5s), every alert's `for` is this instead of the rule file's: for
+    /// tests that watch an alert fire. Unset in normal use.
+    /// </summary>
+    public string? AlertFor { get; set; }
+
     public static InfraOptions Read(IDistributedApplicationBuilder builder)
     {
         var options = new InfraOptions();
@@ -44,6 +50,11 @@ public sealed class InfraOptions
         }
 
         section.Bind(options);
+        if (options.AlertFor is { } alertFor && !System.Text.RegularExpressions.Regex.IsMatch(alertFor, "^[0-9]+(ms|s|m|h)$"))
+        {
+            throw new InvalidOperationException($"Infra:AlertFor must be a Prometheus duration such as 5s or 1m (was '{alertFor}').");
+        }
+
         options.DataRoot = Path.GetFullPath(options.DataRoot ?? Path.Combine(builder.AppHostDirectory, "..", ".data"));
         return options;
     }

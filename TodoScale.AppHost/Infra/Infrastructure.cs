@@ -33,13 +33,42 @@ public abstract class Infrastructure(IDistributedApplicationBuilder builder, Inf
     /// <summary>The repository folder that holds dashboards/ (Prometheus rules, Grafana provisioning).</summary>
     protected string DashboardsDirectory => Path.GetFullPath(Path.Combine(Builder.AppHostDirectory, "..", "dashboards"));
 
+    /// <summary>A folder under the data root that survives restarts (cold storage, ...), made when missing.</summary>
+    public string DataFolder(string name) => Directory.CreateDirectory(Path.Combine(Options.DataRoot!, name)).FullName;
+
+    /// <summary>
+    /// The folder Prometheus loads its rules from: the repository's dashboards/prometheus/rules, or, with
+    /// Infra:AlertFor set, a copy under the data root in which every alert's `for` is that duration (tests use it to
+    /// see an alert fire in seconds; the rule files themselves stay as they are).
+    /// </summary>
+    protected string RulesDirectory()
+    {
+        var source = Path.Combine(DashboardsDirectory, "prometheus", "rules");
+        if (Options.AlertFor is not { } alertFor)
+        {
+            return source;
+        }
+
+        var copy = Directory.CreateDirectory(Path.Combine(Options.DataRoot!, "prometheus-rules")).FullName;
+        foreach (var stale in Directory.GetFiles(copy, "*.yml"))
+        {
+            File.Delete(stale);
+        }
+
+        foreach (var file in Directory.GetFiles(source, "*.yml"))
+        {
+            var text = System.Text.RegularExpressions.Regex.Replace(
+                File.ReadAllText(file), @"^([ \t]+)for:[ \t]*\S+[ \t]*$", $"$1for: {alertFor}", System.Text.RegularExpressions.RegexOptions.Multiline);
+            File.WriteAllText(Path.Combine(copy, Path.GetFileName(file)), text);
+        }
+
+        return copy;
+    }
+
     /// <summary>
     /// A secret generated once and kept in the data root beside what it protects (owner-only file), so restarts keep
     /// it: a database password, or the bearer-token signing key the `token` verb also reads.
     /// </summary>
-    /// <summary>A folder under the data root that survives restarts (cold storage, ...), made when missing.</summary>
-    public string DataFolder(string name) => Directory.CreateDirectory(Path.Combine(Options.DataRoot!, name)).FullName;
-
     public string KeptSecret(string fileName, int bytes = 16)
     {
         var path = Path.Combine(Options.DataRoot!, fileName);

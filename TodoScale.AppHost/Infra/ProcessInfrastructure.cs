@@ -50,7 +50,7 @@ public sealed class ProcessInfrastructure : Infrastructure
     {
         var directory = Path.Combine(_dataRoot, "prometheus");
         var configPath = Path.Combine(directory, "prometheus.yml");
-        var rulesGlob = Path.Combine(DashboardsDirectory, "prometheus", "rules", "*.yml");
+        var rulesGlob = Path.Combine(RulesDirectory(), "*.yml");
 
         var prometheus = Builder.AddExecutable(Prometheus, "prometheus", directory)
             .WithHttpEndpoint(name: "http", isProxied: false)

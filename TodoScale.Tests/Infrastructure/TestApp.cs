@@ -27,6 +27,7 @@ public static class TestApp
             "--Infra:Mode=process",
             $"--Infra:DataRoot={dataRoot}",
             "--Infra:ScrapeInterval=1s",
+            "--Infra:AlertFor=2s", // every alert's `for`, so the end-to-end alert test sees one fire in seconds
             // Fixed ports in launchSettings (api 5180, archiver 5190) must not clash with a developer's running stack.
             "--DcpPublisher:RandomizePorts=true",
         ], cts.Token);

@@ -1,0 +1,86 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Aspire.Hosting;
+using Aspire.Hosting.Testing;
+using Npgsql;
+using NpgsqlTypes;
+using TodoScale.Data.Partitioning;
+using TodoScale.Tests.Infrastructure;
+
+namespace TodoScale.Tests;
+
+/// <summary>
+/// End to end: heavy tenants that PartitionHash places in one partition make the archiver's gauges, Prometheus'
+/// recording rule and the TodoScalePartitionSkew alert say so. The AppHost runs with Infra:AlertFor=2s (the
+/// rule file keeps its 15 minutes) and 1 s scrapes; the archiver refreshes its gauges every second.
+/// </summary>
+[Collection(AppHostCollection.Name)]
+public sealed class SkewAlertTests(AppHostFixture fixture)
+{
+    private const int HeavyPartition = 5;
+
+    [Fact]
+    public async Task Heavy_tenants_in_one_partition_make_the_skew_alert_fire()
+    {
+        var users = new List<Guid>();
+        while (users.Count < 20)
+        {
+            var user = Guid.CreateVersion7();
+            if (PartitionHash.PartitionIndex(user, 16) == HeavyPartition)
+            {
+                users.Add(user);
+            }
+        }
+
+        await using var primary = new NpgsqlConnection(await fixture.App.GetConnectionStringAsync("todos"));
+        await primary.OpenAsync();
+        try
+        {
+            await using (var insert = new NpgsqlCommand(
+                "INSERT INTO todos_active (id, user_id, title, status) SELECT gen_random_uuid(), u, 'heavy ' || g, 'todo' FROM unnest(@users) u, generate_series(1, 1000) g",
+                primary))
+            {
+                insert.Parameters.Add(new NpgsqlParameter<Guid[]>("users", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = [.. users] });
+                await insert.ExecuteNonQueryAsync();
+            }
+
+            Assert.Equal($"todos_active_p{HeavyPartition:00}", await Sql.ScalarAsync<string>(primary, $"SELECT tableoid::regclass::text FROM todos_active WHERE user_id = '{users[0]}' LIMIT 1"));
+
+            using var prometheus = fixture.App.CreateHttpClient("prometheus", "http");
+            var clock = Stopwatch.StartNew();
+            string state = "inactive";
+            double skew = 0;
+            while (clock.Elapsed < TimeSpan.FromSeconds(90))
+            {
+                using (var ratio = JsonDocument.Parse(await prometheus.GetStringAsync(
+                    "/api/v1/query?query=" + Uri.EscapeDataString("todoscale:partition_skew:ratio{table=\"todos_active\"}"))))
+                {
+                    skew = ratio.RootElement.GetProperty("data").GetProperty("result").EnumerateArray()
+                        .Select(r => double.Parse(r.GetProperty("value")[1].GetString()!, System.Globalization.CultureInfo.InvariantCulture))
+                        .DefaultIfEmpty(0).Single();
+                }
+
+                using var alerts = JsonDocument.Parse(await prometheus.GetStringAsync("/api/v1/alerts"));
+                state = alerts.RootElement.GetProperty("data").GetProperty("alerts").EnumerateArray()
+                    .Where(a => a.GetProperty("labels").GetProperty("alertname").GetString() == "TodoScalePartitionSkew")
+                    .Select(a => a.GetProperty("state").GetString()!)
+                    .DefaultIfEmpty("inactive").First();
+                if (state == "firing")
+                {
+                    break;
+                }
+
+                await Task.Delay(500);
+            }
+
+            Assert.True(state == "firing", $"TodoScalePartitionSkew is {state}; skew {skew:0.00}");
+            Assert.True(skew > 1.5, $"skew {skew:0.00}");
+        }
+        finally
+        {
+            await using var delete = new NpgsqlCommand("DELETE FROM todos_active WHERE user_id = ANY(@users)", primary);
+            delete.Parameters.Add(new NpgsqlParameter<Guid[]>("users", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = [.. users] });
+            await delete.ExecuteNonQueryAsync();
+        }
+    }
+}
