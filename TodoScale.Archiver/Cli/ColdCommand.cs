@@ -45,89 +45,64 @@ internal static class ColdCommand
     public static string Describe(ColdManifest manifest) =>
         $"{manifest.Rows:N0} rows, {PartitionStats.Bytes(manifest.PartitionBytes)} on disk -> {PartitionStats.Bytes(manifest.FileBytes)} compressed ({manifest.CompressionRatio:0.0}x)";
 
-    private static async Task<int> RunAsync(string verb, string? monthText, Func<ColdStore, DateOnly, Task> action)
+    private static Task<int> RunAsync(string verb, string? monthText, Func<ColdStore, DateOnly, Task> action) => VerbRunner.RunAsync($"cold {verb}", async () =>
     {
+        var month = ArchiveMonths.Parse(monthText ?? "") ?? throw new CliException($"'{monthText}' is not a month; use yyyy-mm, e.g. 2024-01.");
+        var tools = OperatorTools.Load();
+        await using var owner = tools.OwnerDataSource();
+        var store = new ColdStore(owner, tools.Maintenance, TimeProvider.System);
+        if (Console.IsOutputRedirected)
+        {
+            await action(store, month);
+        }
+        else
+        {
+            await AnsiConsole.Status().StartAsync($"cold {verb} {ArchiveMonths.Format(month)}...", _ => action(store, month));
+        }
+
+        return ExitCodes.Success;
+    });
+
+    private static Task<int> ListAsync(CancellationToken cancellationToken) => VerbRunner.RunAsync("cold list", async () =>
+    {
+        var tools = OperatorTools.Load();
+        await using var owner = tools.OwnerDataSource();
+        var store = new ColdStore(owner, tools.Maintenance, TimeProvider.System);
+        IReadOnlyList<ColdMonth> months;
+        var stateKnown = true;
         try
         {
-            var month = ArchiveMonths.Parse(monthText ?? "") ?? throw new CliException($"'{monthText}' is not a month; use yyyy-mm, e.g. 2024-01.");
-            var tools = OperatorTools.Load();
-            await using var owner = tools.OwnerDataSource();
-            var store = new ColdStore(owner, tools.Maintenance, TimeProvider.System);
-            if (Console.IsOutputRedirected)
-            {
-                await action(store, month);
-            }
-            else
-            {
-                await AnsiConsole.Status().StartAsync($"cold {verb} {ArchiveMonths.Format(month)}...", _ => action(store, month));
-            }
-            return ExitCodes.Success;
+            months = await store.ListAsync(withLiveState: true, cancellationToken);
         }
-        catch (CliException ex)
+        catch (Exception ex) when (ex is NpgsqlException or TimeoutException)
         {
-            AnsiConsole.MarkupLineInterpolated($"[red]cold {verb}: {ex.Message}[/]");
-            return ex.ExitCode;
+            // The files are readable without the database: list them, and say what could not be checked.
+            AnsiConsole.MarkupLineInterpolated($"[yellow]cold list: the database did not answer ({Failures.Describe(ex)}); live state unknown[/]");
+            months = await store.ListAsync(withLiveState: false, cancellationToken);
+            stateKnown = false;
         }
-        catch (Exception ex) when (ex is ColdStorageException or NpgsqlException or TimeoutException or IOException or InvalidDataException)
-        {
-            AnsiConsole.MarkupLineInterpolated($"[red]cold {verb} failed: {Failures.Describe(ex)}[/]");
-            return ExitCodes.Failure;
-        }
-    }
 
-    private static async Task<int> ListAsync(CancellationToken cancellationToken)
-    {
-        try
+        var table = new Table().Title($"cold storage: {store.Folder}")
+            .AddColumn("month")
+            .AddColumns([.. new[] { "rows", "on disk", "files", "ratio" }.Select(h => new TableColumn(h).RightAligned())])
+            .AddColumns("schema", "exported at (UTC)", "state");
+        foreach (var month in months)
         {
-            var tools = OperatorTools.Load();
-            await using var owner = tools.OwnerDataSource();
-            var store = new ColdStore(owner, tools.Maintenance, TimeProvider.System);
-            IReadOnlyList<ColdMonth> months;
-            var stateKnown = true;
-            try
+            var m = month.Manifest;
+            var state = month.LivePartitions switch
             {
-                months = await store.ListAsync(withLiveState: true, cancellationToken);
-            }
-            catch (Exception ex) when (ex is NpgsqlException or TimeoutException)
-            {
-                // The files are readable without the database: list them, and say what could not be checked.
-                AnsiConsole.MarkupLineInterpolated($"[yellow]cold list: the database did not answer ({Failures.Describe(ex)}); live state unknown[/]");
-                months = await store.ListAsync(withLiveState: false, cancellationToken);
-                stateKnown = false;
-            }
+                null => "?",
+                { Count: 0 } => "cold",
+                var live => $"live too ({live.Count} partition(s))",
+            };
+            table.AddRow(m.Month, m.Rows.ToString("N0"), PartitionStats.Bytes(m.PartitionBytes), PartitionStats.Bytes(m.FileBytes),
+                $"{m.CompressionRatio:0.0}x", m.SchemaVersion, m.ExportedAt.UtcDateTime.ToString("yyyy-MM-dd HH:mm"), state);
+        }
 
-            var table = new Table().Title($"cold storage: {store.Folder}")
-                .AddColumn("month")
-                .AddColumns([.. new[] { "rows", "on disk", "files", "ratio" }.Select(h => new TableColumn(h).RightAligned())])
-                .AddColumns("schema", "exported at (UTC)", "state");
-            foreach (var month in months)
-            {
-                var m = month.Manifest;
-                var state = month.LivePartitions switch
-                {
-                    null => "?",
-                    { Count: 0 } => "cold",
-                    var live => $"live too ({live.Count} partition(s))",
-                };
-                table.AddRow(m.Month, m.Rows.ToString("N0"), PartitionStats.Bytes(m.PartitionBytes), PartitionStats.Bytes(m.FileBytes),
-                    $"{m.CompressionRatio:0.0}x", m.SchemaVersion, m.ExportedAt.UtcDateTime.ToString("yyyy-MM-dd HH:mm"), state);
-            }
-
-            AnsiConsole.Write(table);
-            var files = months.Sum(m => m.Manifest.FileBytes);
-            AnsiConsole.MarkupLineInterpolated(
-                $"cold list: {months.Count} month(s), {months.Sum(m => m.Manifest.Rows):N0} rows, {PartitionStats.Bytes(files)} in files ({(files == 0 ? 0 : months.Sum(m => m.Manifest.PartitionBytes) / (double)files):0.0}x){(stateKnown ? "" : ", live state unknown")}");
-            return ExitCodes.Success;
-        }
-        catch (CliException ex)
-        {
-            AnsiConsole.MarkupLineInterpolated($"[red]cold list: {ex.Message}[/]");
-            return ex.ExitCode;
-        }
-        catch (ColdStorageException ex)
-        {
-            AnsiConsole.MarkupLineInterpolated($"[red]cold list failed: {ex.Message}[/]");
-            return ExitCodes.Failure;
-        }
-    }
+        AnsiConsole.Write(table);
+        var files = months.Sum(m => m.Manifest.FileBytes);
+        AnsiConsole.MarkupLineInterpolated(
+            $"cold list: {months.Count} month(s), {months.Sum(m => m.Manifest.Rows):N0} rows, {PartitionStats.Bytes(files)} in files ({(files == 0 ? 0 : months.Sum(m => m.Manifest.PartitionBytes) / (double)files):0.0}x){(stateKnown ? "" : ", live state unknown")}");
+        return ExitCodes.Success;
+    });
 }

@@ -26,56 +26,43 @@ internal static class MaintainCommand
         return command;
     }
 
-    private static async Task<int> RunAsync(bool once, bool reindex, CancellationToken cancellationToken)
+    private static Task<int> RunAsync(bool once, bool reindex, CancellationToken cancellationToken) => VerbRunner.RunAsync("maintain", async () =>
     {
-        try
+        if (!once)
         {
-            if (!once)
-            {
-                throw new CliException("maintain runs once with --once (the worker, `serve`, runs it on its schedule).");
-            }
-
-            var tools = OperatorTools.Load();
-            await using var owner = tools.OwnerDataSource();
-            var cold = new ColdStore(owner, tools.Maintenance, TimeProvider.System);
-            var upkeep = new Upkeep(owner, tools.Archive, cold, new IndexMaintenance(owner, tools.Maintenance), TimeProvider.System);
-            AnsiConsole.MarkupLineInterpolated(
-                $"[grey]maintain:[/] {tools.Archive.Premake} month(s) ahead, retention {tools.Maintenance.RetentionMonths} months to {cold.Folder}, reindex over {tools.Maintenance.ReindexBloatPercent}% bloat");
-            var result = await upkeep.RunAsync(reindex, "operator", Environment.UserName,
-                new ConsoleLines(), cancellationToken);
-
-            foreach (var month in result.Exported)
-            {
-                AnsiConsole.WriteLine(month.AlreadyCold
-                    ? $"maintain: {month.Manifest.Month} was already in cold storage"
-                    : $"maintain: {month.Manifest.Month} to cold storage: {ColdCommand.Describe(month.Manifest)}, verified, {month.Dropped.Count} partition(s) detached and dropped");
-            }
-
-            foreach (var failure in result.Failed)
-            {
-                AnsiConsole.MarkupLineInterpolated($"[red]maintain: {ArchiveMonths.Format(failure.Month)} not moved: {failure.Error}[/]");
-            }
-
-            foreach (var index in result.Reindexed)
-            {
-                AnsiConsole.MarkupLineInterpolated($"maintain: reindexed {index.Index} ({index.BloatPercent:0}% bloat, {index.Bytes / 1048576.0:0.0} MB before)");
-            }
-
-            AnsiConsole.MarkupLineInterpolated(
-                $"maintain: done in {result.Elapsed.TotalSeconds:0.0} s: {result.MonthsCreated} month(s) created, {result.Exported.Count(e => !e.AlreadyCold)} month(s) to cold storage, {result.Failed.Count} failed, {(result.ReindexSkipped is { } why ? $"reindex skipped ({why})" : $"{result.Reindexed.Count} index(es) rebuilt")}");
-            return result.Failed.Count == 0 ? ExitCodes.Success : ExitCodes.Failure;
+            throw new CliException("maintain runs once with --once (the worker, `serve`, runs it on its schedule).");
         }
-        catch (CliException ex)
+
+        var tools = OperatorTools.Load();
+        await using var owner = tools.OwnerDataSource();
+        var cold = new ColdStore(owner, tools.Maintenance, TimeProvider.System);
+        var upkeep = new Upkeep(owner, tools.Archive, cold, new IndexMaintenance(owner, tools.Maintenance), TimeProvider.System);
+        AnsiConsole.MarkupLineInterpolated(
+            $"[grey]maintain:[/] {tools.Archive.Premake} month(s) ahead, retention {tools.Maintenance.RetentionMonths} months to {cold.Folder}, reindex over {tools.Maintenance.ReindexBloatPercent}% bloat");
+        var result = await upkeep.RunAsync(reindex, "operator", Environment.UserName,
+            new ConsoleLines(), cancellationToken);
+
+        foreach (var month in result.Exported)
         {
-            AnsiConsole.MarkupLineInterpolated($"[red]maintain: {ex.Message}[/]");
-            return ex.ExitCode;
+            AnsiConsole.WriteLine(month.AlreadyCold
+                ? $"maintain: {month.Manifest.Month} was already in cold storage"
+                : $"maintain: {month.Manifest.Month} to cold storage: {ColdCommand.Describe(month.Manifest)}, verified, {month.Dropped.Count} partition(s) detached and dropped");
         }
-        catch (Exception ex) when (ex is NpgsqlException or TimeoutException or IOException)
+
+        foreach (var failure in result.Failed)
         {
-            AnsiConsole.MarkupLineInterpolated($"[red]maintain failed: {Failures.Describe(ex)}[/]");
-            return ExitCodes.Failure;
+            AnsiConsole.MarkupLineInterpolated($"[red]maintain: {ArchiveMonths.Format(failure.Month)} not moved: {failure.Error}[/]");
         }
-    }
+
+        foreach (var index in result.Reindexed)
+        {
+            AnsiConsole.MarkupLineInterpolated($"maintain: reindexed {index.Index} ({index.BloatPercent:0}% bloat, {index.Bytes / 1048576.0:0.0} MB before)");
+        }
+
+        AnsiConsole.MarkupLineInterpolated(
+            $"maintain: done in {result.Elapsed.TotalSeconds:0.0} s: {result.MonthsCreated} month(s) created, {result.Exported.Count(e => !e.AlreadyCold)} month(s) to cold storage, {result.Failed.Count} failed, {(result.ReindexSkipped is { } why ? $"reindex skipped ({why})" : $"{result.Reindexed.Count} index(es) rebuilt")}");
+        return result.Failed.Count == 0 ? ExitCodes.Success : ExitCodes.Failure;
+    });
 
     /// <summary>Progress printed at once, in order (<see cref="Progress{T}"/> would post it to the thread pool).</summary>
     private sealed class ConsoleLines : IProgress<string>

@@ -1,5 +1,4 @@
 using System.CommandLine;
-using Npgsql;
 using Spectre.Console;
 using TodoScale.Archiver.Archiving;
 using TodoScale.Archiver.Partitions;
@@ -17,50 +16,37 @@ internal static class PartitionsCommand
         return new Command("partitions", "The hash partitions of the active tables and the archive months.") { status };
     }
 
-    private static async Task<int> StatusAsync(bool exact, CancellationToken cancellationToken)
+    private static Task<int> StatusAsync(bool exact, CancellationToken cancellationToken) => VerbRunner.RunAsync("partitions status", async () =>
     {
-        try
+        var tools = OperatorTools.Load();
+        await using var dataSource = tools.ArchiverRoleDataSource();
+        var snapshot = await PartitionStats.ReadAsync(dataSource, tools.Archive, TimeProvider.System.GetUtcNow(), exact, cancellationToken);
+        foreach (var group in snapshot.Active.GroupBy(p => p.Table).OrderBy(g => PartitionStats.ActiveTables.ToList().IndexOf(g.Key)))
         {
-            var tools = OperatorTools.Load();
-            await using var dataSource = tools.ArchiverRoleDataSource();
-            var snapshot = await PartitionStats.ReadAsync(dataSource, tools.Archive, TimeProvider.System.GetUtcNow(), exact, cancellationToken);
-            foreach (var group in snapshot.Active.GroupBy(p => p.Table).OrderBy(g => PartitionStats.ActiveTables.ToList().IndexOf(g.Key)))
+            var mean = group.Average(p => (double)p.Rows);
+            var table = new Table().Title($"{group.Key}: {group.Count()} partitions ({(exact ? "counted" : "estimated")})")
+                .AddColumn("partition").AddColumns(Numbers("rows", "bytes", "users", "waiting to archive", "rows / mean"));
+            foreach (var p in group)
             {
-                var mean = group.Average(p => (double)p.Rows);
-                var table = new Table().Title($"{group.Key}: {group.Count()} partitions ({(exact ? "counted" : "estimated")})")
-                    .AddColumn("partition").AddColumns(Numbers("rows", "bytes", "users", "waiting to archive", "rows / mean"));
-                foreach (var p in group)
-                {
-                    table.AddRow(p.Partition, p.Rows.ToString("N0"), PartitionStats.Bytes(p.Bytes), p.Users?.ToString("N0") ?? "?",
-                        p.Waiting?.ToString("N0") ?? "-", mean == 0 ? "-" : $"{p.Rows / mean:0.00}");
-                }
-
-                AnsiConsole.Write(table);
+                table.AddRow(p.Partition, p.Rows.ToString("N0"), PartitionStats.Bytes(p.Bytes), p.Users?.ToString("N0") ?? "?",
+                    p.Waiting?.ToString("N0") ?? "-", mean == 0 ? "-" : $"{p.Rows / mean:0.00}");
             }
 
-            var months = new Table().Title("archive months").AddColumns("month", "table").AddColumns(Numbers("rows", "bytes", "users"));
-            foreach (var m in snapshot.ArchiveMonths)
-            {
-                months.AddRow(m.Key, m.Table, m.Rows.ToString("N0"), PartitionStats.Bytes(m.Bytes), m.Users?.ToString("N0") ?? "?");
-            }
+            AnsiConsole.Write(table);
+        }
 
-            AnsiConsole.Write(months);
-            var todos = snapshot.Active.Where(p => p.Table == "todos_active").ToList();
-            AnsiConsole.MarkupLineInterpolated(
-                $"partitions: todos_active {todos.Count} partitions, {todos.Sum(p => p.Rows):N0} rows, {PartitionStats.Bytes(todos.Sum(p => p.Bytes))}, skew {snapshot.Skew("todos_active"):0.00} (largest / mean), {todos.Sum(p => p.Waiting ?? 0):N0} rows waiting to be archived; {snapshot.ArchiveMonths.Select(m => m.Key).Distinct().Count()} archive months, {snapshot.MonthsAhead} ahead");
-            return ExitCodes.Success;
-        }
-        catch (CliException ex)
+        var months = new Table().Title("archive months").AddColumns("month", "table").AddColumns(Numbers("rows", "bytes", "users"));
+        foreach (var m in snapshot.ArchiveMonths)
         {
-            AnsiConsole.MarkupLineInterpolated($"[red]partitions status: {ex.Message}[/]");
-            return ex.ExitCode;
+            months.AddRow(m.Key, m.Table, m.Rows.ToString("N0"), PartitionStats.Bytes(m.Bytes), m.Users?.ToString("N0") ?? "?");
         }
-        catch (Exception ex) when (ex is NpgsqlException or TimeoutException)
-        {
-            AnsiConsole.MarkupLineInterpolated($"[red]partitions status failed: {Failures.Describe(ex)}[/]");
-            return ExitCodes.Failure;
-        }
-    }
+
+        AnsiConsole.Write(months);
+        var todos = snapshot.Active.Where(p => p.Table == "todos_active").ToList();
+        AnsiConsole.MarkupLineInterpolated(
+            $"partitions: todos_active {todos.Count} partitions, {todos.Sum(p => p.Rows):N0} rows, {PartitionStats.Bytes(todos.Sum(p => p.Bytes))}, skew {snapshot.Skew("todos_active"):0.00} (largest / mean), {todos.Sum(p => p.Waiting ?? 0):N0} rows waiting to be archived; {snapshot.ArchiveMonths.Select(m => m.Key).Distinct().Count()} archive months, {snapshot.MonthsAhead} ahead");
+        return ExitCodes.Success;
+    });
 
     private static TableColumn[] Numbers(params string[] headers) => [.. headers.Select(h => new TableColumn(h).RightAligned())];
 }
