@@ -38,6 +38,7 @@ ensure_local_servers() {
   command -v psql >/dev/null || missing+=("postgresql-client-$PG_MAJOR")
   command -v redis-server >/dev/null || missing+=(redis-server)
   command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
+  command -v prometheus-postgres-exporter >/dev/null || missing+=(prometheus-postgres-exporter)
   command -v setpriv >/dev/null || missing+=(util-linux)
   [ ${#missing[@]} -eq 0 ] && return 0
 
@@ -50,6 +51,16 @@ then run ./build.sh again."
   say "installing ${missing[*]} (apt)"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The Debian packages also enable system-wide services (prometheus on :9090, the exporter on :9187, ...);
+  # TodoScale runs its own copies on ports it picks, so the ones this install just enabled are switched off.
+  if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+    local unit
+    for unit in "${missing[@]}"; do
+      case "$unit" in postgresql-*|redis-server|prometheus|prometheus-postgres-exporter)
+        systemctl disable --now "${unit%%-[0-9]*}" >/dev/null 2>&1 || true ;;
+      esac
+    done
+  fi
 }
 
 ensure_dotnet() {

@@ -27,7 +27,8 @@ public sealed class AppHostShutdownTests
             Assert.Contains(started, p => p.CommandLine.Contains("postgres-primary", StringComparison.Ordinal) && p.CommandLine.Contains("/postgres ", StringComparison.Ordinal));
             Assert.Contains(started, p => p.CommandLine.Contains("postgres-replica", StringComparison.Ordinal) && p.CommandLine.Contains("/postgres ", StringComparison.Ordinal));
             Assert.Contains(started, p => p.CommandLine.StartsWith("redis-server", StringComparison.Ordinal));
-            Assert.Contains(started, p => p.CommandLine.StartsWith("prometheus", StringComparison.Ordinal));
+            Assert.Contains(started, p => p.CommandLine.StartsWith("prometheus --", StringComparison.Ordinal));
+            Assert.Equal(2, started.Count(p => p.CommandLine.StartsWith("prometheus-postgres-exporter", StringComparison.Ordinal)));
 
             await first.DisposeAsync();
 

@@ -173,8 +173,9 @@ public sealed class AppHostTests(AppHostFixture fixture)
     }
 
     [Fact]
-    public async Task Prometheus_lists_the_api_and_archiver_targets_as_up()
+    public async Task Prometheus_lists_every_target_as_up_the_services_both_postgres_exporters_and_itself()
     {
+        string[] expected = ["api", "archiver", "postgres/primary", "postgres/replica", "prometheus"];
         using var http = App.CreateHttpClient("prometheus", "http");
         var clock = Stopwatch.StartNew();
         Dictionary<string, string> health = [];
@@ -182,8 +183,12 @@ public sealed class AppHostTests(AppHostFixture fixture)
         {
             using var document = JsonDocument.Parse(await http.GetStringAsync("/api/v1/targets"));
             health = document.RootElement.GetProperty("data").GetProperty("activeTargets").EnumerateArray()
-                .ToDictionary(t => t.GetProperty("labels").GetProperty("job").GetString()!, t => t.GetProperty("health").GetString()!);
-            if (health.GetValueOrDefault("api") == "up" && health.GetValueOrDefault("archiver") == "up")
+                .ToDictionary(
+                    t => t.GetProperty("labels") is var labels && labels.TryGetProperty("role", out var role)
+                        ? $"{labels.GetProperty("job").GetString()}/{role.GetString()}"
+                        : labels.GetProperty("job").GetString()!,
+                    t => t.GetProperty("health").GetString()!);
+            if (expected.All(job => health.GetValueOrDefault(job) == "up"))
             {
                 break;
             }
@@ -191,8 +196,44 @@ public sealed class AppHostTests(AppHostFixture fixture)
             await Task.Delay(500);
         }
 
-        Assert.Equal("up", health.GetValueOrDefault("api"));
-        Assert.Equal("up", health.GetValueOrDefault("archiver"));
+        Assert.Equal(expected, health.Keys.Order());
+        Assert.All(expected, job => Assert.Equal((job, "up"), (job, health[job])));
+    }
+
+    [Fact]
+    public async Task Postgres_exporters_report_connections_database_size_and_a_measured_replay_lag()
+    {
+        using var http = App.CreateHttpClient("prometheus", "http");
+        string[] queries =
+        [
+            """pg_up{job="postgres"} == 1""",
+            """pg_stat_database_numbackends{job="postgres", datname="todos"} > 0""",
+            """pg_database_size_bytes{job="postgres", role="primary", datname="todos"} > 1000000""",
+            """pg_replica_replay_lag_seconds{job="postgres", role="primary", application_name="todos_replica"} >= 0""",
+            """pg_replicas_streaming{job="postgres", role="primary"} == 1""",
+        ];
+        var counts = new Dictionary<string, int>();
+        var clock = Stopwatch.StartNew();
+        do
+        {
+            foreach (var query in queries)
+            {
+                using var document = JsonDocument.Parse(await http.GetStringAsync($"/api/v1/query?query={Uri.EscapeDataString(query)}"));
+                counts[query] = document.RootElement.GetProperty("data").GetProperty("result").GetArrayLength();
+            }
+
+            if (counts[queries[0]] == 2 && counts[queries[1]] == 2 && counts.Values.All(c => c > 0))
+            {
+                break;
+            }
+
+            await Task.Delay(500);
+        }
+        while (clock.Elapsed < Timeout);
+
+        Assert.Equal(2, counts[queries[0]]); // the primary and the replica are reachable
+        Assert.Equal(2, counts[queries[1]]); // the services hold connections to both
+        Assert.All(queries.Skip(2), query => Assert.True(counts[query] == 1, $"{query}: {counts[query]} series"));
     }
 
     [Fact]
@@ -256,7 +297,7 @@ public sealed class DashboardQueryTests(AppHostFixture fixture)
 
         var dashboards = RepositoryPaths.Dashboards;
         var exposed = new HashSet<string>();
-        foreach (var service in new[] { "api", "archiver" })
+        foreach (var service in new[] { "api", "archiver", "postgres-exporter", "postgres-exporter-replica" })
         {
             using var http = fixture.App.CreateHttpClient(service, "http");
             await http.GetAsync("/health"); // so request and database instruments have recorded something

@@ -12,6 +12,8 @@ public sealed class ContainerInfrastructure : Infrastructure
     public const string PrometheusImageTag = "v2.55.1";
     public const string GrafanaImage = "grafana/grafana";
     public const string GrafanaImageTag = "11.6.6";
+    public const string PostgresExporterImage = "prometheuscommunity/postgres-exporter";
+    public const string PostgresExporterImageTag = "v0.11.1";
 
     private const string PrimaryServer = "postgres";
     private const string ReplicaScript = """
@@ -26,6 +28,9 @@ public sealed class ContainerInfrastructure : Infrastructure
         exec gosu postgres postgres -D "$PGDATA" -c hot_standby=on -c hot_standby_feedback=on \
           -c "primary_conninfo=host=$PRIMARY_HOST port=$PRIMARY_PORT user=postgres password=$PGPASSWORD application_name=todos_replica"
         """;
+
+    private readonly IResourceBuilder<PostgresServerResource> _server;
+    private readonly IResourceBuilder<PostgresReplicaContainerResource> _replica;
 
     public ContainerInfrastructure(IDistributedApplicationBuilder builder, InfraOptions options) : base(builder, options)
     {
@@ -51,6 +56,8 @@ public sealed class ContainerInfrastructure : Infrastructure
 
         var cache = builder.AddRedis(Cache).WithImageTag(RedisImageTag);
 
+        _server = server;
+        _replica = replica;
         TodosDatabase = todos;
         TodosReplicaDatabase = replica;
         CacheServer = cache;
@@ -69,11 +76,21 @@ public sealed class ContainerInfrastructure : Infrastructure
             .WithHttpEndpoint(name: "http", targetPort: 9090)
             .WithHttpHealthCheck("/-/ready");
 
+        // The same exporters as process mode, reaching the servers by container name on the app network.
+        var queries = Path.Combine(DashboardsDirectory, "prometheus", "postgres-exporter");
+        AddPostgresExporter(ProcessInfrastructure.PostgresExporter, PrimaryServer, _server, queries);
+        AddPostgresExporter(ProcessInfrastructure.PostgresExporterReplica, TodosReplica, _replica, queriesDirectory: null);
+
         Builder.Eventing.Subscribe<BeforeResourceStartedEvent>(prometheus.Resource, (_, _) =>
         {
             // The services run on the host; a container reaches them through host.docker.internal.
             PrometheusConfig.Write(Path.Combine(configDirectory, "prometheus.yml"), Options.ScrapeInterval, "/etc/prometheus/rules/*.yml",
-                [.. PrometheusConfig.Targets(services, _ => "host.docker.internal"), (Prometheus, "localhost:9090")]);
+            [
+                .. PrometheusConfig.Targets(services, _ => "host.docker.internal"),
+                new(PrometheusConfig.PostgresJob, $"{ProcessInfrastructure.PostgresExporter}:9187", "primary"),
+                new(PrometheusConfig.PostgresJob, $"{ProcessInfrastructure.PostgresExporterReplica}:9187", "replica"),
+                new(Prometheus, "localhost:9090"),
+            ]);
             return Task.CompletedTask;
         });
 
@@ -89,6 +106,23 @@ public sealed class ContainerInfrastructure : Infrastructure
         Builder.AnnounceWhenReady(grafana);
 
         return prometheus;
+    }
+
+    private void AddPostgresExporter(string name, string host, IResourceBuilder<IResource> server, string? queriesDirectory)
+    {
+        var exporter = Builder.AddContainer(name, PostgresExporterImage, PostgresExporterImageTag)
+            .WithImageRegistry("quay.io")
+            .WithEnvironment("DATA_SOURCE_URI", $"{host}:5432/{DatabaseName}?sslmode=disable")
+            .WithEnvironment("DATA_SOURCE_USER", "postgres")
+            .WithEnvironment("DATA_SOURCE_PASS", _server.Resource.PasswordParameter)
+            .WithHttpEndpoint(name: "http", targetPort: 9187)
+            .WithHttpHealthCheck("/")
+            .WaitFor(server);
+        if (queriesDirectory is not null)
+        {
+            exporter.WithBindMount(queriesDirectory, "/etc/postgres-exporter", isReadOnly: true)
+                .WithArgs("--extend.query-path=/etc/postgres-exporter/queries.yml");
+        }
     }
 }
 

@@ -8,7 +8,12 @@ namespace TodoScale.AppHost.Infra;
 /// </summary>
 public sealed class ProcessInfrastructure : Infrastructure
 {
+    public const string PostgresExporter = "postgres-exporter";
+    public const string PostgresExporterReplica = "postgres-exporter-replica";
+
     private readonly string _dataRoot;
+    private readonly IResourceBuilder<PostgresProcessResource> _primary;
+    private readonly IResourceBuilder<PostgresProcessResource> _replica;
 
     public ProcessInfrastructure(IDistributedApplicationBuilder builder, InfraOptions options) : base(builder, options)
     {
@@ -41,6 +46,8 @@ public sealed class ProcessInfrastructure : Infrastructure
             })
             .WithRedisHealthCheck();
 
+        _primary = primary;
+        _replica = replica;
         TodosDatabase = primary;
         TodosReplicaDatabase = replica;
         CacheServer = cache;
@@ -66,16 +73,52 @@ public sealed class ProcessInfrastructure : Infrastructure
             })
             .WithHttpHealthCheck("/-/ready");
 
+        // Connections, database size and replication as PostgreSQL sees them, one exporter per server; the
+        // primary's also runs dashboards/prometheus/postgres-exporter/queries.yml (replay lag in seconds).
+        var queries = Path.Combine(DashboardsDirectory, "prometheus", "postgres-exporter", "queries.yml");
+        var primaryExporter = AddPostgresExporter(PostgresExporter, _primary, queries);
+        var replicaExporter = AddPostgresExporter(PostgresExporterReplica, _replica, queries: null);
+
         var self = prometheus.GetEndpoint("http");
         Builder.Eventing.Subscribe<BeforeResourceStartedEvent>(prometheus.Resource, (_, _) =>
         {
             PrometheusConfig.Write(configPath, Options.ScrapeInterval, rulesGlob,
-                [.. PrometheusConfig.Targets(services, host => host), (Prometheus, $"127.0.0.1:{self.Port}")]);
+            [
+                .. PrometheusConfig.Targets(services, host => host),
+                new(PrometheusConfig.PostgresJob, PrometheusConfig.Address(primaryExporter, host => host), "primary"),
+                new(PrometheusConfig.PostgresJob, PrometheusConfig.Address(replicaExporter, host => host), "replica"),
+                new(Prometheus, $"127.0.0.1:{self.Port}"),
+            ]);
             return Task.CompletedTask;
         });
 
         return prometheus;
     }
+
+    /// <summary>
+    /// prometheus-postgres-exporter (apt) for one server, on 127.0.0.1. The password travels in the environment
+    /// (DATA_SOURCE_PASS), not on the command line.
+    /// </summary>
+    private IResourceBuilder<ExecutableResource> AddPostgresExporter(
+        string name, IResourceBuilder<PostgresProcessResource> server, string? queries) =>
+        Builder.AddExecutable(name, "prometheus-postgres-exporter", _dataRoot)
+            .WithHttpEndpoint(name: "http", isProxied: false)
+            .WithEnvironment("DATA_SOURCE_URI", ReferenceExpression.Create(
+                $"127.0.0.1:{server.Resource.Endpoint.Property(EndpointProperty.Port)}/{DatabaseName}?sslmode=disable"))
+            .WithEnvironment("DATA_SOURCE_USER", "postgres")
+            .WithEnvironment("DATA_SOURCE_PASS", ReferenceExpression.Create($"{server.Resource.Password}"))
+            .WithArgs(context =>
+            {
+                var endpoint = ((IResourceWithEndpoints)context.Resource).GetEndpoint("http");
+                context.Args.Add(ReferenceExpression.Create($"--web.listen-address=127.0.0.1:{endpoint.Property(EndpointProperty.Port)}"));
+                context.Args.Add("--log.level=warn");
+                if (queries is not null)
+                {
+                    context.Args.Add($"--extend.query-path={queries}");
+                }
+            })
+            .WithHttpHealthCheck("/")
+            .WaitFor(server);
 
     /// <summary>
     /// One PostgreSQL server run by postgres.sh: `postgres.sh role folder port last`, where the last argument is
@@ -143,6 +186,7 @@ public sealed class ProcessInfrastructure : Infrastructure
                 ? Array.Empty<string>() : ["postgresql-15"],
             .. OnPath("redis-server") ? Array.Empty<string>() : ["redis-server"],
             .. OnPath("prometheus") ? Array.Empty<string>() : ["prometheus"],
+            .. OnPath("prometheus-postgres-exporter") ? Array.Empty<string>() : ["prometheus-postgres-exporter"],
         ];
         if (missing.Length > 0)
         {

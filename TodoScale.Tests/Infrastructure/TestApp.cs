@@ -15,7 +15,7 @@ public static class TestApp
     public static readonly TimeSpan StartTimeout = TimeSpan.FromMinutes(3);
 
     /// <summary>The long-running resources; each must reach Healthy.</summary>
-    public static readonly string[] HealthyResources = ["todos", "todos-replica", "cache", "prometheus", "api", "archiver"];
+    public static readonly string[] HealthyResources = ["todos", "todos-replica", "cache", "prometheus", "postgres-exporter", "postgres-exporter-replica", "api", "archiver"];
 
     public const string Migrate = "migrate";
 
