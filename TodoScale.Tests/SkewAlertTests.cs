@@ -6,6 +6,7 @@ using Npgsql;
 using NpgsqlTypes;
 using TodoScale.Data.Partitioning;
 using TodoScale.Tests.Infrastructure;
+using Xunit.Abstractions;
 
 namespace TodoScale.Tests;
 
@@ -15,7 +16,7 @@ namespace TodoScale.Tests;
 /// rule file keeps its 15 minutes) and 1 s scrapes; the archiver refreshes its gauges every second.
 /// </summary>
 [Collection(AppHostCollection.Name)]
-public sealed class SkewAlertTests(AppHostFixture fixture)
+public sealed class SkewAlertTests(AppHostFixture fixture, ITestOutputHelper output)
 {
     private const int HeavyPartition = 5;
 
@@ -73,6 +74,7 @@ public sealed class SkewAlertTests(AppHostFixture fixture)
                 await Task.Delay(500);
             }
 
+            output.WriteLine($"TodoScalePartitionSkew {state} {clock.Elapsed.TotalSeconds:0.0} s after the insert; todos_active skew {skew:0.00}");
             Assert.True(state == "firing", $"TodoScalePartitionSkew is {state}; skew {skew:0.00}");
             Assert.True(skew > 1.5, $"skew {skew:0.00}");
         }
