@@ -3,6 +3,9 @@
 #
 #   ./build.sh run  [AppHost args]   install what is missing, build, start the whole stack (Ctrl+C stops it)
 #   ./build.sh test [dotnet test args] install what is missing, build, run every test; ends with "N passed, N failed"
+#   ./build.sh bench [--scale tiny|small|medium|large] [--seed N]
+#                                    install what is missing, build Release, run the benchmarks; writes
+#                                    bench/results/<date>-<scale>.md and its plots
 #
 # AppHost args, e.g.: --Infra:Mode=process|container|auto   --Infra:Reset=true (wipe process-mode data folders)
 set -euo pipefail
@@ -40,6 +43,7 @@ ensure_local_servers() {
   command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
   command -v prometheus-postgres-exporter >/dev/null || missing+=(prometheus-postgres-exporter)
   command -v setpriv >/dev/null || missing+=(util-linux)
+  command -v wrk >/dev/null || missing+=(wrk) # the benchmark's HTTP load generator (its tiny run is a test)
   [ ${#missing[@]} -eq 0 ] && return 0
 
   if [ "$(id -u)" -ne 0 ]; then
@@ -147,11 +151,21 @@ PY
   [ "$failed" -eq 0 ]
 }
 
+cmd_bench() {
+  ensure_dotnet
+  ensure_local_servers
+  # Measured in Release: the API and archiver the AppHost starts run the configuration it was built in.
+  CONFIGURATION=Release build
+  say "TodoScale.Bench $*"
+  dotnet bench/TodoScale.Bench/bin/Release/net10.0/TodoScale.Bench.dll "$@"
+}
+
 case "${1:-}" in
   run) shift; cmd_run "$@" ;;
   test) shift; cmd_test "$@" ;;
+  bench) shift; cmd_bench "$@" ;;
   *)
-    sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

@@ -40,6 +40,28 @@ public sealed class InfraOptions
     /// </summary>
     public string? AlertFor { get; set; }
 
+    /// <summary>
+    /// Extra PostgreSQL server settings for both servers in process mode, e.g.
+    /// `--Infra:PostgresSettings:shared_buffers=2GB` (the benchmark sizes the servers this way).
+    /// </summary>
+    public Dictionary<string, string> PostgresSettings { get; set; } = [];
+
+    /// <summary>The settings as postgres.sh takes them: `name=value` words, each checked so none can inject anything.</summary>
+    public string PostgresSettingsArgument()
+    {
+        foreach (var (name, value) in PostgresSettings)
+        {
+            if (!System.Text.RegularExpressions.Regex.IsMatch(name, "^[a-z_][a-z0-9_.]*$")
+                || !System.Text.RegularExpressions.Regex.IsMatch(value, "^[A-Za-z0-9_.:-]+$"))
+            {
+                throw new InvalidOperationException(
+                    $"Infra:PostgresSettings:{name}={value} is not a PostgreSQL setting name with a plain value (letters, digits, _ . : -).");
+            }
+        }
+
+        return string.Join(' ', PostgresSettings.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"{p.Key}={p.Value}"));
+    }
+
     public static InfraOptions Read(IDistributedApplicationBuilder builder)
     {
         var options = new InfraOptions();
@@ -55,6 +77,7 @@ public sealed class InfraOptions
             throw new InvalidOperationException($"Infra:AlertFor must be a Prometheus duration such as 5s or 1m (was '{alertFor}').");
         }
 
+        _ = options.PostgresSettingsArgument(); // a bad setting stops the AppHost here, naming it
         options.DataRoot = Path.GetFullPath(options.DataRoot ?? Path.Combine(builder.AppHostDirectory, "..", ".data"));
         return options;
     }

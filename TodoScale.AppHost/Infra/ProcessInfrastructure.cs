@@ -130,6 +130,7 @@ public sealed class ProcessInfrastructure : Infrastructure
         Builder.AddResource(new PostgresProcessResource(name, "bash", _dataRoot, password.Resource))
             .WithEndpoint(name: PostgresProcessResource.EndpointName, scheme: "tcp", isProxied: false)
             .WithEnvironment("POSTGRES_PASSWORD", password)
+            .WithEnvironment("POSTGRES_SETTINGS", Options.PostgresSettingsArgument())
             .WithArgs(context =>
             {
                 var resource = (PostgresProcessResource)context.Resource;

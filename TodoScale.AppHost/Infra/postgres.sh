@@ -90,6 +90,11 @@ case "$role" in
     ;;
 esac
 
+# Infra:PostgresSettings, as name=value words (checked by the AppHost), for both servers.
+for setting in ${POSTGRES_SETTINGS:-}; do
+  extra+=(-c "$setting")
+done
+
 # Stale pid files from a killed run are handled by postgres itself (it checks whether that pid still lives).
 # Not through as_postgres: a backgrounded shell function runs in a forked subshell, and $! would be that
 # subshell instead of postgres, so the fast-shutdown signal below would miss the server.
@@ -100,7 +105,7 @@ esac
   -c wal_level=replica \
   -c max_wal_senders=10 \
   -c logging_collector=off \
-  "${extra[@]}" &
+  ${extra[@]+"${extra[@]}"} &
 pid=$!
 
 trap 'kill -INT "$pid" 2>/dev/null || true' TERM INT

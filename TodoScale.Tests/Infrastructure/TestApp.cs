@@ -19,7 +19,12 @@ public static class TestApp
 
     public const string Migrate = "migrate";
 
-    public static async Task<DistributedApplication> StartAsync(string dataRoot)
+    /// <summary>
+    /// Starts the AppHost on <paramref name="dataRoot"/>. <paramref name="args"/> are added to (and override) the
+    /// test settings; <paramref name="configure"/> may change resources before the build (the benchmark uses both).
+    /// </summary>
+    public static async Task<DistributedApplication> StartAsync(
+        string dataRoot, IEnumerable<string>? args = null, Action<IDistributedApplicationTestingBuilder>? configure = null)
     {
         using var cts = new CancellationTokenSource(StartTimeout);
         var builder = await DistributedApplicationTestingBuilder.CreateAsync<Projects.TodoScale_AppHost>(
@@ -30,10 +35,12 @@ public static class TestApp
             "--Infra:AlertFor=2s", // every alert's `for`, so the end-to-end alert test sees one fire in seconds
             // Fixed ports in launchSettings (api 5180, archiver 5190) must not clash with a developer's running stack.
             "--DcpPublisher:RandomizePorts=true",
+            .. args ?? [],
         ], cts.Token);
         // The archiver's partition gauges refresh every second here (30 s by default), as Prometheus scrapes.
         builder.CreateResourceBuilder(builder.Resources.OfType<ProjectResource>().Single(r => r.Name == "archiver"))
             .WithEnvironment("Maintenance__StatsInterval", "00:00:01");
+        configure?.Invoke(builder);
         builder.Services.AddLogging(logging => logging
             .SetMinimumLevel(LogLevel.Warning)
             // "not accepting connections yet" is the expected state of every server while it starts.
@@ -70,30 +77,4 @@ public static class TestApp
         ProcessRunner.MakeTraversable(root);
         return root;
     }
-}
-
-/// <summary>One started AppHost shared by every test in the collection (a start costs about 10 s).</summary>
-public sealed class AppHostFixture : IAsyncLifetime
-{
-    public DistributedApplication App { get; private set; } = null!;
-
-    public string DataRoot { get; } = TestApp.NewDataRoot();
-
-    public async Task InitializeAsync() => App = await TestApp.StartAsync(DataRoot);
-
-    public async Task DisposeAsync()
-    {
-        if (App is not null)
-        {
-            await App.DisposeAsync();
-        }
-
-        Directory.Delete(DataRoot, recursive: true);
-    }
-}
-
-[CollectionDefinition(Name)]
-public sealed class AppHostCollection : ICollectionFixture<AppHostFixture>
-{
-    public const string Name = "apphost";
 }

@@ -1,0 +1,34 @@
+namespace TodoScale.Data.Legacy;
+
+/// <summary>
+/// The original design's single table, `todos`, as an existing installation has it: every todo of every user,
+/// active or finished, in one unpartitioned heap with only its primary key. TodoScale migrates away from it
+/// (the `legacy` verbs) and the benchmark measures against it; neither creates it in a real installation.
+/// </summary>
+public static class LegacySchema
+{
+    public const string Table = "todos";
+
+    /// <summary>The columns, in the order both sides of a copy name them.</summary>
+    public const string Columns =
+        "id, user_id, parent_todo_id, project_id, title, description, status, priority, due_date, completed_at, ai_generated, depth, created_at, updated_at";
+
+    public const string CreateTable = """
+        CREATE TABLE IF NOT EXISTS todos (
+            id             uuid PRIMARY KEY,
+            user_id        uuid         NOT NULL,
+            parent_todo_id uuid,
+            project_id     uuid,
+            title          varchar(500) NOT NULL,
+            description    text,
+            status         text         NOT NULL DEFAULT 'todo',
+            priority       smallint     NOT NULL DEFAULT 3,
+            due_date       timestamptz,
+            completed_at   timestamptz,
+            ai_generated   boolean      NOT NULL DEFAULT false,
+            depth          smallint     NOT NULL DEFAULT 0,
+            created_at     timestamptz  NOT NULL DEFAULT now(),
+            updated_at     timestamptz  NOT NULL DEFAULT now()
+        )
+        """;
+}

@@ -1,0 +1,55 @@
+using TodoScale.Tests.Infrastructure;
+
+namespace TodoScale.Tests.Bench;
+
+/// <summary>
+/// The benchmark end to end at its tiny scale (seconds of load): it starts its own stack, generates, runs all six
+/// workloads and writes a complete report with its plots. Speed is not checked here (that is the report's job);
+/// completeness is.
+/// </summary>
+public sealed class BenchSmokeTests
+{
+    [Fact]
+    public async Task Tiny_run_writes_a_complete_report_with_every_target_and_its_plots()
+    {
+        var output = Directory.CreateTempSubdirectory("todoscale-bench-test-").FullName;
+        try
+        {
+            var bench = Path.Combine(RepositoryPaths.Root, "bench", "TodoScale.Bench", "bin", RepositoryPaths.Configuration, "net10.0", "TodoScale.Bench.dll");
+            var (exitCode, log) = await ProcessRunner.RunAsync(
+                ProcessRunner.StartInfo("dotnet", [bench, "--scale", "tiny", "--output", output]), TimeSpan.FromMinutes(8));
+            Assert.True(exitCode == 0, $"bench exited {exitCode}: {log[^Math.Min(log.Length, 3000)..]}");
+
+            var report = Assert.Single(Directory.GetFiles(output, "*-tiny.md"));
+            var text = await File.ReadAllTextAsync(report);
+            string[] sections =
+            [
+                "## Targets", "## 1. First page at the database", "## 2. The same page through the API", "## 3. Archival",
+                "## 4. Scale curve", "## 5. One big table against TodoScale", "## 6. Metrics overhead", "## Machine and PostgreSQL", "## Data",
+            ];
+            Assert.All(sections, section => Assert.Contains(section, text, StringComparison.Ordinal));
+
+            // Every workload has its targets in the table, each judged met or not met, none without a number.
+            var targets = text.Split('\n').SkipWhile(l => !l.StartsWith("## Targets", StringComparison.Ordinal)).Skip(4)
+                .TakeWhile(l => l.StartsWith('|')).ToList();
+            Assert.Equal(["1", "2", "3", "4", "5", "6"], targets.Select(l => l.Split('|')[1].Trim()).Distinct());
+            Assert.Equal(13, targets.Count);
+            Assert.All(targets, row => Assert.Matches(@"\| (met|\*\*not met\*\*) \|$", row.TrimEnd()));
+            Assert.DoesNotContain("NaN", text, StringComparison.Ordinal);
+            Assert.Contains("./build.sh bench --scale tiny", text, StringComparison.Ordinal);
+
+            // The plots the report links exist and are PNGs.
+            var plots = System.Text.RegularExpressions.Regex.Matches(text, @"\]\(([^)]+\.png)\)").Select(m => m.Groups[1].Value).ToList();
+            Assert.Equal(4, plots.Count);
+            foreach (var plot in plots)
+            {
+                var bytes = await File.ReadAllBytesAsync(Path.Combine(output, plot));
+                Assert.True(bytes.Length > 5_000 && bytes[1] == 'P' && bytes[2] == 'N' && bytes[3] == 'G', $"{plot} is not a plot");
+            }
+        }
+        finally
+        {
+            Directory.Delete(output, recursive: true);
+        }
+    }
+}

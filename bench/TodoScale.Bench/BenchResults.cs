@@ -1,0 +1,59 @@
+using TodoScale.Bench.Data;
+using TodoScale.Bench.Reporting;
+using TodoScale.Bench.Workloads;
+
+namespace TodoScale.Bench;
+
+/// <summary>Everything one run measured, for the report.</summary>
+public sealed class BenchResults
+{
+    public required BenchScale Scale { get; init; }
+
+    public required string Command { get; init; }
+
+    public required int Seed { get; init; }
+
+    public DateTimeOffset Started { get; } = DateTimeOffset.UtcNow;
+
+    public TimeSpan Elapsed { get; set; }
+
+    public Dictionary<string, string> Server { get; } = [];
+
+    public Generated? Generated { get; set; }
+
+    public TimeSpan BaselinesBuilt { get; set; }
+
+    public int LoadedUsers { get; set; }
+
+    public int HeavyUsers { get; set; }
+
+    public long HeaviestOpenTodos { get; set; }
+
+    public List<Measured> PageTypical { get; } = [];
+
+    public List<Measured> PageHeavy { get; } = [];
+
+    public Measured? BeforeTypical { get; set; }
+
+    public List<(string What, string Plan)> Plans { get; } = [];
+
+    public Measured? RawLoop { get; set; }
+
+    public WrkResult? ApiUncached { get; set; }
+
+    public WrkResult? ApiCached { get; set; }
+
+    public List<WrkResult> MetersOn { get; } = [];
+
+    public List<WrkResult> MetersOff { get; } = [];
+
+    public Measured? ApiIdle { get; set; }
+
+    public Measured? ApiDuringArchive { get; set; }
+
+    public ArchiveResult? Archive { get; set; }
+
+    public List<(long Rows, double P50, double P99)> Curve { get; } = [];
+
+    public BigTableResult? BigTable { get; set; }
+}

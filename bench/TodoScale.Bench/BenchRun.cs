@@ -1,0 +1,187 @@
+using System.Diagnostics;
+using Npgsql;
+using TodoScale.Bench.Data;
+using TodoScale.Bench.Reporting;
+using TodoScale.Bench.Stack;
+using TodoScale.Bench.Workloads;
+
+namespace TodoScale.Bench;
+
+/// <summary>One benchmark run: start the stack, generate, run workloads 1-6 (each an A/B in the same run), report.</summary>
+public sealed class BenchRun(BenchScale scale, int seed, string output, string command)
+{
+    private readonly Stopwatch _clock = Stopwatch.StartNew();
+
+    public async Task<string> RunAsync(CancellationToken cancellationToken)
+    {
+        var results = new BenchResults { Scale = scale, Command = command, Seed = seed };
+        var work = Directory.CreateTempSubdirectory("todoscale-bench-").FullName;
+        Say($"starting the stack (AppHost, process mode; shared_buffers {scale.SharedBuffers})");
+        await using var stack = await BenchStack.StartAsync(new Dictionary<string, string>
+        {
+            ["shared_buffers"] = scale.SharedBuffers,
+            ["effective_cache_size"] = "16GB",
+            ["maintenance_work_mem"] = "1GB",
+            ["max_wal_size"] = "16GB",
+            ["checkpoint_timeout"] = "30min",
+            ["max_connections"] = "300",
+        });
+        try
+        {
+            await using var db = stack.OpenPrimary();
+            await ReadServerAsync(db, results, cancellationToken);
+            var modulus = (int)await Baselines.ScalarAsync<long>(db, "SELECT count(*) FROM pg_inherits WHERE inhparent = 'todos_active'::regclass", cancellationToken);
+            var now = DateTimeOffset.UtcNow;
+            await Baselines.ExecuteAsync(db, """
+                SELECT todoscale_ensure_archive_months('todos_archived', (now() - interval '400 days')::date, 16);
+                SELECT todoscale_ensure_archive_months('ai_interactions_archived', (now() - interval '400 days')::date, 16);
+                """, cancellationToken);
+
+            // Generate, measuring the scale curve's points on the way.
+            var generator = new Generator(scale, seed, now);
+            var pages = new PageQueries(stack, modulus);
+            var loaders = Enumerable.Range(0, 4).Select(_ => stack.OpenPrimary("bench-load")).ToArray();
+            var loaded = new List<BenchUser>();
+            long active = 0, archived = 0, projects = 0, ai = 0;
+            var loadTime = TimeSpan.Zero;
+            foreach (var point in scale.CurvePoints.Append(long.MaxValue))
+            {
+                var (users, counts) = await generator.LoadAsync(loaders, point, active, cancellationToken);
+                loaded.AddRange(users);
+                (active, archived, projects, ai) = (active + counts.Active, archived + counts.Archived, projects + counts.Projects, ai + counts.AiInteractions);
+                loadTime += counts.Elapsed;
+                Say($"loaded {active:N0} active + {archived:N0} archived todos ({(active + archived + projects + ai) / loadTime.TotalSeconds:N0} rows/s so far)");
+                foreach (var table in new[] { "todos_active", "todos_archived", "projects", "ai_interactions" })
+                {
+                    await Baselines.ExecuteAsync(db, $"VACUUM ANALYZE {table}", cancellationToken);
+                }
+
+                var typicalSoFar = Typical(loaded);
+                await pages.RunAsync(PageQueries.TodoScale, typicalSoFar, scale.Warmup, cancellationToken);
+                var curve = await pages.RunAsync(PageQueries.TodoScale, typicalSoFar, scale.QueryRun, cancellationToken);
+                results.Curve.Add((active, curve.P50, curve.P99));
+                Say($"scale curve: {active:N0} rows, p50 {curve.P50:0.000} ms, p99 {curve.P99:0.000} ms");
+                if (generator.Done)
+                {
+                    break;
+                }
+            }
+
+            foreach (var loader in loaders)
+            {
+                await loader.DisposeAsync();
+            }
+
+            results.Generated = new Generated(active, archived, projects, ai, loadTime);
+            results.LoadedUsers = loaded.Count;
+
+            Say("building the baselines (unpartitioned copy with the same indexes; the original one big table)");
+            results.BaselinesBuilt = await Baselines.CreateAsync(db, cancellationToken);
+            Say($"baselines built in {results.BaselinesBuilt.TotalSeconds:0.0} s");
+
+            // 1. The page at the database.
+            var typical = Typical(loaded);
+            var heavy = loaded.Where(u => u.Rank <= Math.Max(1, scale.Users / 100)).Select(u => u.Id).ToList();
+            results.HeavyUsers = heavy.Count;
+            results.HeaviestOpenTodos = await Baselines.ScalarAsync<long>(db,
+                "SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM todos_active WHERE status IN ('todo', 'in_progress') GROUP BY user_id) s", cancellationToken);
+            PageVariant[] variants = [PageQueries.TodoScale, PageQueries.TodoScaleChild, PageQueries.TodoScaleCustomPlans, PageQueries.TodoScaleGenericPlans, PageQueries.Flat];
+            Say("workload 1: the page at the database, typical users");
+            results.PageTypical.AddRange(await pages.CompareAsync(variants, typical, scale.QueryRun, scale.Warmup, rounds: 2, cancellationToken));
+            Say("workload 1: the page at the database, the heaviest 1%");
+            results.PageHeavy.AddRange(await pages.CompareAsync(variants, heavy, scale.QueryRun, scale.Warmup, rounds: 2, cancellationToken));
+            Say("workload 1: the original table (a sequential scan per page)");
+            results.BeforeTypical = await pages.RunAsync(PageQueries.Before, typical, scale.QueryRun, cancellationToken, minimumPerClient: 2);
+            foreach (var (label, user) in new[] { ("typical user", typical[0]), ("heaviest user", loaded.MinBy(u => u.Rank)!.Id) })
+            {
+                foreach (var mode in new[] { "auto", "force_generic_plan", "force_custom_plan" })
+                {
+                    results.Plans.Add(($"{label}, todos_active, plan_cache_mode={mode}", await pages.PlanAsync("todos_active", user, mode, cancellationToken)));
+                }
+
+                results.Plans.Add(($"{label}, unpartitioned, plan_cache_mode=force_generic_plan", await pages.PlanAsync(Baselines.Flat, user, "force_generic_plan", cancellationToken)));
+            }
+
+            foreach (var m in results.PageTypical.Concat(results.PageHeavy).Append(results.BeforeTypical))
+            {
+                Say($"  {m.Variant}: p50 {m.P50:0.000} ms, p99 {m.P99:0.000} ms, {m.PerSecond:N0}/s");
+            }
+
+            // 2. Through the API, and 6. the meters' cost (uncached runs, alternated).
+            var http = new HttpLoad(stack, work);
+            var httpUsers = typical.Take(2000).ToList();
+            Say("workload 2: raw prepared Npgsql loop, 32 connections");
+            results.RawLoop = await pages.RunAsync(PageQueries.TodoScale with { Name = "Raw prepared Npgsql loop (ceiling)", Clients = 32 }, httpUsers, scale.HttpRun, cancellationToken);
+            for (var round = 0; round < 2; round++)
+            {
+                foreach (var meters in round == 0 ? new[] { true, false } : [false, true])
+                {
+                    await stack.ConfigureApiAsync(cache: false, meters: meters);
+                    await http.WrkAsync("warm-up", httpUsers, scale.Warmup, 32, cancellationToken);
+                    var run = await http.WrkAsync($"API, uncached (meters {(meters ? "on" : "off")})", httpUsers, scale.HttpRun, 32, cancellationToken);
+                    (meters ? results.MetersOn : results.MetersOff).Add(run);
+                    Say($"  {run.Variant}: {run.PerSecond:N0}/s, p99 {run.P99Ms:0.00} ms, errors {run.Errors + run.Non2xx}");
+                }
+            }
+
+            results.ApiUncached = results.MetersOn.OrderBy(w => w.P99Ms).First() with { Variant = "API, uncached" };
+            await stack.ConfigureApiAsync(cache: true, meters: true);
+            var cachedUsers = typical.Take(200).ToList();
+            await http.WrkAsync("warm-up", cachedUsers, scale.Warmup + TimeSpan.FromSeconds(1), 32, cancellationToken);
+            results.ApiCached = await http.WrkAsync("API, cached", cachedUsers, scale.HttpRun, 32, cancellationToken);
+            Say($"  {results.ApiCached.Variant}: {results.ApiCached.PerSecond:N0}/s, p99 {results.ApiCached.P99Ms:0.00} ms");
+
+            // 3. Archival, with the API's latency idle and during the pass.
+            await stack.ConfigureApiAsync(cache: false, meters: true);
+            Say("workload 3: API idle, then during an archive pass");
+            using (var idle = new CancellationTokenSource(scale.HttpRun))
+            {
+                results.ApiIdle = await http.UntilAsync("idle", httpUsers, 4, idle.Token);
+            }
+
+            using (var during = new CancellationTokenSource())
+            {
+                var load = http.UntilAsync("during the archive pass", httpUsers, 4, during.Token);
+                try
+                {
+                    results.Archive = await ArchivePass.RunAsync(stack.PrimaryConnectionString, cancellationToken);
+                }
+                finally
+                {
+                    await during.CancelAsync();
+                    results.ApiDuringArchive = await load;
+                }
+            }
+
+            Say($"  {results.Archive.SummaryLine}");
+
+            // 5. One big table against TodoScale, after the pass.
+            Say("workload 5: sizes, backup and REINDEX against the one big table");
+            results.BigTable = await OneBigTable.RunAsync(db, stack.PrimaryConnectionString, work, cancellationToken);
+
+            results.Elapsed = _clock.Elapsed;
+            var report = Report.Write(results, output);
+            Say($"report: {report}");
+            return report;
+        }
+        finally
+        {
+            Directory.Delete(work, recursive: true);
+        }
+    }
+
+    /// <summary>A sample of the users below the Zipf head (the top 1% are the heavy ones).</summary>
+    private List<Guid> Typical(List<BenchUser> loaded) =>
+        [.. loaded.Where(u => u.Rank > Math.Max(1, scale.Users / 100)).Take(5000).Select(u => u.Id)];
+
+    private static async Task ReadServerAsync(NpgsqlConnection db, BenchResults results, CancellationToken cancellationToken)
+    {
+        results.Server["server_version"] = await Baselines.ScalarAsync<string>(db, "SHOW server_version", cancellationToken);
+        foreach (var name in new[] { "shared_buffers", "effective_cache_size", "work_mem", "maintenance_work_mem", "max_wal_size", "checkpoint_timeout", "plan_cache_mode", "jit", "random_page_cost", "synchronous_commit", "max_connections" })
+        {
+            results.Server[name] = await Baselines.ScalarAsync<string>(db, $"SHOW {name}", cancellationToken);
+        }
+    }
+
+    private void Say(string message) => Console.WriteLine($"[{_clock.Elapsed:mm\\:ss}] {message}");
+}

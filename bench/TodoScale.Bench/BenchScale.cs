@@ -1,0 +1,26 @@
+namespace TodoScale.Bench;
+
+/// <summary>
+/// How big a run is. Todos are generated for <see cref="Users"/> users (Zipf by count) until <see cref="Todos"/>;
+/// those finished more than 60 days ago land in the archive (earlier passes' work), the rest in todos_active,
+/// of which the finished ones older than 30 days are what workload 3's pass moves.
+/// </summary>
+public sealed record BenchScale(
+    string Name,
+    int Users,
+    long Todos,
+    long[] CurvePoints,
+    TimeSpan QueryRun,
+    TimeSpan HttpRun,
+    TimeSpan Warmup,
+    string SharedBuffers)
+{
+    public static readonly BenchScale Tiny = new("tiny", 300, 30_000, [3_000], TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(2), TimeSpan.FromSeconds(0.5), "256MB");
+    public static readonly BenchScale Small = new("small", 10_000, 1_000_000, [100_000], TimeSpan.FromSeconds(4), TimeSpan.FromSeconds(6), TimeSpan.FromSeconds(2), "1GB");
+    public static readonly BenchScale Medium = new("medium", 100_000, 20_000_000, [1_000_000], TimeSpan.FromSeconds(8), TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(3), "4GB");
+    public static readonly BenchScale Large = new("large", 250_000, 100_000_000, [1_000_000, 10_000_000], TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(15), TimeSpan.FromSeconds(5), "6GB");
+
+    public static IReadOnlyList<BenchScale> All { get; } = [Tiny, Small, Medium, Large];
+
+    public static BenchScale? Find(string name) => All.FirstOrDefault(s => s.Name.Equals(name, StringComparison.OrdinalIgnoreCase));
+}

@@ -1,0 +1,37 @@
+using System.CommandLine;
+using TodoScale.Bench;
+using TodoScale.Bench.Workloads;
+
+// TodoScale.Bench: `./build.sh bench [--scale tiny|small|medium|large]` runs this. It starts its own stack, so it
+// needs nothing running; it writes bench/results/<date>-<scale>.md and the plots beside it.
+var scaleOption = new Option<string>("--scale") { Description = "tiny (seconds, for the tests), small (~1M rows), medium (20M: 10M active + 10M archived), large (100M).", DefaultValueFactory = _ => "small" };
+var outputOption = new Option<string>("--output") { Description = "Where the report and plots go.", DefaultValueFactory = _ => Path.Combine(BenchPaths.Root, "bench", "results") };
+var seedOption = new Option<int>("--seed") { Description = "The generator's seed (the same seed gives the same users and todos).", DefaultValueFactory = _ => 42 };
+var root = new RootCommand("TodoScale benchmarks: TodoScale against an unpartitioned table and the original single table, on the same data, in one run.")
+{
+    scaleOption, outputOption, seedOption,
+};
+root.SetAction(async (parse, cancellationToken) =>
+{
+    var name = parse.GetValue(scaleOption)!;
+    if (BenchScale.Find(name) is not { } scale)
+    {
+        Console.Error.WriteLine($"bench: '{name}' is not a scale; use {string.Join(", ", BenchScale.All.Select(s => s.Name))}.");
+        return 2;
+    }
+
+    if (!OnPath("wrk"))
+    {
+        Console.Error.WriteLine("bench: wrk is not installed (apt-get install wrk; ./build.sh bench installs it).");
+        return 2;
+    }
+
+    var command = $"./build.sh bench --scale {scale.Name}" + (parse.GetValue(seedOption) is var seed && seed != 42 ? $" --seed {seed}" : "");
+    var report = await new BenchRun(scale, parse.GetValue(seedOption), Path.GetFullPath(parse.GetValue(outputOption)!), command).RunAsync(cancellationToken);
+    Console.WriteLine($"bench: done, report at {report}");
+    return 0;
+});
+return await root.Parse(args).InvokeAsync();
+
+static bool OnPath(string program) =>
+    (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator).Any(dir => File.Exists(Path.Combine(dir, program)));

@@ -1,0 +1,259 @@
+using System.Globalization;
+using System.Text;
+
+namespace TodoScale.Bench.Reporting;
+
+/// <summary>
+/// bench/results/&lt;date&gt;-&lt;scale&gt;.md: every target next to its measured figure with met / not met, the
+/// tables per workload, the machine and PostgreSQL settings, the exact command, and the plots beside it.
+/// </summary>
+public static class Report
+{
+    public static string Write(BenchResults r, string folder)
+    {
+        Directory.CreateDirectory(folder);
+        var stem = $"{r.Started:yyyy-MM-dd}-{r.Scale.Name}";
+        var plots = WritePlots(r, folder, stem);
+        var md = new StringBuilder();
+        var c = CultureInfo.InvariantCulture;
+        md.AppendLine(c, $"# TodoScale benchmark: {r.Scale.Name} scale, {r.Started:yyyy-MM-dd HH:mm} UTC")
+          .AppendLine()
+          .AppendLine(c, $"Reproduce: `{r.Command}` (seed {r.Seed}). Whole run: {r.Elapsed.TotalMinutes:0.0} min. Every figure below comes from this run, on this machine; targets are the issue's, reported, never asserted.")
+          .AppendLine();
+
+        md.AppendLine("## Targets").AppendLine()
+          .AppendLine("| # | figure | target | measured | |").AppendLine("|---|---|---|---|---|");
+        foreach (var (number, figure, target, measured, met) in Targets(r))
+        {
+            md.AppendLine(c, $"| {number} | {figure} | {target} | {measured} | {(met is null ? "n/a" : met.Value ? "met" : "**not met**")} |");
+        }
+
+        md.AppendLine();
+        md.AppendLine("## 1. First page at the database").AppendLine()
+          .AppendLine("The first page (50) of a user's open todos (`status IN (todo, in_progress)`, newest first): the statement the API builds (`TodoListQuery.BuildSql`), prepared, 2 clients, the same users for every variant, variants alternated in rounds after a warm-up. Latency per execution, client side (round trip included).")
+          .AppendLine();
+        PageTable(md, "Typical users (the 99% below the Zipf head)", r.PageTypical, r.BeforeTypical);
+        PageTable(md, $"The heaviest 1% of users ({r.HeavyUsers:N0} users; the heaviest has {r.HeaviestOpenTodos:N0} open todos)", r.PageHeavy, null);
+        md.AppendLine("Plans (EXPLAIN ANALYZE of the prepared statement):").AppendLine();
+        foreach (var (what, plan) in r.Plans)
+        {
+            md.AppendLine(c, $"- {what}: `{plan}`");
+        }
+
+        md.AppendLine().AppendLine(c, $"![page latency, typical users]({plots.PageTypical})").AppendLine()
+          .AppendLine(c, $"![page latency, heaviest users]({plots.PageHeavy})").AppendLine();
+
+        md.AppendLine("## 2. The same page through the API").AppendLine()
+          .AppendLine("`GET /api/todos?status=todo,in_progress&limit=50` with a bearer token per user, rotating per request: wrk, 2 threads, 32 connections. Uncached: the API restarted with `Cache:Enabled=false` (reads routed to the replica as in production). Cached: the same users' first pages in Redis. Ceiling: the API's statement in a raw prepared Npgsql loop, 32 connections, on the primary.")
+          .AppendLine()
+          .AppendLine("| variant | requests/s | p50 ms | p90 ms | p99 ms | p99.9 ms | errors |").AppendLine("|---|---|---|---|---|---|---|");
+        foreach (var w in new[] { r.ApiUncached, r.ApiCached }.OfType<Workloads.WrkResult>())
+        {
+            md.AppendLine(c, $"| {w.Variant} | {w.PerSecond:N0} | {w.P50Ms:0.00} | {w.P90Ms:0.00} | {w.P99Ms:0.00} | {w.P999Ms:0.00} | {w.Errors + w.Non2xx} |");
+        }
+
+        if (r.RawLoop is { } raw)
+        {
+            md.AppendLine(c, $"| {raw.Variant} | {raw.PerSecond:N0} | {raw.Latency.Ms(50):0.00} | {raw.Latency.Ms(90):0.00} | {raw.Latency.Ms(99):0.00} | {raw.Latency.Ms(99.9):0.00} | 0 |");
+        }
+
+        md.AppendLine().AppendLine(c, $"![API latency]({plots.Http})").AppendLine();
+
+        md.AppendLine("## 3. Archival").AppendLine();
+        if (r.Archive is { } archive)
+        {
+            md.AppendLine(c, $"One pass of the real CLI (`TodoScale.Archiver archive --once`, default settings) over the data: {archive.Rows:N0} rows in {archive.Seconds:0.0} s = **{archive.RowsPerSecond:N0} rows/s**. Its line: `{archive.SummaryLine}`").AppendLine();
+        }
+
+        md.AppendLine("The API under a light steady load (4 concurrent requests, uncached) while idle and during the pass:").AppendLine()
+          .AppendLine("| API | requests | p50 ms | p99 ms | p99.9 ms | errors |").AppendLine("|---|---|---|---|---|---|");
+        foreach (var m in new[] { r.ApiIdle, r.ApiDuringArchive }.OfType<Measured>())
+        {
+            md.AppendLine(c, $"| {m.Variant} | {m.Latency.Count:N0} | {m.Latency.Ms(50):0.00} | {m.Latency.Ms(99):0.00} | {m.Latency.Ms(99.9):0.00} | {m.Errors} |");
+        }
+
+        md.AppendLine().AppendLine("## 4. Scale curve").AppendLine()
+          .AppendLine("The page query (TodoScale, typical users) measured as the generator reached each size, after ANALYZE:").AppendLine()
+          .AppendLine("| rows in todos_active | p50 ms | p99 ms |").AppendLine("|---|---|---|");
+        foreach (var (rows, p50, p99) in r.Curve)
+        {
+            md.AppendLine(c, $"| {rows:N0} | {p50:0.000} | {p99:0.000} |");
+        }
+
+        md.AppendLine().AppendLine(c, $"![scale curve]({plots.Curve})").AppendLine();
+
+        md.AppendLine("## 5. One big table against TodoScale").AppendLine();
+        if (r.BigTable is { } big)
+        {
+            md.AppendLine("After the archive pass, on the same rows: TodoScale's `todos_active` (every partition, indexes included) against the original design's single `todos` table (all todos, primary key only). A backup of what changes: `pg_dump -Fc -Z1` of the active partitions (archive months are immutable and backed up once) against the whole table. REINDEX: the largest partition's primary key against the big table's.").AppendLine()
+              .AppendLine("| | TodoScale | one big table | ratio |").AppendLine("|---|---|---|---|")
+              .AppendLine(c, $"| rows | {big.ActiveRows:N0} (todos_active) | {big.BigTableRows:N0} | |")
+              .AppendLine(c, $"| size on disk | {Mb(big.ActiveBytes)} | {Mb(big.BigTableBytes)} | {(1 - (double)big.ActiveBytes / big.BigTableBytes) * 100:0}% smaller |")
+              .AppendLine(c, $"| backup of what changes | {big.ActiveBackup.TotalSeconds:0.00} s ({Mb(big.ActiveBackupBytes)}) | {big.BigTableBackup.TotalSeconds:0.00} s ({Mb(big.BigTableBackupBytes)}) | {big.BigTableBackup / big.ActiveBackup:0.0}x faster |")
+              .AppendLine(c, $"| REINDEX primary key | {big.PartitionReindex.TotalSeconds:0.000} s ({big.Partition}) | {big.BigTableReindex.TotalSeconds:0.000} s | {big.BigTableReindex / big.PartitionReindex:0.0}x faster |")
+              .AppendLine();
+        }
+
+        md.AppendLine("## 6. Metrics overhead").AppendLine()
+          .AppendLine("API throughput (uncached page, wrk 32 connections) with TodoScale's meters listened to (`Telemetry:TodoScaleMeters=true`, the default) and not, alternated:").AppendLine()
+          .AppendLine("| meters | runs | requests/s (each run) | mean requests/s | p99 ms (each run) |").AppendLine("|---|---|---|---|---|");
+        foreach (var (name, runs) in new[] { ("on", r.MetersOn), ("off", r.MetersOff) })
+        {
+            if (runs.Count > 0)
+            {
+                md.AppendLine(c, $"| {name} | {runs.Count} | {string.Join(", ", runs.Select(w => w.PerSecond.ToString("N0", c)))} | {runs.Average(w => w.PerSecond):N0} | {string.Join(", ", runs.Select(w => w.P99Ms.ToString("0.00", c)))} |");
+            }
+        }
+
+        md.AppendLine().AppendLine("## Machine and PostgreSQL").AppendLine()
+          .AppendLine(c, $"- {Environment.ProcessorCount} cores ({Machine.Cpu()}), {Machine.MemoryGb():0.0} GiB memory, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, .NET {Environment.Version}")
+          .AppendLine("- The stack: the AppHost in process mode (the test harness's `TestApp`), PostgreSQL primary + streaming replica, Redis, the API; the bench, wrk and every server share these cores.")
+          .AppendLine();
+        md.AppendLine("| setting | value |").AppendLine("|---|---|");
+        foreach (var (name, value) in r.Server.OrderBy(p => p.Key, StringComparer.Ordinal))
+        {
+            md.AppendLine(c, $"| {name} | {value} |");
+        }
+
+        md.AppendLine().AppendLine("## Data").AppendLine();
+        if (r.Generated is { } g)
+        {
+            md.AppendLine(c, $"- {r.LoadedUsers:N0} users, Zipf by todo count (weight 1/sqrt(rank)); a third of the todos are subtasks (depth up to 3), about 60% finished with completed_at over 400 days; finished trees older than 60 days were loaded into the archive, as earlier passes would have left them.")
+              .AppendLine(c, $"- Loaded {g.Active:N0} active todos, {g.Archived:N0} archived todos, {g.Projects:N0} projects, {g.AiInteractions:N0} AI interactions by binary COPY in {g.Elapsed.TotalSeconds:0.0} s: **{g.RowsPerSecond:N0} rows/s** (triggers and FK checks off while loading: rows consistent by construction).")
+              .AppendLine(c, $"- Baselines (the unpartitioned copy with the same indexes, the one big table) built in {r.BaselinesBuilt.TotalSeconds:0.0} s.");
+        }
+
+        var path = Path.Combine(folder, stem + ".md");
+        File.WriteAllText(path, md.ToString());
+        return path;
+    }
+
+    private static IEnumerable<(string Number, string Figure, string Target, string Measured, bool? Met)> Targets(BenchResults r)
+    {
+        var c = CultureInfo.InvariantCulture;
+        var ts = r.PageTypical.FirstOrDefault();
+        var flat = r.PageTypical.FirstOrDefault(m => m.Variant.StartsWith("Unpartitioned", StringComparison.Ordinal));
+        if (ts is not null)
+        {
+            yield return ("1", "page p99, TodoScale, typical users", "<= 0.1 ms (medium)", $"{ts.P99:0.000} ms", ts.P99 <= 0.1);
+            if (flat is not null)
+            {
+                var ratio = ts.P50 / flat.P50;
+                yield return ("1", "page p50, TodoScale / unpartitioned, same indexes", "within 5%", $"{ratio:0.00}x ({ts.P50:0.000} / {flat.P50:0.000} ms)", ratio <= 1.05);
+            }
+
+            if (r.BeforeTypical is { } before)
+            {
+                var speedup = before.P50 / ts.P50;
+                yield return ("1", "page p50, original table / TodoScale", ">= 1000x", $"{speedup:N0}x ({before.P50:0.0} / {ts.P50:0.000} ms)", speedup >= 1000);
+            }
+        }
+
+        if (r.ApiUncached is { } api)
+        {
+            yield return ("2", "API p99, uncached, 32 connections", "<= 5 ms", $"{api.P99Ms:0.00} ms", api.P99Ms <= 5);
+            if (r.RawLoop is { } raw)
+            {
+                var share = api.PerSecond / raw.PerSecond;
+                yield return ("2", "API throughput / raw Npgsql loop", ">= 50%", $"{share * 100:0}% ({api.PerSecond:N0} / {raw.PerSecond:N0} per s)", share >= 0.5);
+            }
+        }
+
+        if (r.ApiCached is { } cached)
+        {
+            yield return ("2", "API p99, cached", "<= 1 ms", $"{cached.P99Ms:0.00} ms", cached.P99Ms <= 1);
+        }
+
+        if (r.Archive is { } archive)
+        {
+            yield return ("3", "archival rows/s", ">= 150,000", archive.RowsPerSecond.ToString("N0", c), archive.RowsPerSecond >= 150_000);
+        }
+
+        if (r.ApiIdle is { } idle && r.ApiDuringArchive is { } during)
+        {
+            var ratio = during.P99 / idle.P99;
+            yield return ("3", "API p99 during the pass / idle", "<= 2x", $"{ratio:0.00}x ({during.P99:0.00} / {idle.P99:0.00} ms)", ratio <= 2);
+        }
+
+        if (r.Curve.Count >= 2)
+        {
+            var growth = r.Curve[^1].P99 / r.Curve[0].P99;
+            yield return ("4", $"page p99 growth {r.Curve[0].Rows:N0} -> {r.Curve[^1].Rows:N0} rows", "<= 1.3x", $"{growth:0.00}x", growth <= 1.3);
+        }
+
+        if (r.BigTable is { } big)
+        {
+            var down = 1 - (double)big.ActiveBytes / big.BigTableBytes;
+            yield return ("5", "active table size vs one big table", "down >= 80%", $"down {down * 100:0}%", down >= 0.8);
+            var backup = big.BigTableBackup / big.ActiveBackup;
+            yield return ("5", "backup of what changes vs whole table", ">= 8x faster", $"{backup:0.0}x", backup >= 8);
+            var reindex = big.BigTableReindex / big.PartitionReindex;
+            yield return ("5", "REINDEX one partition vs whole table's index", ">= 10x faster", $"{reindex:0.0}x", reindex >= 10);
+        }
+
+        if (r.MetersOn.Count > 0 && r.MetersOff.Count > 0)
+        {
+            var cost = 1 - r.MetersOn.Average(w => w.PerSecond) / r.MetersOff.Average(w => w.PerSecond);
+            yield return ("6", "throughput cost of TodoScale's meters", "<= 3%", $"{cost * 100:0.0}%", cost <= 0.03);
+        }
+    }
+
+    private static void PageTable(StringBuilder md, string title, List<Measured> variants, Measured? before)
+    {
+        var c = CultureInfo.InvariantCulture;
+        md.AppendLine(c, $"{title}:").AppendLine()
+          .AppendLine("| variant | queries | queries/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |").AppendLine("|---|---|---|---|---|---|---|---|");
+        foreach (var m in before is null ? variants : [.. variants, before])
+        {
+            md.AppendLine(c, $"| {m.Variant} | {m.Latency.Count:N0} | {m.PerSecond:N0} | {m.Latency.Ms(50):0.000} | {m.Latency.Ms(90):0.000} | {m.Latency.Ms(99):0.000} | {m.Latency.Ms(99.9):0.000} | {m.Latency.MaxMs:0.000} |");
+        }
+
+        md.AppendLine();
+    }
+
+    private static (string PageTypical, string PageHeavy, string Http, string Curve) WritePlots(BenchResults r, string folder, string stem)
+    {
+        var names = (PageTypical: $"{stem}-page-typical.png", PageHeavy: $"{stem}-page-heavy.png", Http: $"{stem}-api.png", Curve: $"{stem}-scale-curve.png");
+        Plots.Percentiles(Path.Combine(folder, names.PageTypical), "First page of open todos at the database, typical users",
+            [.. r.PageTypical.Select(m => (m.Variant, m.P50, m.P99))]);
+        Plots.Percentiles(Path.Combine(folder, names.PageHeavy), "First page of open todos at the database, heaviest 1% of users",
+            [.. r.PageHeavy.Select(m => (m.Variant, m.P50, m.P99))]);
+        var http = new List<(string, double, double)>();
+        if (r.ApiUncached is { } u)
+        {
+            http.Add((u.Variant, u.P50Ms, u.P99Ms));
+        }
+
+        if (r.ApiCached is { } cached)
+        {
+            http.Add((cached.Variant, cached.P50Ms, cached.P99Ms));
+        }
+
+        if (r.RawLoop is { } raw)
+        {
+            http.Add((raw.Variant, raw.P50, raw.P99));
+        }
+
+        Plots.Percentiles(Path.Combine(folder, names.Http), "The page at 32 connections: API uncached, cached, raw Npgsql loop", http);
+        Plots.ScaleCurve(Path.Combine(folder, names.Curve), r.Curve);
+        return names;
+    }
+
+    private static string Mb(long bytes) => bytes >= 1L << 30
+        ? $"{bytes / (double)(1L << 30):0.00} GiB"
+        : $"{bytes / (double)(1L << 20):0.0} MiB";
+}
+
+internal static class Machine
+{
+    public static string Cpu() =>
+        File.Exists("/proc/cpuinfo")
+            ? File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? "unknown CPU"
+            : "unknown CPU";
+
+    public static double MemoryGb()
+    {
+        var line = File.Exists("/proc/meminfo") ? File.ReadLines("/proc/meminfo").FirstOrDefault(l => l.StartsWith("MemTotal", StringComparison.Ordinal)) : null;
+        return line is null ? 0 : long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) / 1024.0 / 1024.0;
+    }
+}
