@@ -38,6 +38,21 @@ public sealed class InfraOptionsTests
     }
 
     [Fact]
+    public void Postgres_settings_reach_postgres_sh_as_plain_words_and_anything_else_is_refused()
+    {
+        var options = InfraOptions.Read(DistributedApplication.CreateBuilder(
+            ["--Infra:PostgresSettings:shared_buffers=2GB", "--Infra:PostgresSettings:max_wal_size=16GB"]));
+        Assert.Equal("max_wal_size=16GB shared_buffers=2GB", options.PostgresSettingsArgument());
+        Assert.Equal("", InfraOptions.Read(DistributedApplication.CreateBuilder([])).PostgresSettingsArgument());
+
+        foreach (var bad in new[] { "--Infra:PostgresSettings:work_mem=4MB -c fsync=off", "--Infra:PostgresSettings:work_mem=$(reboot)" })
+        {
+            var error = Assert.Throws<InvalidOperationException>(() => InfraOptions.Read(DistributedApplication.CreateBuilder([bad])));
+            Assert.Contains("Infra:PostgresSettings:work_mem", error.Message);
+        }
+    }
+
+    [Fact]
     public void Explicit_process_mode_does_not_ask_for_a_container_engine()
     {
         Assert.Equal(InfraMode.Process, new InfraOptions { Mode = InfraMode.Process }.ResolveMode());

@@ -88,7 +88,8 @@ public static class Report
             md.AppendLine("After the archive pass, on the same rows: TodoScale's `todos_active` (every partition, indexes included) against the original design's single `todos` table (all todos, primary key only). A backup of what changes: `pg_dump -Fc -Z1` of the active partitions (archive months are immutable and backed up once) against the whole table. REINDEX: the largest partition's primary key against the big table's.").AppendLine()
               .AppendLine("| | TodoScale | one big table | ratio |").AppendLine("|---|---|---|---|")
               .AppendLine(c, $"| rows | {big.ActiveRows:N0} (todos_active) | {big.BigTableRows:N0} | |")
-              .AppendLine(c, $"| size on disk | {Mb(big.ActiveBytes)} | {Mb(big.BigTableBytes)} | {(1 - (double)big.ActiveBytes / big.BigTableBytes) * 100:0}% smaller |")
+              .AppendLine(c, $"| table size (heap) | {Mb(big.ActiveHeapBytes)} | {Mb(big.BigTableHeapBytes)} | {Smaller(big.ActiveHeapBytes, big.BigTableHeapBytes)} |")
+              .AppendLine(c, $"| with indexes (TodoScale: 8 per partition; the big table: its primary key) | {Mb(big.ActiveBytes)} | {Mb(big.BigTableBytes)} | {Smaller(big.ActiveBytes, big.BigTableBytes)} |")
               .AppendLine(c, $"| backup of what changes | {big.ActiveBackup.TotalSeconds:0.00} s ({Mb(big.ActiveBackupBytes)}) | {big.BigTableBackup.TotalSeconds:0.00} s ({Mb(big.BigTableBackupBytes)}) | {big.BigTableBackup / big.ActiveBackup:0.0}x faster |")
               .AppendLine(c, $"| REINDEX primary key | {big.PartitionReindex.TotalSeconds:0.000} s ({big.Partition}) | {big.BigTableReindex.TotalSeconds:0.000} s | {big.BigTableReindex / big.PartitionReindex:0.0}x faster |")
               .AppendLine();
@@ -183,8 +184,8 @@ public static class Report
 
         if (r.BigTable is { } big)
         {
-            var down = 1 - (double)big.ActiveBytes / big.BigTableBytes;
-            yield return ("5", "active table size vs one big table", "down >= 80%", $"down {down * 100:0}%", down >= 0.8);
+            var down = 1 - (double)big.ActiveHeapBytes / big.BigTableHeapBytes;
+            yield return ("5", "active table size (heap) vs one big table", "down >= 80%", $"down {down * 100:0}%", down >= 0.8);
             var backup = big.BigTableBackup / big.ActiveBackup;
             yield return ("5", "backup of what changes vs whole table", ">= 8x faster", $"{backup:0.0}x", backup >= 8);
             var reindex = big.BigTableReindex / big.PartitionReindex;
@@ -238,6 +239,10 @@ public static class Report
         Plots.ScaleCurve(Path.Combine(folder, names.Curve), r.Curve);
         return names;
     }
+
+    private static string Smaller(long ours, long theirs) => ours <= theirs
+        ? $"{(1 - (double)ours / theirs) * 100:0}% smaller"
+        : $"{(double)ours / theirs:0.0}x larger";
 
     private static string Mb(long bytes) => bytes >= 1L << 30
         ? $"{bytes / (double)(1L << 30):0.00} GiB"

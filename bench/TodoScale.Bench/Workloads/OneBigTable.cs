@@ -7,7 +7,7 @@ namespace TodoScale.Bench.Workloads;
 
 /// <summary>Workload 5's figures: sizes, backup time and REINDEX time, TodoScale's active table against the one big table.</summary>
 public sealed record BigTableResult(
-    long ActiveBytes, long BigTableBytes, long ActiveRows, long BigTableRows,
+    long ActiveBytes, long BigTableBytes, long ActiveHeapBytes, long BigTableHeapBytes, long ActiveRows, long BigTableRows,
     TimeSpan ActiveBackup, TimeSpan BigTableBackup, long ActiveBackupBytes, long BigTableBackupBytes,
     string Partition, TimeSpan PartitionReindex, TimeSpan BigTableReindex);
 
@@ -24,6 +24,9 @@ public static class OneBigTable
         var activeBytes = await Baselines.ScalarAsync<long>(connection,
             "SELECT sum(pg_total_relation_size(inhrelid))::bigint FROM pg_inherits WHERE inhparent = 'todos_active'::regclass", cancellationToken);
         var bigBytes = await Baselines.ScalarAsync<long>(connection, $"SELECT pg_total_relation_size('{LegacySchema.Table}')", cancellationToken);
+        var activeHeap = await Baselines.ScalarAsync<long>(connection,
+            "SELECT sum(pg_table_size(inhrelid))::bigint FROM pg_inherits WHERE inhparent = 'todos_active'::regclass", cancellationToken);
+        var bigHeap = await Baselines.ScalarAsync<long>(connection, $"SELECT pg_table_size('{LegacySchema.Table}')", cancellationToken);
         var activeRows = await Baselines.ScalarAsync<long>(connection, "SELECT count(*) FROM todos_active", cancellationToken);
         var bigRows = await Baselines.ScalarAsync<long>(connection, $"SELECT count(*) FROM {LegacySchema.Table}", cancellationToken);
 
@@ -36,7 +39,7 @@ public static class OneBigTable
             cancellationToken);
         var partitionReindex = await TimeAsync(connection, $"REINDEX INDEX {partition}_pkey", cancellationToken);
         var bigReindex = await TimeAsync(connection, $"REINDEX INDEX {LegacySchema.Table}_pkey", cancellationToken);
-        return new BigTableResult(activeBytes, bigBytes, activeRows, bigRows, activeBackup, bigBackup, activeBackupBytes, bigBackupBytes,
+        return new BigTableResult(activeBytes, bigBytes, activeHeap, bigHeap, activeRows, bigRows, activeBackup, bigBackup, activeBackupBytes, bigBackupBytes,
             partition, partitionReindex, bigReindex);
     }
 
