@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.RegularExpressions;
+using TodoScale.Tests.Infrastructure;
 
 namespace TodoScale.Bench.Workloads;
 
@@ -17,7 +18,7 @@ public static partial class ArchivePass
 {
     public static async Task<ArchiveResult> RunAsync(string primaryConnectionString, CancellationToken cancellationToken)
     {
-        var archiver = Path.Combine(BenchPaths.Root, "TodoScale.Archiver", "bin", BenchPaths.Configuration, "net10.0", "TodoScale.Archiver.dll");
+        var archiver = RepositoryPaths.ProjectOutput("TodoScale.Archiver", "TodoScale.Archiver.dll");
         if (!File.Exists(archiver))
         {
             throw new InvalidOperationException($"{archiver} is missing: build the solution first (./build.sh bench does).");
@@ -48,26 +49,4 @@ public static partial class ArchivePass
 
     [GeneratedRegex(@"moved (?<rows>[0-9,]+) todos .* in (?<seconds>[0-9.]+) s")]
     private static partial Regex Summary();
-}
-
-/// <summary>The repository root and build configuration, found from the bench's own binaries.</summary>
-public static class BenchPaths
-{
-    public static string Root { get; } = FindRoot();
-
-    public static string Configuration { get; } =
-        new DirectoryInfo(AppContext.BaseDirectory).Parent?.Name is "Release" ? "Release" : "Debug";
-
-    private static string FindRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "TodoScale.sln")))
-            {
-                return dir.FullName;
-            }
-        }
-
-        throw new InvalidOperationException($"TodoScale.sln not found above {AppContext.BaseDirectory}");
-    }
 }
