@@ -35,6 +35,13 @@ public sealed class ArchiveOptions : IValidatableObject
     /// <summary>The role the archiver's statements run as (BYPASSRLS: it moves every user's rows).</summary>
     public string Role { get; set; } = "todoscale_archiver";
 
+    /// <summary>
+    /// Run each batch's transaction with session_replication_role = replica, where the role may set it (migration
+    /// V7 grants it): no per-row foreign key and guard triggers, a set-based check for subtasks added during the move
+    /// in their place (about 4x faster per batch). False keeps the per-row triggers.
+    /// </summary>
+    public bool SkipRowTriggers { get; set; } = true;
+
     /// <summary>Daily window (UTC) in which `serve` runs its pass; equal start and end mean any time.</summary>
     public TimeOnly WindowStart { get; set; } = new(2, 0);
 

@@ -15,6 +15,12 @@ public sealed record ArchivePassResult(IReadOnlyList<PartitionResult> Partitions
     /// <summary>Partitions analyzed after the pass because a large share of them moved (source and archive month).</summary>
     public IReadOnlyList<string> Analyzed { get; init; } = [];
 
+    /// <summary>
+    /// Whether the batches ran without per-row triggers (session_replication_role = replica, with the set-based
+    /// orphan check in their place) or, where the archiver's role may not set that, with the triggers and guard.
+    /// </summary>
+    public bool RowTriggersSkipped { get; init; }
+
     public long RowsMoved => Partitions.Sum(p => p.RowsMoved);
 
     public long RootsMoved => Partitions.Sum(p => p.RootsMoved);
@@ -45,12 +51,30 @@ public sealed class TodoArchiver(NpgsqlDataSource dataSource, ArchiveOptions opt
     private const string Columns =
         "id, user_id, parent_todo_id, project_id, title, description, status, priority, due_date, completed_at, ai_generated, depth, created_at, updated_at";
 
-    public Task<ArchivePassResult> RunPassAsync(IProgress<ArchiveProgress>? progress, CancellationToken cancellationToken)
+    public async Task<ArchivePassResult> RunPassAsync(IProgress<ArchiveProgress>? progress, CancellationToken cancellationToken)
     {
         var now = clock.GetUtcNow();
         var cutoff = now - options.OlderThan;
-        return RunOverPartitionsAsync("todos_active", "todos_archived", "todos", now, cutoff, (connection, partition) =>
-            ArchiveTreesAsync(connection, partition.Name, partition.Index, cutoff, now, progress, cancellationToken), cancellationToken);
+        var skipRowTriggers = await MaySkipRowTriggersAsync(cancellationToken);
+        var result = await RunOverPartitionsAsync("todos_active", "todos_archived", "todos", now, cutoff, (connection, partition) =>
+            ArchiveTreesAsync(connection, partition.Name, partition.Index, cutoff, now, skipRowTriggers, progress, cancellationToken), cancellationToken);
+        return result with { RowTriggersSkipped = skipRowTriggers };
+    }
+
+    /// <summary>
+    /// Whether the archiver's role may SET session_replication_role (superuser, or the grant of migration V7).
+    /// It may not on a server where the migrating role could not grant it: the batches then keep the per-row
+    /// foreign key trigger and the cascade guard.
+    /// </summary>
+    private async Task<bool> MaySkipRowTriggersAsync(CancellationToken cancellationToken)
+    {
+        if (!options.SkipRowTriggers)
+        {
+            return false;
+        }
+
+        await using var command = dataSource.CreateCommand("SELECT has_parameter_privilege('session_replication_role', 'SET')");
+        return (bool)(await command.ExecuteScalarAsync(cancellationToken))!;
     }
 
     /// <summary>
@@ -147,7 +171,7 @@ public sealed class TodoArchiver(NpgsqlDataSource dataSource, ArchiveOptions opt
     }
 
     private async Task<PartitionResult> ArchiveTreesAsync(
-        NpgsqlConnection connection, string partition, int index, DateTimeOffset cutoff, DateTimeOffset archivedAt,
+        NpgsqlConnection connection, string partition, int index, DateTimeOffset cutoff, DateTimeOffset archivedAt, bool skipRowTriggers,
         IProgress<ArchiveProgress>? progress, CancellationToken cancellationToken)
     {
         long rows = 0, roots = 0;
@@ -163,7 +187,7 @@ public sealed class TodoArchiver(NpgsqlDataSource dataSource, ArchiveOptions opt
             }
 
             var started = Stopwatch.GetTimestamp();
-            var (moved, movedRoots) = await MoveBatchAsync(connection, partition, candidates, cutoff, archivedAt, cancellationToken);
+            var (moved, movedRoots) = await MoveBatchAsync(connection, partition, candidates, cutoff, archivedAt, skipRowTriggers, cancellationToken);
             rows += moved;
             roots += movedRoots;
             batches++;
@@ -232,11 +256,22 @@ public sealed class TodoArchiver(NpgsqlDataSource dataSource, ArchiveOptions opt
     /// The batch: one statement that finds each candidate's subtree, keeps the trees in which every todo qualifies,
     /// deletes exactly those rows (re-checking status, completed_at and parent on the row version it deletes) and
     /// inserts what the delete returned. Retried whole on a serialization failure (a concurrent change reached a
-    /// moving tree: see todos_active_archive_guard).
+    /// moving tree).
+    /// <para>
+    /// A subtask committed under a moving todo after the statement's snapshot is what could be lost. With
+    /// <paramref name="skipRowTriggers"/> the transaction runs with session_replication_role = replica, so the
+    /// parent foreign key's per-row ON DELETE CASCADE trigger (most of a batch's time, and with nothing to do: the
+    /// statement deletes every subtask it moves) does not run, and a second statement in the same transaction,
+    /// with a new snapshot, looks for any todo left whose parent was just moved: one found rolls the batch back and
+    /// it is retried. A writer that inserted such a subtask held a key-share lock on its parent, so the delete
+    /// waited for it to commit and the check sees it; a writer that comes after the delete waits on the deleted
+    /// row and then fails its own foreign key check. Without it, the triggers run and todos_active_archive_guard
+    /// turns such a cascade into a serialization failure.
+    /// </para>
     /// </summary>
     private async Task<(long Rows, long Roots)> MoveBatchAsync(
         NpgsqlConnection connection, string partition, List<(Guid UserId, Guid Id, DateTimeOffset CompletedAt)> roots,
-        DateTimeOffset cutoff, DateTimeOffset archivedAt, CancellationToken cancellationToken)
+        DateTimeOffset cutoff, DateTimeOffset archivedAt, bool skipRowTriggers, CancellationToken cancellationToken)
     {
         var table = Quote(partition);
         var sql =
@@ -264,16 +299,25 @@ public sealed class TodoArchiver(NpgsqlDataSource dataSource, ArchiveOptions opt
             ), archived AS (
                 INSERT INTO todos_archived ({Columns}, archived_at)
                 SELECT {Columns}, @archived_at FROM moved
-                RETURNING parent_todo_id
+                RETURNING user_id, id, parent_todo_id
             )
-            SELECT count(*), count(*) FILTER (WHERE parent_todo_id IS NULL) FROM archived
+            SELECT count(*), count(*) FILTER (WHERE parent_todo_id IS NULL), array_agg(user_id), array_agg(id) FROM archived
             """;
+        var orphans =
+            $"""
+            SELECT c.id FROM unnest(@user_ids, @ids) AS m(user_id, id)
+              JOIN {table} c ON c.user_id = m.user_id AND c.parent_todo_id = m.id
+             LIMIT 1
+            """;
+        var settings = skipRowTriggers
+            ? "SET LOCAL todoscale.archiving = 'on'; SET LOCAL session_replication_role = replica"
+            : "SET LOCAL todoscale.archiving = 'on'";
         for (var attempt = 1; ; attempt++)
         {
             await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
             try
             {
-                await using (var guard = new NpgsqlCommand("SET LOCAL todoscale.archiving = 'on'", connection, transaction))
+                await using (var guard = new NpgsqlCommand(settings, connection, transaction))
                 {
                     await guard.ExecuteNonQueryAsync(cancellationToken);
                 }
@@ -284,18 +328,36 @@ public sealed class TodoArchiver(NpgsqlDataSource dataSource, ArchiveOptions opt
                 command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("cutoff", NpgsqlDbType.TimestampTz) { TypedValue = cutoff });
                 command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("archived_at", NpgsqlDbType.TimestampTz) { TypedValue = archivedAt });
                 long rows, movedRoots;
+                Guid[] movedUsers = [], movedIds = [];
                 await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
                 {
                     await reader.ReadAsync(cancellationToken);
                     rows = reader.GetInt64(0);
                     movedRoots = reader.GetInt64(1);
+                    if (rows > 0)
+                    {
+                        movedUsers = reader.GetFieldValue<Guid[]>(2);
+                        movedIds = reader.GetFieldValue<Guid[]>(3);
+                    }
+                }
+
+                if (skipRowTriggers && rows > 0)
+                {
+                    await using var check = new NpgsqlCommand(orphans, connection, transaction);
+                    check.Parameters.Add(new NpgsqlParameter<Guid[]>("user_ids", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = movedUsers });
+                    check.Parameters.Add(new NpgsqlParameter<Guid[]>("ids", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = movedIds });
+                    if (await check.ExecuteScalarAsync(cancellationToken) is Guid orphan)
+                    {
+                        throw new SubtaskAddedWhileMovingException(orphan);
+                    }
                 }
 
                 await transaction.CommitAsync(cancellationToken);
                 return (rows, movedRoots);
             }
-            catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.SerializationFailure or PostgresErrorCodes.DeadlockDetected
-                                              && attempt < MaxBatchAttempts)
+            catch (Exception e) when (e is SubtaskAddedWhileMovingException
+                                          or PostgresException { SqlState: PostgresErrorCodes.SerializationFailure or PostgresErrorCodes.DeadlockDetected }
+                                      && attempt < MaxBatchAttempts)
             {
                 await transaction.RollbackAsync(CancellationToken.None);
                 await Task.Delay(TimeSpan.FromMilliseconds(20 * attempt), clock, cancellationToken);
@@ -385,7 +447,12 @@ public sealed class TodoArchiver(NpgsqlDataSource dataSource, ArchiveOptions opt
             Partitions = result?.Partitions.Count,
             result?.SkippedPartitions,
             AnalyzedPartitions = result?.Analyzed,
+            result?.RowTriggersSkipped,
             ElapsedMs = result is null ? (long?)null : (long)result.Elapsed.TotalMilliseconds,
             Error = failure?.Message,
         }, cancellationToken);
 }
+
+/// <summary>A subtask was committed under a todo the batch moved, after the batch's snapshot: the batch rolls back and is retried.</summary>
+public sealed class SubtaskAddedWhileMovingException(Guid subtask)
+    : Exception($"todo {subtask} was added under a todo the batch moved, after the batch's snapshot; the batch is retried");
