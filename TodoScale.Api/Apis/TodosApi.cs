@@ -53,9 +53,7 @@ public static class TodosApi
 
         var userId = s.UserId;
         var spec = new ReadSpec("list_todos", query.IncludeArchived ? "todos_archived" : "todos_active", query.FirstPageKey());
-        var page = await s.Reads.ReadAsync(userId, spec, (db, ct) => query.ExecuteAsync(
-            (NpgsqlConnection)db.Database.GetDbConnection(), (NpgsqlTransaction)db.Database.CurrentTransaction!.GetDbTransaction(), userId, ct),
-            cancellationToken);
+        var page = await s.Reads.ReadAsync(userId, spec, (connection, transaction, ct) => query.ExecuteAsync(connection, transaction, userId, ct), cancellationToken);
         return TypedResults.Ok(s.Served(page));
     }
 

@@ -24,6 +24,28 @@ public sealed class DatabaseOptions
     /// (for a login that is itself todoscale_app or a member role without BYPASSRLS).
     /// </summary>
     public string Role { get; set; } = "todoscale_app";
+
+    /// <summary>
+    /// Statements Npgsql prepares per connection after 5 uses (Max Auto Prepare), unless the connection string sets
+    /// it: the page query then parses once per connection and runs its generic plan. 0 turns it off.
+    /// </summary>
+    public int MaxAutoPrepare { get; set; } = 32;
+
+    /// <summary>The data source settings every API connection gets: the role, and auto-prepare.</summary>
+    public NpgsqlDataSourceBuilder Apply(NpgsqlDataSourceBuilder builder)
+    {
+        if (MaxAutoPrepare < 0)
+        {
+            throw new InvalidOperationException($"Database:MaxAutoPrepare must be 0 (off) or more; it is {MaxAutoPrepare}.");
+        }
+
+        if (builder.ConnectionStringBuilder.MaxAutoPrepare == 0)
+        {
+            builder.ConnectionStringBuilder.MaxAutoPrepare = MaxAutoPrepare;
+        }
+
+        return builder.ActAs(Role);
+    }
 }
 
 internal static class Extensions
@@ -34,12 +56,12 @@ internal static class Extensions
         var database = builder.Configuration.GetSection(DatabaseOptions.Section).Get<DatabaseOptions>() ?? new DatabaseOptions();
 
         // The primary takes every write; its health check is the API's readiness.
-        builder.AddNpgsqlDataSource(ConnectionNames.Todos, configureDataSourceBuilder: b => b.ActAs(database.Role));
+        builder.AddNpgsqlDataSource(ConnectionNames.Todos, configureDataSourceBuilder: b => database.Apply(b));
 
         // The replica and Redis are optional for correctness (reads fall back to the primary, the cache to the
         // database): their outage makes the API Degraded, not Unhealthy.
         builder.AddKeyedNpgsqlDataSource(
-            ConnectionNames.TodosReplica, settings => settings.DisableHealthChecks = true, b => b.ActAs(database.Role));
+            ConnectionNames.TodosReplica, settings => settings.DisableHealthChecks = true, b => database.Apply(b));
         builder.AddRedisClient(ConnectionNames.Cache, settings => settings.DisableHealthChecks = true, options =>
         {
             // Fail fast while Redis is away instead of queueing commands behind a reconnect: requests go on without it.

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http.Json;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Storage;
 using Microsoft.Extensions.Options;
 using Npgsql;
 using TodoScale.Api.Caching;
@@ -36,8 +37,24 @@ public sealed class ReadRouter(
     IOptions<JsonOptions> json,
     ApiMetrics metrics)
 {
-    public async Task<Routed<T>> ReadAsync<T>(
-        Guid userId, ReadSpec spec, Func<TodoScaleDbContext, CancellationToken, Task<T>> query, CancellationToken cancellationToken)
+    public Task<Routed<T>> ReadAsync<T>(
+        Guid userId, ReadSpec spec, Func<TodoScaleDbContext, CancellationToken, Task<T>> query, CancellationToken cancellationToken) =>
+        ReadAsync(userId, spec, query, queryNamesTenant: false, cancellationToken);
+
+    /// <summary>
+    /// A read written against Npgsql that names its tenant itself: the transaction is begun (BEGIN goes out with
+    /// the first statement) and <paramref name="query"/> sends <see cref="TenantScope.SetTenantStatement"/> in the
+    /// same batch as its SELECT, one round trip instead of two. A query that forgot it fails closed (the row-level
+    /// security policy raises when app.user_id is unset).
+    /// </summary>
+    public Task<Routed<T>> ReadAsync<T>(
+        Guid userId, ReadSpec spec, Func<NpgsqlConnection, NpgsqlTransaction, CancellationToken, Task<T>> query, CancellationToken cancellationToken) =>
+        ReadAsync(userId, spec, (db, ct) => query(
+            (NpgsqlConnection)db.Database.GetDbConnection(), (NpgsqlTransaction)db.Database.CurrentTransaction!.GetDbTransaction(), ct),
+            queryNamesTenant: true, cancellationToken);
+
+    private async Task<Routed<T>> ReadAsync<T>(
+        Guid userId, ReadSpec spec, Func<TodoScaleDbContext, CancellationToken, Task<T>> query, bool queryNamesTenant, CancellationToken cancellationToken)
     {
         var partition = PartitionHash.PartitionIndex(userId, monitor.Schema.ActiveModulus);
         var view = await userState.ReadAsync(userId, spec.PageKey);
@@ -69,7 +86,7 @@ public sealed class ReadRouter(
         {
             try
             {
-                result = await RunAsync(replicaContexts, userId, spec, partition, target, query, cancellationToken);
+                result = await RunAsync(replicaContexts, userId, spec, partition, target, query, queryNamesTenant, cancellationToken);
             }
             catch (Exception e) when (IsReplicaFailure(e) && !cancellationToken.IsCancellationRequested)
             {
@@ -80,12 +97,12 @@ public sealed class ReadRouter(
 
                 metrics.Routed(ApiMetrics.Targets.Primary, "replica_failed");
                 target = ApiMetrics.Targets.Primary;
-                result = await RunAsync(primaryContexts, userId, spec, partition, target, query, cancellationToken);
+                result = await RunAsync(primaryContexts, userId, spec, partition, target, query, queryNamesTenant, cancellationToken);
             }
         }
         else
         {
-            result = await RunAsync(primaryContexts, userId, spec, partition, target, query, cancellationToken);
+            result = await RunAsync(primaryContexts, userId, spec, partition, target, query, queryNamesTenant, cancellationToken);
         }
 
         if (spec.PageKey is not null && view.Known)
@@ -113,12 +130,14 @@ public sealed class ReadRouter(
 
     private async Task<T> RunAsync<TContext, T>(
         IDbContextFactory<TContext> contexts, Guid userId, ReadSpec spec, int partition, string target,
-        Func<TodoScaleDbContext, CancellationToken, Task<T>> query, CancellationToken cancellationToken)
+        Func<TodoScaleDbContext, CancellationToken, Task<T>> query, bool queryNamesTenant, CancellationToken cancellationToken)
         where TContext : TodoScaleDbContext
     {
         await using var db = await contexts.CreateDbContextAsync(cancellationToken);
         var started = Stopwatch.GetTimestamp();
-        await using var transaction = await db.BeginTenantTransactionAsync(userId, cancellationToken);
+        await using var transaction = queryNamesTenant
+            ? await db.Database.BeginTransactionAsync(cancellationToken)
+            : await db.BeginTenantTransactionAsync(userId, cancellationToken);
         var result = await query(db, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
         metrics.RecordQuery(Stopwatch.GetElapsedTime(started), partition, spec.Table, target, spec.Operation);

@@ -85,7 +85,7 @@ public sealed class BenchRun(BenchScale scale, int seed, string output, string c
             results.HeavyUsers = heavy.Count;
             results.HeaviestOpenTodos = await Baselines.ScalarAsync<long>(db,
                 "SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM todos_active WHERE status IN ('todo', 'in_progress') GROUP BY user_id) s", cancellationToken);
-            PageVariant[] variants = [PageQueries.TodoScale, PageQueries.TodoScaleChild, PageQueries.TodoScaleCustomPlans, PageQueries.TodoScaleGenericPlans, PageQueries.Flat];
+            PageVariant[] variants = [PageQueries.TodoScale, PageQueries.TodoScaleReplanned, PageQueries.TodoScaleChild, PageQueries.Flat];
             Say("workload 1: the page at the database, typical users");
             results.PageTypical.AddRange(await pages.CompareAsync(variants, typical, scale.QueryRun, scale.Warmup, rounds: 2, cancellationToken));
             Say("workload 1: the page at the database, the heaviest 1%");
@@ -112,12 +112,12 @@ public sealed class BenchRun(BenchScale scale, int seed, string output, string c
             var httpUsers = typical.Take(2000).ToList();
             Say("workload 2: raw prepared Npgsql loop, 32 connections");
             results.RawLoop = await pages.RunAsync(PageQueries.TodoScale with { Name = "Raw prepared Npgsql loop (ceiling)", Clients = 32 }, httpUsers, scale.HttpRun, cancellationToken);
-            for (var round = 0; round < 2; round++)
+            for (var round = 0; round < 3; round++)
             {
-                foreach (var meters in round == 0 ? new[] { true, false } : [false, true])
+                foreach (var meters in round % 2 == 0 ? new[] { true, false } : [false, true])
                 {
                     await stack.ConfigureApiAsync(cache: false, meters: meters);
-                    await http.WrkAsync("warm-up", httpUsers, scale.Warmup, 32, cancellationToken);
+                    await http.WrkAsync("warm-up", httpUsers, scale.ApiWarmup, 32, cancellationToken);
                     var run = await http.WrkAsync($"API, uncached (meters {(meters ? "on" : "off")})", httpUsers, scale.HttpRun, 32, cancellationToken);
                     (meters ? results.MetersOn : results.MetersOff).Add(run);
                     Say($"  {run.Variant}: {run.PerSecond:N0}/s, p99 {run.P99Ms:0.00} ms, errors {run.Errors + run.Non2xx}");
@@ -127,12 +127,13 @@ public sealed class BenchRun(BenchScale scale, int seed, string output, string c
             results.ApiUncached = results.MetersOn.OrderBy(w => w.P99Ms).First() with { Variant = "API, uncached" };
             await stack.ConfigureApiAsync(cache: true, meters: true);
             var cachedUsers = typical.Take(200).ToList();
-            await http.WrkAsync("warm-up", cachedUsers, scale.Warmup + TimeSpan.FromSeconds(1), 32, cancellationToken);
+            await http.WrkAsync("warm-up", cachedUsers, scale.ApiWarmup, 32, cancellationToken);
             results.ApiCached = await http.WrkAsync("API, cached", cachedUsers, scale.HttpRun, 32, cancellationToken);
             Say($"  {results.ApiCached.Variant}: {results.ApiCached.PerSecond:N0}/s, p99 {results.ApiCached.P99Ms:0.00} ms");
 
             // 3. Archival, with the API's latency idle and during the pass.
             await stack.ConfigureApiAsync(cache: false, meters: true);
+            await http.WrkAsync("warm-up", httpUsers, scale.ApiWarmup, 32, cancellationToken);
             Say("workload 3: API idle, then during an archive pass");
             using (var idle = new CancellationTokenSource(scale.HttpRun))
             {

@@ -30,7 +30,7 @@ public static class Report
 
         md.AppendLine();
         md.AppendLine("## 1. First page at the database").AppendLine()
-          .AppendLine("The first page (50) of a user's open todos (`status IN (todo, in_progress)`, newest first): the statement the API builds (`TodoListQuery.BuildSql`), prepared, 2 clients, the same users for every variant, variants alternated in rounds after a warm-up. Latency per execution, client side (round trip included).")
+          .AppendLine("The first page (50) of a user's open todos (`status IN (todo, in_progress)`, newest first): the statement the API builds (`TodoListQuery.BuildSql`), prepared, 2 clients, the same users for every variant, variants alternated in rounds after a warm-up. The API runs it prepared (Npgsql auto-prepare) with `SET LOCAL plan_cache_mode = force_generic_plan` in the same batch; the re-planned variant is how it ran before. Latency per execution, client side (round trip included); as the bench's superuser, so without the API's row-level security predicate.")
           .AppendLine();
         PageTable(md, "Typical users (the 99% below the Zipf head)", r.PageTypical, r.BeforeTypical);
         PageTable(md, $"The heaviest 1% of users ({r.HeavyUsers:N0} users; the heaviest has {r.HeaviestOpenTodos:N0} open todos)", r.PageHeavy, null);

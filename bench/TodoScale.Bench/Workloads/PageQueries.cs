@@ -24,16 +24,13 @@ public sealed class PageQueries(BenchStack stack, int modulus)
     public static string Statement { get; } = new TodoListQuery([TodoStatus.Todo, TodoStatus.InProgress], null, null, null, null, TodoSort.Created, false, 50, null)
         .BuildSql(new NpgsqlCommand().Parameters, Guid.Empty);
 
-    public static PageVariant TodoScale { get; } = new("TodoScale (partitioned parent, as the API runs it)", (_, _) => "todos_active");
+    public static PageVariant TodoScale { get; } = new("TodoScale (partitioned parent, generic plan: as the API runs it)", (_, _) => "todos_active",
+        "SET plan_cache_mode = force_generic_plan");
+
+    public static PageVariant TodoScaleReplanned { get; } = new("TodoScale, plan_cache_mode = auto (re-planned each call)", (_, _) => "todos_active");
 
     public static PageVariant TodoScaleChild { get; } = new("TodoScale, the user's partition addressed (PartitionHash)",
         (user, modulus) => $"todos_active_p{PartitionHash.PartitionIndex(user, modulus):00}");
-
-    public static PageVariant TodoScaleCustomPlans { get; } = new("TodoScale, plan_cache_mode = force_custom_plan", (_, _) => "todos_active",
-        "SET plan_cache_mode = force_custom_plan");
-
-    public static PageVariant TodoScaleGenericPlans { get; } = new("TodoScale, plan_cache_mode = force_generic_plan", (_, _) => "todos_active",
-        "SET plan_cache_mode = force_generic_plan");
 
     public static PageVariant Flat { get; } = new("Unpartitioned table, same indexes", (_, _) => Data.Baselines.Flat);
 
