@@ -21,7 +21,7 @@ public sealed record BenchScale(
     public static readonly BenchScale Tiny = new("tiny", 300, 30_000, [3_000], TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(2), TimeSpan.FromSeconds(0.5), TimeSpan.FromSeconds(1), "256MB");
     public static readonly BenchScale Small = new("small", 10_000, 1_000_000, [100_000], TimeSpan.FromSeconds(4), TimeSpan.FromSeconds(6), TimeSpan.FromSeconds(2), TimeSpan.FromSeconds(20), "1GB");
     public static readonly BenchScale Medium = new("medium", 100_000, 20_000_000, [1_000_000], TimeSpan.FromSeconds(8), TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(3), TimeSpan.FromSeconds(30), "4GB");
-    public static readonly BenchScale Large = new("large", 250_000, 100_000_000, [1_000_000, 10_000_000], TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(15), TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(30), "6GB");
+    public static readonly BenchScale Large = new("large", 250_000, 50_000_000, [1_000_000, 10_000_000], TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(15), TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(30), "6GB");
 
     public static IReadOnlyList<BenchScale> All { get; } = [Tiny, Small, Medium, Large];
 

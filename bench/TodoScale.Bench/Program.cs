@@ -4,7 +4,7 @@ using TodoScale.Tests.Infrastructure;
 
 // TodoScale.Bench: `./build.sh bench [--scale tiny|small|medium|large]` runs this. It starts its own stack, so it
 // needs nothing running; it writes bench/results/<date>-<scale>.md and the plots beside it.
-var scaleOption = new Option<string>("--scale") { Description = "tiny (seconds, for the tests), small (~1M rows), medium (20M: 10M active + 10M archived), large (100M).", DefaultValueFactory = _ => "small" };
+var scaleOption = new Option<string>("--scale") { Description = "tiny (seconds, for the tests), small (~1M rows), medium (20M: 10M active + 10M archived), large (50M: 1M and 10M curve points on the way).", DefaultValueFactory = _ => "small" };
 var outputOption = new Option<string>("--output") { Description = "Where the report and plots go.", DefaultValueFactory = _ => Path.Combine(RepositoryPaths.Root, "bench", "results") };
 var seedOption = new Option<int>("--seed") { Description = "The generator's seed (the same seed gives the same users and todos).", DefaultValueFactory = _ => 42 };
 var root = new RootCommand("TodoScale benchmarks: TodoScale against an unpartitioned table and the original single table, on the same data, in one run.")
