@@ -99,12 +99,12 @@ public sealed record TodoListQuery(
     /// <summary>
     /// Runs the page in the open <paramref name="transaction"/>: SET LOCAL app.user_id, SET LOCAL plan_cache_mode
     /// and the SELECT in one batch (one round trip; BEGIN goes with it). The SELECT is prepared per connection (the
-    /// data source's auto-prepare) and runs its generic plan. Measured (bench, workload 1, 10M rows): under the
-    /// default plan_cache_mode PostgreSQL re-plans the prepared statement on every call (p50 0.307 ms), where the
-    /// generic plan, pruned to the user's partition at run time and walking the (user_id, created_at, id) index
-    /// backwards to the page size, takes 0.132 ms, for typical and heavy users alike. Addressing the user's
-    /// partition by name (0.116 ms) would read the wrong partition for a moment during a re-split; this stays right
-    /// through one. QueryPlanTests pins the generic plans.
+    /// data source's auto-prepare) and runs its generic plan. Measured (bench/results/2026-11-25-medium.md, 10M
+    /// rows): under the default plan_cache_mode PostgreSQL re-plans the prepared statement on every call (p50
+    /// 0.362 ms), where the generic plan, pruned to the user's partition at run time and walking the (user_id,
+    /// created_at, id) index backwards to the page size, takes 0.143 ms (the unpartitioned table: 0.141 ms), for
+    /// typical and heavy users alike. Addressing the user's partition by name (0.133 ms) would read the wrong
+    /// partition for a moment during a re-split; this stays right through one. QueryPlanTests pins the generic plans.
     /// </summary>
     public async Task<Page<TodoDto>> ExecuteAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, Guid userId, CancellationToken cancellationToken)
     {
