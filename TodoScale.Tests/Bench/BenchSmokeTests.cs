@@ -38,6 +38,13 @@ public sealed class BenchSmokeTests
             Assert.DoesNotContain("NaN", text, StringComparison.Ordinal);
             Assert.Contains("./build.sh bench --scale tiny", text, StringComparison.Ordinal);
 
+            // Both archive passes (on its own, then under the API's load) moved rows.
+            foreach (var pass in new[] { "on its own", "during API load" })
+            {
+                var moved = System.Text.RegularExpressions.Regex.Match(text, $@"\| {pass} \| ([0-9,]+) \|");
+                Assert.True(moved.Success && long.Parse(moved.Groups[1].Value.Replace(",", "", StringComparison.Ordinal), System.Globalization.CultureInfo.InvariantCulture) > 0, $"the pass {pass} moved nothing");
+            }
+
             // The plots the report links exist and are PNGs.
             var plots = System.Text.RegularExpressions.Regex.Matches(text, @"\]\(([^)]+\.png)\)").Select(m => m.Groups[1].Value).ToList();
             Assert.Equal(4, plots.Count);

@@ -134,7 +134,14 @@ public sealed class BenchRun(BenchScale scale, int seed, string output, string c
             // 3. Archival, with the API's latency idle and during the pass.
             await stack.ConfigureApiAsync(cache: false, meters: true);
             await http.WrkAsync("warm-up", httpUsers, scale.ApiWarmup, 32, cancellationToken);
-            Say("workload 3: API idle, then during an archive pass");
+            // The finished trees still active were completed 0-60 days ago (older ones were loaded into the archive).
+            // The rows/s figure is a pass on its own over those finished 45-60 days ago; the API's p99 is then measured
+            // idle and during a second pass, with the default 30-day cut-off, over the rest: on two shared cores a pass
+            // under load measures how the cores are shared as much as the archiver.
+            Say("workload 3: an archive pass on its own (--older-than 45d)");
+            results.Archive = await ArchivePass.RunAsync(stack.PrimaryConnectionString, "45d", cancellationToken);
+            Say($"  {results.Archive.SummaryLine}");
+            Say("workload 3: API idle, then during an archive pass (default cut-off)");
             using (var idle = new CancellationTokenSource(scale.HttpRun))
             {
                 results.ApiIdle = await http.UntilAsync("idle", httpUsers, 4, idle.Token);
@@ -145,7 +152,7 @@ public sealed class BenchRun(BenchScale scale, int seed, string output, string c
                 var load = http.UntilAsync("during the archive pass", httpUsers, 4, during.Token);
                 try
                 {
-                    results.Archive = await ArchivePass.RunAsync(stack.PrimaryConnectionString, cancellationToken);
+                    results.ArchiveUnderLoad = await ArchivePass.RunAsync(stack.PrimaryConnectionString, null, cancellationToken);
                 }
                 finally
                 {
@@ -154,7 +161,7 @@ public sealed class BenchRun(BenchScale scale, int seed, string output, string c
                 }
             }
 
-            Say($"  {results.Archive.SummaryLine}");
+            Say($"  {results.ArchiveUnderLoad.SummaryLine}");
 
             // 5. One big table against TodoScale, after the pass.
             Say("workload 5: sizes, backup and REINDEX against the one big table");

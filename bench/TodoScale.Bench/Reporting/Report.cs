@@ -60,12 +60,17 @@ public static class Report
         md.AppendLine().AppendLine(c, $"![API latency]({plots.Http})").AppendLine();
 
         md.AppendLine("## 3. Archival").AppendLine();
-        if (r.Archive is { } archive)
+        md.AppendLine("Two passes of the real CLI (`TodoScale.Archiver archive --once`, default settings otherwise) over the finished trees the data leaves active (completed in the last 60 days): first on its own with `--older-than 45d`, then with the default 30-day cut-off while the API serves a steady load. Rows/s includes the ANALYZE of what each pass changed.").AppendLine()
+          .AppendLine("| pass | rows | seconds | rows/s | its line |").AppendLine("|---|---|---|---|---|");
+        foreach (var (label, pass) in new[] { ("on its own", r.Archive), ("during API load", r.ArchiveUnderLoad) })
         {
-            md.AppendLine(c, $"One pass of the real CLI (`TodoScale.Archiver archive --once`, default settings) over the data: {archive.Rows:N0} rows in {archive.Seconds:0.0} s = **{archive.RowsPerSecond:N0} rows/s**. Its line: `{archive.SummaryLine}`").AppendLine();
+            if (pass is not null)
+            {
+                md.AppendLine(c, $"| {label} | {pass.Rows:N0} | {pass.Seconds:0.0} | **{pass.RowsPerSecond:N0}** | `{pass.SummaryLine}` |");
+            }
         }
 
-        md.AppendLine("The API under a light steady load (4 concurrent requests, uncached) while idle and during the pass:").AppendLine()
+        md.AppendLine().AppendLine("The API under a light steady load (4 concurrent requests, uncached) while idle and during the second pass:").AppendLine()
           .AppendLine("| API | requests | p50 ms | p99 ms | p99.9 ms | errors |").AppendLine("|---|---|---|---|---|---|");
         foreach (var m in new[] { r.ApiIdle, r.ApiDuringArchive }.OfType<Measured>())
         {
@@ -167,7 +172,7 @@ public static class Report
 
         if (r.Archive is { } archive)
         {
-            yield return ("3", "archival rows/s", ">= 150,000", archive.RowsPerSecond.ToString("N0", c), archive.RowsPerSecond >= 150_000);
+            yield return ("3", "archival rows/s (a pass on its own)", ">= 150,000", archive.RowsPerSecond.ToString("N0", c), archive.RowsPerSecond >= 150_000);
         }
 
         if (r.ApiIdle is { } idle && r.ApiDuringArchive is { } during)

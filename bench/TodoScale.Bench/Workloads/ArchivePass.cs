@@ -16,7 +16,8 @@ public sealed record ArchiveResult(long Rows, double Seconds, string SummaryLine
 /// </summary>
 public static partial class ArchivePass
 {
-    public static async Task<ArchiveResult> RunAsync(string primaryConnectionString, CancellationToken cancellationToken)
+    /// <summary>One pass with the default settings, or with <paramref name="olderThan"/> (e.g. "45d") as the cut-off.</summary>
+    public static async Task<ArchiveResult> RunAsync(string primaryConnectionString, string? olderThan, CancellationToken cancellationToken)
     {
         var archiver = RepositoryPaths.ProjectOutput("TodoScale.Archiver", "TodoScale.Archiver.dll");
         if (!File.Exists(archiver))
@@ -24,7 +25,7 @@ public static partial class ArchivePass
             throw new InvalidOperationException($"{archiver} is missing: build the solution first (./build.sh bench does).");
         }
 
-        var info = new ProcessStartInfo("dotnet", [archiver, "archive", "--once"])
+        var info = new ProcessStartInfo("dotnet", olderThan is null ? [archiver, "archive", "--once"] : [archiver, "archive", "--once", "--older-than", olderThan])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
