@@ -21,6 +21,13 @@ public sealed record ArchivePassResult(IReadOnlyList<PartitionResult> Partitions
     /// </summary>
     public bool RowTriggersSkipped { get; init; }
 
+    /// <summary>
+    /// The phase of a legacy migration in progress, when the pass did not run because of it: until `legacy
+    /// finalize`, `todos` and the new tables are kept equal row for row, and a legacy write to a todo the archiver
+    /// had moved would bring it back as a second copy.
+    /// </summary>
+    public string? HeldByLegacyMigration { get; init; }
+
     public long RowsMoved => Partitions.Sum(p => p.RowsMoved);
 
     public long RootsMoved => Partitions.Sum(p => p.RootsMoved);
@@ -55,10 +62,21 @@ public sealed class TodoArchiver(NpgsqlDataSource dataSource, ArchiveOptions opt
     {
         var now = clock.GetUtcNow();
         var cutoff = now - options.OlderThan;
+        if (await LegacyMigrationPhaseAsync(cancellationToken) is { } phase)
+        {
+            return new ArchivePassResult([], TimeSpan.Zero, cutoff) { HeldByLegacyMigration = phase };
+        }
+
         var skipRowTriggers = await MaySkipRowTriggersAsync(cancellationToken);
         var result = await RunOverPartitionsAsync("todos_active", "todos_archived", "todos", now, cutoff, (connection, partition) =>
             ArchiveTreesAsync(connection, partition.Name, partition.Index, cutoff, now, skipRowTriggers, progress, cancellationToken), cancellationToken);
         return result with { RowTriggersSkipped = skipRowTriggers };
+    }
+
+    private async Task<string?> LegacyMigrationPhaseAsync(CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand("SELECT phase FROM legacy_migration WHERE phase <> 'finalized'");
+        return await command.ExecuteScalarAsync(cancellationToken) as string;
     }
 
     /// <summary>
@@ -448,6 +466,7 @@ public sealed class TodoArchiver(NpgsqlDataSource dataSource, ArchiveOptions opt
             result?.SkippedPartitions,
             AnalyzedPartitions = result?.Analyzed,
             result?.RowTriggersSkipped,
+            result?.HeldByLegacyMigration,
             ElapsedMs = result is null ? (long?)null : (long)result.Elapsed.TotalMilliseconds,
             Error = failure?.Message,
         }, cancellationToken);

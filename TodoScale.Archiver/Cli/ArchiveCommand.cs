@@ -56,6 +56,12 @@ internal static class ArchiveCommand
                     return await archiver.RunPassAsync(progress, cancellationToken);
                 });
             await archiver.AuditAsync("operator", Environment.UserName, result, null, CancellationToken.None);
+            if (result.HeldByLegacyMigration is { } phase)
+            {
+                AnsiConsole.MarkupLineInterpolated(
+                    $"archive: no todos moved: a legacy migration is in progress (phase {phase}); finished todos are archived after `legacy finalize`");
+            }
+
             var seconds = Math.Max(result.Elapsed.TotalSeconds, 0.001);
             AnsiConsole.MarkupLineInterpolated(
                 $"archive: moved {result.RowsMoved:N0} todos ({result.RootsMoved:N0} trees) from {result.Partitions.Count} partitions in {seconds:0.0} s ({result.RowsMoved / seconds:N0} rows/s), {result.Batches} batches, {result.SkippedPartitions} partition(s) skipped (another archiver had them), {result.Analyzed.Count} analyzed{(result.RowTriggersSkipped ? "" : "; per-row triggers on (Archive:SkipRowTriggers is false, or the archiver's role may not set session_replication_role)")}");

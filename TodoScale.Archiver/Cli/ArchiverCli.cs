@@ -17,6 +17,7 @@ public static class ArchiverCli
             MaintainCommand.Create(),
             ColdCommand.Create(),
             PartitionsCommand.Create(),
+            LegacyCommand.Create(),
         };
 
         // With no verb the archiver serves; host arguments (e.g. --urls) pass through to ASP.NET Core.

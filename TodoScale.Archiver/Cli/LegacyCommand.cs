@@ -1,0 +1,178 @@
+using System.CommandLine;
+using Spectre.Console;
+using TodoScale.Archiver.Legacy;
+
+namespace TodoScale.Archiver.Cli;
+
+/// <summary>
+/// `legacy status | start | backfill | validate`: the online migration from the original design's single table,
+/// `todos`. Exit 0 when done, 1 when refused by the state of things (out of order, mismatches; nothing changed),
+/// 2 for a bad argument or setting.
+/// </summary>
+internal static class LegacyCommand
+{
+    public static Command Create()
+    {
+        var status = new Command("status", "The migration's phase, rows on both sides, backfill progress, rejects and the time left in the window.");
+        status.SetAction((_, cancellationToken) => RunAsync("status", (migration, _) => StatusAsync(migration, cancellationToken)));
+
+        var start = new Command("start", "Create the dual-write trigger on `todos` (and the backfill's index), in short lock-bounded steps.");
+        start.SetAction((_, cancellationToken) => RunAsync("start", async (migration, _) =>
+        {
+            var (created, lockWait) = await migration.StartAsync(Environment.UserName, cancellationToken);
+            AnsiConsole.WriteLine(created
+                ? $"legacy start: dual-write trigger {LegacyMigration.ForwardTrigger} on todos created (longest lock hold {lockWait.TotalMilliseconds:0} ms); next: legacy backfill"
+                : "legacy start: already started (trigger and index in place); next: legacy backfill");
+            return ExitCodes.Success;
+        }));
+
+        var batchSize = new Option<int?>("--batch-size") { Description = "Rows per batch (default Legacy:BatchSize, 10000)." };
+        var backfill = new Command("backfill", "Copy `todos` into TodoScale's tables in keyset batches, parents first; resumable after a kill.") { batchSize };
+        backfill.SetAction((parseResult, cancellationToken) => RunAsync("backfill", (migration, _) => BackfillAsync(migration, cancellationToken),
+            options => options.BatchSize = parseResult.GetValue(batchSize) ?? options.BatchSize));
+
+        var sample = new Option<int?>("--sample") { Description = "Compare only this percentage of the user buckets (1-100): a quick check that does not move the phase." };
+        var validate = new Command("validate", "Compare `todos` with todos_active + todos_archived per user bucket (count, checksum); list every mismatching id.") { sample };
+        validate.SetAction((parseResult, cancellationToken) => RunAsync("validate", (migration, _) => ValidateAsync(migration, parseResult.GetValue(sample), cancellationToken)));
+
+        return new Command("legacy", "Online migration from the legacy single `todos` table: status, start, backfill, validate.")
+        {
+            status, start, backfill, validate,
+        };
+    }
+
+    private static Task<int> RunAsync(string verb, Func<LegacyMigration, LegacyOptions, Task<int>> body, Action<LegacyOptions>? overrides = null) =>
+        VerbRunner.RunAsync($"legacy {verb}", async () =>
+        {
+            var configuration = CliConfiguration.Load();
+            var tools = OperatorTools.Load();
+            var options = configuration.BindOptions<LegacyOptions>(LegacyOptions.Section, o => o.Errors(), overrides);
+            await using var owner = tools.OwnerDataSource();
+            await using var archiver = tools.ArchiverRoleDataSource();
+            try
+            {
+                return await body(new LegacyMigration(owner, archiver, options, TimeProvider.System), options);
+            }
+            catch (LegacyOrderException ex)
+            {
+                throw new CliException($"refused: {ex.Message}", ExitCodes.Failure);
+            }
+        });
+
+    private static async Task<int> StatusAsync(LegacyMigration migration, CancellationToken cancellationToken)
+    {
+        var status = await migration.StatusAsync(cancellationToken);
+        var state = status.State;
+        var table = new Table().Title("legacy migration").AddColumn("").AddColumn("");
+        table.AddRow("phase", state?.Phase ?? (status.LegacyTableExists ? "not started" : "no legacy table"));
+        table.AddRow("rows in todos (estimate)", status.LegacyRows.ToString("N0"));
+        table.AddRow("rows in todos_active + todos_archived (estimate)", $"{status.ActiveRows:N0} + {status.ArchivedRows:N0}");
+        if (state is not null)
+        {
+            table.AddRow("started", Format(state.StartedAt));
+            var progress = status.LegacyRows > 0 ? $" (about {Math.Min(100, 100.0 * state.BackfillRows / status.LegacyRows):0.#}%)" : "";
+            table.AddRow("backfill", state.BackfilledAt is { } done
+                ? $"done {Format(done)}, {state.BackfillRows:N0} rows copied"
+                : $"{state.BackfillRows:N0} rows copied{progress}, at depth {state.BackfillDepth?.ToString() ?? "-"}, id {state.BackfillId?.ToString() ?? "-"}");
+            table.AddRow("validated", state.ValidatedAt is { } validated ? Format(validated) : "no");
+            table.AddRow("switched", state.SwitchedAt is { } switched
+                ? $"{Format(switched)}; window ends {Format(switched + status.RetentionWindow)} ({Left(switched + status.RetentionWindow - DateTimeOffset.UtcNow)})"
+                : "no");
+        }
+
+        table.AddRow("rejected rows (legacy_rejects)", status.Rejects.ToString("N0"));
+        table.AddRow("triggers", $"forward {(status.ForwardTrigger ? "on" : "off")}, reverse {(status.ReverseTrigger ? "on" : "off")}");
+        AnsiConsole.Write(table);
+        AnsiConsole.WriteLine($"legacy status: {state?.Phase ?? "not started"}, {state?.BackfillRows ?? 0:N0} rows backfilled, {status.Rejects:N0} rejected");
+        return ExitCodes.Success;
+
+        static string Format(DateTimeOffset at) => at.UtcDateTime.ToString("yyyy-MM-dd HH:mm:ss 'UTC'");
+        static string Left(TimeSpan left) => left <= TimeSpan.Zero ? "over: finalize may run" : $"{left.TotalDays:0.0} days left";
+    }
+
+    private static async Task<int> BackfillAsync(LegacyMigration migration, CancellationToken cancellationToken)
+    {
+        BackfillResult result;
+        if (Console.IsOutputRedirected)
+        {
+            var last = 0L;
+            result = await migration.BackfillAsync(Environment.UserName, new Progress<BackfillProgress>(p =>
+            {
+                var now = Environment.TickCount64;
+                if (now - Interlocked.Exchange(ref last, now) >= 2_000)
+                {
+                    Console.WriteLine($"legacy backfill: {p.Copied:N0} of about {p.Total:N0} rows, depth {p.Depth}");
+                }
+            }), cancellationToken);
+        }
+        else
+        {
+            result = await AnsiConsole.Progress()
+                .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RowsPerSecondColumn(), new RemainingTimeColumn())
+                .StartAsync(async context =>
+                {
+                    var task = context.AddTask("backfill");
+                    var outcome = await migration.BackfillAsync(Environment.UserName, new Progress<BackfillProgress>(p =>
+                    {
+                        task.MaxValue = Math.Max(p.Total, 1);
+                        task.Value = p.Copied;
+                        task.Description = $"backfill (depth {p.Depth})";
+                    }), cancellationToken);
+                    task.Value = task.MaxValue;
+                    return outcome;
+                });
+        }
+
+        if (result.AlreadyDone)
+        {
+            AnsiConsole.WriteLine($"legacy backfill: already done ({result.TotalCopied:N0} rows copied); next: legacy validate");
+            return ExitCodes.Success;
+        }
+
+        var seconds = Math.Max(result.Elapsed.TotalSeconds, 0.001);
+        AnsiConsole.WriteLine(
+            $"legacy backfill: read {result.Scanned:N0} rows, copied {result.Copied:N0} ({result.Scanned - result.Copied - result.Rejected:N0} were already there), " +
+            $"{result.Rejected:N0} rejected, in {result.Batches} batches, {seconds:0.0} s ({result.Scanned / seconds:N0} rows/s); " +
+            $"{result.TotalCopied:N0} copied in all; next: legacy validate");
+        if (result.Rejected > 0)
+        {
+            AnsiConsole.MarkupLine("[yellow]legacy backfill: rejected rows are listed by `legacy validate`, with the reason; fix them in todos (the trigger copies the fixed row)[/]");
+        }
+
+        return ExitCodes.Success;
+    }
+
+    private static async Task<int> ValidateAsync(LegacyMigration migration, int? sample, CancellationToken cancellationToken)
+    {
+        if (sample is < 1 or > 100)
+        {
+            throw new CliException($"--sample {sample}: give a percentage from 1 to 100.");
+        }
+
+        var result = Console.IsOutputRedirected
+            ? await migration.ValidateAsync(Environment.UserName, sample, cancellationToken)
+            : await AnsiConsole.Status().StartAsync("validating...", _ => migration.ValidateAsync(Environment.UserName, sample, cancellationToken));
+        foreach (var mismatch in result.Mismatches)
+        {
+            Console.WriteLine($"mismatch: user {mismatch.UserId} todo {mismatch.Id}: {mismatch.Kind}{(mismatch.Reason is null ? "" : $" ({mismatch.Reason})")}");
+        }
+
+        var scope = result.Sample ? $"{result.BucketsChecked} of {result.Buckets} user buckets (sample)" : $"all {result.Buckets} user buckets";
+        var line = $"legacy validate: {scope}, {result.LegacyRows:N0} rows in todos, {result.TodoScaleRows:N0} in TodoScale, {result.Mismatches.Count:N0} mismatch(es), {result.Elapsed.TotalSeconds:0.0} s";
+        if (result.Mismatches.Count > 0)
+        {
+            AnsiConsole.MarkupLineInterpolated($"[red]{line}[/]");
+            return ExitCodes.Failure;
+        }
+
+        AnsiConsole.WriteLine(line + (result.Sample ? "" : "; next: legacy switch"));
+        return ExitCodes.Success;
+    }
+
+    /// <summary>Rows per second in the progress bar (Spectre's transfer-speed column speaks bytes).</summary>
+    private sealed class RowsPerSecondColumn : ProgressColumn
+    {
+        public override Spectre.Console.Rendering.IRenderable Render(Spectre.Console.Rendering.RenderOptions options, ProgressTask task, TimeSpan deltaTime) =>
+            new Text(task.Speed is { } speed ? $"{speed:N0} rows/s" : "");
+    }
+}

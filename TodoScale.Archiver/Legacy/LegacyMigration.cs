@@ -1,0 +1,573 @@
+using System.Diagnostics;
+using Npgsql;
+using NpgsqlTypes;
+using TodoScale.Archiver.Archiving;
+using TodoScale.Data.Legacy;
+
+namespace TodoScale.Archiver.Legacy;
+
+/// <summary>The phases of the migration from `todos`, in the order the verbs move it.</summary>
+public static class LegacyPhase
+{
+    public const string Started = "started";
+    public const string Backfilled = "backfilled";
+    public const string Validated = "validated";
+    public const string Switched = "switched";
+    public const string RolledBack = "rolled_back";
+    public const string Finalized = "finalized";
+}
+
+/// <summary>The row of legacy_migration: where the migration stands.</summary>
+public sealed record LegacyState(
+    string Phase, DateTimeOffset StartedAt, short? BackfillDepth, Guid? BackfillId, long BackfillRows,
+    DateTimeOffset? BackfilledAt, DateTimeOffset? ValidatedAt, DateTimeOffset? SwitchedAt, DateTimeOffset? RolledBackAt,
+    DateTimeOffset? FinalizedAt);
+
+/// <summary>A verb asked for at the wrong moment: nothing was changed.</summary>
+public sealed class LegacyOrderException(string message) : Exception(message);
+
+/// <summary>Backfill progress, after every batch.</summary>
+public readonly record struct BackfillProgress(long Copied, long Total, short Depth);
+
+public sealed record BackfillResult(long Scanned, long Copied, long Rejected, int Batches, TimeSpan Elapsed, long TotalCopied, bool AlreadyDone);
+
+/// <summary>One row the two sides disagree on.</summary>
+public sealed record Mismatch(Guid UserId, Guid Id, string Kind, string? Reason);
+
+public sealed record LegacyValidation(
+    int Buckets, int BucketsChecked, long LegacyRows, long TodoScaleRows, IReadOnlyList<Mismatch> Mismatches, TimeSpan Elapsed, bool Sample);
+
+/// <summary>What `legacy status` shows.</summary>
+public sealed record LegacyStatus(
+    bool LegacyTableExists, LegacyState? State, long LegacyRows, long ActiveRows, long ArchivedRows, long Rejects,
+    bool ForwardTrigger, bool ReverseTrigger, TimeSpan RetentionWindow);
+
+/// <summary>
+/// The online migration from the original design's single table, `todos`, to TodoScale's tables, as the `legacy`
+/// verbs run it: start (the dual-write trigger), backfill (keyset batches, parents before children), validate
+/// (per user bucket, count and checksum, then row by row). Each verb checks the phase first and refuses out of
+/// order with nothing changed, is idempotent, and writes audit_log. DDL runs as the login (it must own `todos`);
+/// rows are read and copied as the archiver role, which may see every user's rows.
+/// </summary>
+public sealed class LegacyMigration(NpgsqlDataSource owner, NpgsqlDataSource archiver, LegacyOptions options, TimeProvider clock)
+{
+    /// <summary>Held by a running backfill, so a second one refuses instead of racing it ("TSLG").</summary>
+    public const long BackfillLockKey = 0x54534C47;
+
+    public const string ForwardTrigger = "todos_todoscale_forward";
+    public const string ReverseTrigger = "todos_active_todoscale_reverse";
+    public const string BackfillIndex = "todos_todoscale_backfill_ix";
+
+    private const string Columns = LegacySchema.Columns;
+
+    /// <summary>Where the migration stands, or null before `start`.</summary>
+    public async Task<LegacyState?> StateAsync(CancellationToken cancellationToken)
+    {
+        await using var command = owner.CreateCommand(
+            """
+            SELECT phase, started_at, backfill_depth, backfill_id, backfill_rows, backfilled_at, validated_at, switched_at,
+                   rolled_back_at, finalized_at
+              FROM legacy_migration
+            """);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        if (!await reader.ReadAsync(cancellationToken))
+        {
+            return null;
+        }
+
+        return new LegacyState(
+            reader.GetString(0), reader.GetFieldValue<DateTimeOffset>(1),
+            reader.IsDBNull(2) ? null : reader.GetInt16(2), reader.IsDBNull(3) ? null : reader.GetGuid(3), reader.GetInt64(4),
+            Nullable(reader, 5), Nullable(reader, 6), Nullable(reader, 7), Nullable(reader, 8), Nullable(reader, 9));
+
+        static DateTimeOffset? Nullable(NpgsqlDataReader reader, int ordinal) =>
+            reader.IsDBNull(ordinal) ? null : reader.GetFieldValue<DateTimeOffset>(ordinal);
+    }
+
+    /// <summary>
+    /// `legacy start`: the index the backfill walks (built CONCURRENTLY: `todos` keeps taking writes), the grants
+    /// that let the archiver role read `todos` and lock the rows it copies (FOR KEY SHARE needs an UPDATE privilege
+    /// on some column: updated_at, which it never writes), and the dual-write trigger, created in one short transaction under
+    /// lock_timeout, retried. Idempotent: a second start finds everything in place.
+    /// </summary>
+    public async Task<(bool Created, TimeSpan LongestLockWait)> StartAsync(string actor, CancellationToken cancellationToken)
+    {
+        await RequireLegacyTableAsync(cancellationToken);
+        var state = await StateAsync(cancellationToken);
+        if (state is not null && state.Phase != LegacyPhase.Started)
+        {
+            throw new LegacyOrderException($"the migration is past start (phase {state.Phase}); nothing to do");
+        }
+
+        await DropInvalidIndexAsync(cancellationToken);
+        await using (var index = owner.CreateCommand($"CREATE INDEX CONCURRENTLY IF NOT EXISTS {BackfillIndex} ON todos (depth, id)"))
+        {
+            index.CommandTimeout = 0;
+            await index.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        var created = false;
+        var lockWait = await WithLockRetriesAsync(async (connection, transaction) =>
+        {
+            await using var command = new NpgsqlCommand(
+                $"""
+                GRANT SELECT, UPDATE (updated_at) ON todos TO todoscale_archiver;
+                INSERT INTO legacy_migration (phase) VALUES ('{LegacyPhase.Started}') ON CONFLICT DO NOTHING;
+                SELECT NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = 'todos'::regclass AND tgname = '{ForwardTrigger}');
+                """, connection, transaction);
+            created = (bool)(await command.ExecuteScalarAsync(cancellationToken))!;
+            if (created)
+            {
+                await using var trigger = new NpgsqlCommand(
+                    $"CREATE TRIGGER {ForwardTrigger} AFTER INSERT OR UPDATE OR DELETE ON todos FOR EACH ROW EXECUTE FUNCTION todoscale_legacy_forward()",
+                    connection, transaction);
+                await trigger.ExecuteNonQueryAsync(cancellationToken);
+            }
+        }, cancellationToken);
+
+        await AuditLog.WriteAsync(owner, "operator", actor, "legacy.start", LegacySchema.Table,
+            new { TriggerCreated = created, LockWaitMs = (long)lockWait.TotalMilliseconds }, cancellationToken);
+        return (created, lockWait);
+    }
+
+    /// <summary>
+    /// `legacy backfill`: copies `todos` in (depth, id) keyset batches, so every parent is copied before its
+    /// subtasks. Each batch is one transaction that locks the rows it reads (FOR KEY SHARE: a concurrent delete
+    /// waits for the batch, then deletes the copy too through the trigger; a row deleted first is not read, so never
+    /// resurrected), inserts them with ON CONFLICT DO NOTHING (a row the trigger already wrote is newer: it stays),
+    /// and saves the keyset position in legacy_migration, so a kill at any moment resumes exactly where the last
+    /// commit left it. A batch the new tables refuse is redone row by row and the refused rows are recorded in
+    /// legacy_rejects.
+    /// </summary>
+    public async Task<BackfillResult> BackfillAsync(string actor, IProgress<BackfillProgress>? progress, CancellationToken cancellationToken)
+    {
+        var started = Stopwatch.GetTimestamp();
+        await RequireLegacyTableAsync(cancellationToken);
+        var state = await StateAsync(cancellationToken) ?? throw new LegacyOrderException("run `legacy start` first: there is no dual-write trigger yet, so a backfill would miss every write made while it runs");
+        if (state.Phase != LegacyPhase.Started)
+        {
+            return new BackfillResult(0, 0, 0, 0, Stopwatch.GetElapsedTime(started), state.BackfillRows, AlreadyDone: true);
+        }
+
+        await using var connection = await archiver.OpenConnectionAsync(cancellationToken);
+        await using (var lockCommand = new NpgsqlCommand("SELECT pg_try_advisory_lock(@key)", connection))
+        {
+            lockCommand.Parameters.Add(new NpgsqlParameter<long>("key", BackfillLockKey));
+            if (!(bool)(await lockCommand.ExecuteScalarAsync(cancellationToken))!)
+            {
+                throw new LegacyOrderException("another backfill is running (advisory lock held); wait for it or stop it");
+            }
+        }
+
+        var total = await EstimateLegacyRowsAsync(connection, cancellationToken);
+        long scanned = 0, copied = 0, rejected = 0;
+        var batches = 0;
+        var (depth, id, totalCopied) = (state.BackfillDepth ?? -1, state.BackfillId ?? Guid.Empty, state.BackfillRows);
+        while (true)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var batch = await WithBatchRetriesAsync(() => CopyBatchAsync(connection, depth, id, cancellationToken), cancellationToken);
+            if (batch.Scanned == 0)
+            {
+                break;
+            }
+
+            (depth, id) = (batch.LastDepth, batch.LastId);
+            scanned += batch.Scanned;
+            copied += batch.Copied;
+            rejected += batch.Rejected;
+            totalCopied += batch.Copied;
+            batches++;
+            progress?.Report(new BackfillProgress(totalCopied, Math.Max(total, totalCopied), depth));
+            if (options.PauseBetweenBatches > TimeSpan.Zero)
+            {
+                await Task.Delay(options.PauseBetweenBatches, clock, cancellationToken);
+            }
+        }
+
+        await using (var done = new NpgsqlCommand(
+            $"UPDATE legacy_migration SET phase = '{LegacyPhase.Backfilled}', backfilled_at = now(), updated_at = now() WHERE phase = '{LegacyPhase.Started}'",
+            connection))
+        {
+            await done.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        var result = new BackfillResult(scanned, copied, rejected, batches, Stopwatch.GetElapsedTime(started), totalCopied, AlreadyDone: false);
+        await AuditLog.WriteAsync(owner, "operator", actor, "legacy.backfill", LegacySchema.Table, new
+        {
+            result.Scanned, result.Copied, result.Rejected, result.Batches, result.TotalCopied, ElapsedMs = (long)result.Elapsed.TotalMilliseconds,
+        }, cancellationToken);
+        return result;
+    }
+
+    /// <summary>
+    /// A batch that met a lock it would have had to wait for (lock_timeout), or a deadlock, is rolled back and
+    /// retried: the backfill gives way, so the legacy application never waits long on it and is never the one a
+    /// deadlock is broken on.
+    /// </summary>
+    private async Task<Batch> WithBatchRetriesAsync(Func<Task<Batch>> batch, CancellationToken cancellationToken)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return await batch();
+            }
+            catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.LockNotAvailable or PostgresErrorCodes.DeadlockDetected
+                                                  or PostgresErrorCodes.SerializationFailure
+                                              && attempt < 50)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(Math.Min(1_000, 20 * attempt)), clock, cancellationToken);
+            }
+        }
+    }
+
+    private readonly record struct Batch(long Scanned, long Copied, long Rejected, short LastDepth, Guid LastId);
+
+    private async Task<Batch> CopyBatchAsync(NpgsqlConnection connection, short depth, Guid id, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await InTransactionAsync(connection, async transaction =>
+            {
+                await using var command = new NpgsqlCommand(
+                    $"""
+                    WITH batch AS MATERIALIZED (
+                        SELECT {Columns} FROM todos
+                         WHERE (depth, id) > (@depth, @id)
+                         ORDER BY depth, id
+                         LIMIT @batch
+                           FOR KEY SHARE
+                    ), made_projects AS (
+                        INSERT INTO projects (user_id, id, name)
+                        SELECT DISTINCT user_id, project_id, 'Imported project ' || project_id FROM batch WHERE project_id IS NOT NULL
+                        ON CONFLICT DO NOTHING
+                    ), copied AS (
+                        INSERT INTO todos_active ({Columns})
+                        SELECT {Columns} FROM batch ORDER BY depth, id
+                        ON CONFLICT (user_id, id) DO NOTHING
+                        RETURNING 1
+                    ), last AS (
+                        SELECT depth, id FROM batch ORDER BY depth DESC, id DESC LIMIT 1
+                    ), saved AS (
+                        UPDATE legacy_migration SET backfill_depth = last.depth, backfill_id = last.id,
+                               backfill_rows = backfill_rows + (SELECT count(*) FROM copied), updated_at = now()
+                          FROM last
+                    )
+                    SELECT (SELECT count(*) FROM batch), (SELECT count(*) FROM copied), last.depth, last.id FROM last
+                    """, connection, transaction);
+                AddKeyset(command, depth, id);
+                await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+                return await reader.ReadAsync(cancellationToken)
+                    ? new Batch(reader.GetInt64(0), reader.GetInt64(1), 0, reader.GetInt16(2), reader.GetGuid(3))
+                    : new Batch(0, 0, 0, depth, id);
+            }, cancellationToken);
+        }
+        catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.ForeignKeyViolation or PostgresErrorCodes.CheckViolation
+                                              or PostgresErrorCodes.NotNullViolation or PostgresErrorCodes.StringDataRightTruncation
+                                              or PostgresErrorCodes.UniqueViolation or PostgresErrorCodes.RaiseException)
+        {
+            return await CopyRowByRowAsync(connection, depth, id, cancellationToken);
+        }
+    }
+
+    /// <summary>A batch the new tables refused as a whole, row by row under savepoints: the good rows copy, the others are recorded.</summary>
+    private async Task<Batch> CopyRowByRowAsync(NpgsqlConnection connection, short depth, Guid id, CancellationToken cancellationToken) =>
+        await InTransactionAsync(connection, async transaction =>
+        {
+            var rows = new List<(Guid UserId, Guid Id, short Depth)>();
+            await using (var select = new NpgsqlCommand(
+                "SELECT user_id, id, depth FROM todos WHERE (depth, id) > (@depth, @id) ORDER BY depth, id LIMIT @batch FOR KEY SHARE", connection, transaction))
+            {
+                AddKeyset(select, depth, id);
+                await using var reader = await select.ExecuteReaderAsync(cancellationToken);
+                while (await reader.ReadAsync(cancellationToken))
+                {
+                    rows.Add((reader.GetGuid(0), reader.GetGuid(1), reader.GetInt16(2)));
+                }
+            }
+
+            long copied = 0, rejected = 0;
+            foreach (var row in rows)
+            {
+                await transaction.SaveAsync("row", cancellationToken);
+                try
+                {
+                    await using var copy = new NpgsqlCommand(
+                        $"""
+                        WITH source AS (SELECT {Columns} FROM todos WHERE id = @id),
+                        made_project AS (
+                            INSERT INTO projects (user_id, id, name)
+                            SELECT user_id, project_id, 'Imported project ' || project_id FROM source WHERE project_id IS NOT NULL
+                            ON CONFLICT DO NOTHING)
+                        INSERT INTO todos_active ({Columns}) SELECT {Columns} FROM source
+                        ON CONFLICT (user_id, id) DO NOTHING
+                        """, connection, transaction);
+                    copy.Parameters.Add(new NpgsqlParameter<Guid>("id", row.Id));
+                    copied += await copy.ExecuteNonQueryAsync(cancellationToken);
+                    await using var clear = new NpgsqlCommand("DELETE FROM legacy_rejects WHERE user_id = @user_id AND id = @id", connection, transaction);
+                    clear.Parameters.Add(new NpgsqlParameter<Guid>("user_id", row.UserId));
+                    clear.Parameters.Add(new NpgsqlParameter<Guid>("id", row.Id));
+                    await clear.ExecuteNonQueryAsync(cancellationToken);
+                    await transaction.ReleaseAsync("row", cancellationToken);
+                }
+                catch (PostgresException e) when (e.SqlState is not (PostgresErrorCodes.SerializationFailure or PostgresErrorCodes.DeadlockDetected or PostgresErrorCodes.QueryCanceled or PostgresErrorCodes.LockNotAvailable))
+                {
+                    await transaction.RollbackAsync("row", cancellationToken);
+                    await using var reject = new NpgsqlCommand(
+                        """
+                        INSERT INTO legacy_rejects (user_id, id, operation, sqlstate, message) VALUES (@user_id, @id, 'backfill', @state, @message)
+                        ON CONFLICT (user_id, id) DO UPDATE SET operation = EXCLUDED.operation, sqlstate = EXCLUDED.sqlstate,
+                            message = EXCLUDED.message, at = EXCLUDED.at
+                        """, connection, transaction);
+                    reject.Parameters.Add(new NpgsqlParameter<Guid>("user_id", row.UserId));
+                    reject.Parameters.Add(new NpgsqlParameter<Guid>("id", row.Id));
+                    reject.Parameters.Add(new NpgsqlParameter<string>("state", e.SqlState));
+                    reject.Parameters.Add(new NpgsqlParameter<string>("message", e.MessageText));
+                    await reject.ExecuteNonQueryAsync(cancellationToken);
+                    rejected++;
+                }
+            }
+
+            if (rows.Count == 0)
+            {
+                return new Batch(0, 0, 0, depth, id);
+            }
+
+            var last = rows[^1];
+            await using var save = new NpgsqlCommand(
+                "UPDATE legacy_migration SET backfill_depth = @depth, backfill_id = @id, backfill_rows = backfill_rows + @copied, updated_at = now()",
+                connection, transaction);
+            save.Parameters.Add(new NpgsqlParameter<short>("depth", last.Depth));
+            save.Parameters.Add(new NpgsqlParameter<Guid>("id", last.Id));
+            save.Parameters.Add(new NpgsqlParameter<long>("copied", copied));
+            await save.ExecuteNonQueryAsync(cancellationToken);
+            return new Batch(rows.Count, copied, rejected, last.Depth, last.Id);
+        }, cancellationToken);
+
+    private void AddKeyset(NpgsqlCommand command, short depth, Guid id)
+    {
+        command.Parameters.Add(new NpgsqlParameter<short>("depth", NpgsqlDbType.Smallint) { TypedValue = depth });
+        command.Parameters.Add(new NpgsqlParameter<Guid>("id", NpgsqlDbType.Uuid) { TypedValue = id });
+        command.Parameters.Add(new NpgsqlParameter<int>("batch", NpgsqlDbType.Integer) { TypedValue = options.BatchSize });
+    }
+
+    /// <summary>
+    /// A batch's transaction: the sync's marker on (TodoScale's own triggers keep the copied updated_at; a reverse
+    /// trigger would not echo), and a lock_timeout shorter than deadlock_timeout (1 s by default), so the backfill
+    /// gives up a lock wait before a deadlock check could pick the legacy application's transaction.
+    /// </summary>
+    private async Task<T> InTransactionAsync<T>(NpgsqlConnection connection, Func<NpgsqlTransaction, Task<T>> body, CancellationToken cancellationToken)
+    {
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        await using (var marker = new NpgsqlCommand(
+            $"SET LOCAL todoscale.legacy_sync = 'on'; SET LOCAL lock_timeout = '{(int)options.BatchLockTimeout.TotalMilliseconds}ms'", connection, transaction))
+        {
+            await marker.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        var result = await body(transaction);
+        await transaction.CommitAsync(cancellationToken);
+        return result;
+    }
+
+    /// <summary>
+    /// `legacy validate`: in one snapshot (REPEATABLE READ, so writes made meanwhile are either on both sides or on
+    /// neither), counts and checksums every user bucket of `todos` and of todos_active + todos_archived, then
+    /// compares the mismatching buckets row by row. With <paramref name="samplePercent"/> only that share of the
+    /// buckets is compared. A full validation without a mismatch moves the phase to validated (the gate of
+    /// `switch`); one with a mismatch moves a validated migration back.
+    /// </summary>
+    public async Task<LegacyValidation> ValidateAsync(string actor, int? samplePercent, CancellationToken cancellationToken)
+    {
+        var started = Stopwatch.GetTimestamp();
+        await RequireLegacyTableAsync(cancellationToken);
+        var state = await StateAsync(cancellationToken);
+        if (state is null || state.Phase == LegacyPhase.Started)
+        {
+            throw new LegacyOrderException(state is null
+                ? "run `legacy start` and `legacy backfill` first: there is nothing to compare yet"
+                : "run `legacy backfill` to the end first: before it, every row not yet copied would be a mismatch");
+        }
+
+        if (state.Phase == LegacyPhase.Finalized)
+        {
+            throw new LegacyOrderException("the migration is finalized: `todos` is gone");
+        }
+
+        var buckets = options.ValidateBuckets;
+        var checkedBuckets = samplePercent is { } percent ? Math.Max(1, buckets * percent / 100) : buckets;
+        var bucketFilter = samplePercent is null ? "" : $"WHERE abs(hashtext(user_id::text)) % {buckets} < {checkedBuckets}";
+        var row = $"md5(ROW({Columns})::text)";
+        var newSide = $"SELECT {Columns} FROM todos_active UNION ALL SELECT {Columns} FROM todos_archived";
+
+        await using var connection = await archiver.OpenConnectionAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(System.Data.IsolationLevel.RepeatableRead, cancellationToken);
+        var legacy = await BucketsAsync(connection, transaction, $"SELECT {Columns} FROM todos", cancellationToken);
+        var todoscale = await BucketsAsync(connection, transaction, newSide, cancellationToken);
+        var differing = legacy.Keys.Union(todoscale.Keys)
+            .Where(b => !legacy.TryGetValue(b, out var l) || !todoscale.TryGetValue(b, out var t) || l != t)
+            .ToArray();
+
+        var mismatches = new List<Mismatch>();
+        if (differing.Length > 0)
+        {
+            await using var rows = new NpgsqlCommand(
+                $"""
+                WITH l AS (
+                    SELECT user_id, id, {row} AS h FROM todos WHERE abs(hashtext(user_id::text)) % {buckets} = ANY(@buckets)
+                ), n AS (
+                    SELECT user_id, id, min({row}) AS h, count(*) AS copies FROM ({newSide}) s
+                     WHERE abs(hashtext(user_id::text)) % {buckets} = ANY(@buckets) GROUP BY user_id, id
+                )
+                SELECT coalesce(l.user_id, n.user_id), coalesce(l.id, n.id),
+                       CASE WHEN n.id IS NULL THEN 'missing in TodoScale'
+                            WHEN l.id IS NULL THEN 'only in TodoScale'
+                            WHEN n.copies > 1 THEN 'in TodoScale twice'
+                            ELSE 'content differs' END,
+                       r.sqlstate || ': ' || r.message
+                  FROM l FULL JOIN n ON l.id = n.id AND l.user_id = n.user_id
+                  LEFT JOIN legacy_rejects r ON r.user_id = coalesce(l.user_id, n.user_id) AND r.id = coalesce(l.id, n.id)
+                 WHERE l.h IS DISTINCT FROM n.h OR n.copies > 1
+                 ORDER BY 1, 2
+                """, connection, transaction);
+            rows.Parameters.Add(new NpgsqlParameter<int[]>("buckets", differing));
+            rows.CommandTimeout = 0;
+            await using var reader = await rows.ExecuteReaderAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                mismatches.Add(new Mismatch(reader.GetGuid(0), reader.GetGuid(1), reader.GetString(2), reader.IsDBNull(3) ? null : reader.GetString(3)));
+            }
+        }
+
+        await transaction.CommitAsync(cancellationToken);
+        var result = new LegacyValidation(buckets, checkedBuckets, legacy.Values.Sum(v => v.Count), todoscale.Values.Sum(v => v.Count),
+            mismatches, Stopwatch.GetElapsedTime(started), samplePercent is not null);
+
+        if (samplePercent is null)
+        {
+            var sql = mismatches.Count == 0
+                ? $"UPDATE legacy_migration SET phase = '{LegacyPhase.Validated}', validated_at = now(), updated_at = now() WHERE phase = '{LegacyPhase.Backfilled}'"
+                : $"UPDATE legacy_migration SET phase = '{LegacyPhase.Backfilled}', validated_at = NULL, updated_at = now() WHERE phase = '{LegacyPhase.Validated}'";
+            await using var phase = owner.CreateCommand(sql);
+            await phase.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        await AuditLog.WriteAsync(owner, "operator", actor, "legacy.validate", LegacySchema.Table, new
+        {
+            Sample = samplePercent, result.BucketsChecked, result.LegacyRows, result.TodoScaleRows, Mismatches = mismatches.Count,
+            FirstMismatches = mismatches.Take(20).Select(m => $"{m.Id} {m.Kind}"), ElapsedMs = (long)result.Elapsed.TotalMilliseconds,
+        }, cancellationToken);
+        return result;
+
+        async Task<Dictionary<int, (long Count, decimal Sum)>> BucketsAsync(NpgsqlConnection c, NpgsqlTransaction t, string source, CancellationToken ct)
+        {
+            await using var command = new NpgsqlCommand(
+                $"""
+                SELECT abs(hashtext(user_id::text)) % {buckets} AS bucket, count(*),
+                       coalesce(sum(('x' || substr({row}, 1, 16))::bit(64)::bigint), 0)
+                  FROM ({source}) s {bucketFilter}
+                 GROUP BY 1
+                """, c, t);
+            command.CommandTimeout = 0;
+            var result = new Dictionary<int, (long, decimal)>();
+            await using var reader = await command.ExecuteReaderAsync(ct);
+            while (await reader.ReadAsync(ct))
+            {
+                result[reader.GetInt32(0)] = (reader.GetInt64(1), reader.GetDecimal(2));
+            }
+
+            return result;
+        }
+    }
+
+    /// <summary>`legacy status`: the phase and its times, rows on both sides (the planner's estimates: no scan of 100M rows), rejects, triggers.</summary>
+    public async Task<LegacyStatus> StatusAsync(CancellationToken cancellationToken)
+    {
+        await using var command = owner.CreateCommand(
+            $"""
+            SELECT to_regclass('todos') IS NOT NULL,
+                   coalesce((SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = to_regclass('todos')), 0),
+                   (SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::bigint FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'todos_active'::regclass),
+                   (SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::bigint FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'todos_archived'::regclass),
+                   (SELECT count(*) FROM legacy_rejects),
+                   EXISTS (SELECT FROM pg_trigger WHERE tgname = '{ForwardTrigger}' AND tgrelid = to_regclass('todos')),
+                   EXISTS (SELECT FROM pg_trigger WHERE tgname = '{ReverseTrigger}' AND tgrelid = 'todos_active'::regclass)
+            """);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        await reader.ReadAsync(cancellationToken);
+        var (exists, legacy, active, archived, rejects, forward, reverse) =
+            (reader.GetBoolean(0), reader.GetInt64(1), reader.GetInt64(2), reader.GetInt64(3), reader.GetInt64(4), reader.GetBoolean(5), reader.GetBoolean(6));
+        await reader.DisposeAsync();
+        return new LegacyStatus(exists, await StateAsync(cancellationToken), legacy, active, archived, rejects, forward, reverse, options.RetentionWindow);
+    }
+
+    private async Task RequireLegacyTableAsync(CancellationToken cancellationToken)
+    {
+        await using var command = owner.CreateCommand("SELECT to_regclass('todos') IS NOT NULL");
+        if (!(bool)(await command.ExecuteScalarAsync(cancellationToken))!)
+        {
+            throw new LegacyOrderException("there is no legacy table `todos` in this database: nothing to migrate");
+        }
+    }
+
+    private async Task<long> EstimateLegacyRowsAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand("SELECT reltuples::bigint FROM pg_class WHERE oid = 'todos'::regclass", connection);
+        var estimate = (long)(await command.ExecuteScalarAsync(cancellationToken))!;
+        if (estimate > 0)
+        {
+            return estimate;
+        }
+
+        await using var count = new NpgsqlCommand("SELECT count(*) FROM todos", connection) { CommandTimeout = 0 };
+        return (long)(await count.ExecuteScalarAsync(cancellationToken))!;
+    }
+
+    /// <summary>A CREATE INDEX CONCURRENTLY killed half-way leaves an invalid index behind: drop it so the next start builds it again.</summary>
+    private async Task DropInvalidIndexAsync(CancellationToken cancellationToken)
+    {
+        await using var command = owner.CreateCommand(
+            $"SELECT EXISTS (SELECT FROM pg_index WHERE indexrelid = to_regclass('{BackfillIndex}') AND NOT indisvalid)");
+        if ((bool)(await command.ExecuteScalarAsync(cancellationToken))!)
+        {
+            await using var drop = owner.CreateCommand($"DROP INDEX CONCURRENTLY IF EXISTS {BackfillIndex}");
+            await drop.ExecuteNonQueryAsync(cancellationToken);
+        }
+    }
+
+    /// <summary>
+    /// A DDL step on a table that serves traffic: one transaction under lock_timeout, so it never queues the
+    /// application's writes behind itself for long; a lock timeout rolls back and retries. Returns the longest
+    /// time an attempt took (the longest the application could have waited on it).
+    /// </summary>
+    private async Task<TimeSpan> WithLockRetriesAsync(Func<NpgsqlConnection, NpgsqlTransaction, Task> step, CancellationToken cancellationToken)
+    {
+        var longest = TimeSpan.Zero;
+        for (var attempt = 1; ; attempt++)
+        {
+            await using var connection = await owner.OpenConnectionAsync(cancellationToken);
+            await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+            var started = Stopwatch.GetTimestamp();
+            try
+            {
+                await using (var timeout = new NpgsqlCommand($"SET LOCAL lock_timeout = '{(int)options.LockTimeout.TotalMilliseconds}ms'", connection, transaction))
+                {
+                    await timeout.ExecuteNonQueryAsync(cancellationToken);
+                }
+
+                await step(connection, transaction);
+                await transaction.CommitAsync(cancellationToken);
+                return Max(longest, Stopwatch.GetElapsedTime(started));
+            }
+            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.LockNotAvailable && attempt < options.LockAttempts)
+            {
+                longest = Max(longest, Stopwatch.GetElapsedTime(started));
+                await transaction.RollbackAsync(CancellationToken.None);
+                await Task.Delay(TimeSpan.FromMilliseconds(200 * attempt), clock, cancellationToken);
+            }
+        }
+
+        static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
+    }
+}

@@ -1,0 +1,313 @@
+using System.Diagnostics;
+using Npgsql;
+using TodoScale.Data.Legacy;
+using TodoScale.Tests.Infrastructure;
+using Xunit.Abstractions;
+
+namespace TodoScale.Tests.Legacy;
+
+/// <summary>
+/// The `legacy` verbs against a real PostgreSQL holding the original design's `todos` table, run as an operator runs
+/// them (the CLI as a process), while a legacy writer keeps inserting, updating, completing and deleting in `todos`.
+/// </summary>
+[Collection(PostgresCollection.Name)]
+public sealed class LegacyMigrationTests(PostgresServer server, ITestOutputHelper log)
+{
+    [Fact]
+    public async Task Start_then_a_backfill_killed_10_times_and_resumed_under_a_live_writer_validates_with_every_id_accounted_for()
+    {
+        var db = await LegacyDatabaseAsync("legacy_flow", users: 2_000, rootsPerUser: 12);
+        await using var connection = await Sql.OpenAsync(db);
+        // Two rows the new tables refuse: a finished todo without completed_at, a subtask whose parent does not exist.
+        var (badUser, bad) = (Guid.CreateVersion7(), Guid.CreateVersion7());
+        var orphan = Guid.CreateVersion7();
+        await Sql.ExecuteAsync(connection,
+            $"""
+            INSERT INTO todos (id, user_id, title, status) VALUES ('{bad}', '{badUser}', 'done without a date', 'done');
+            INSERT INTO todos (id, user_id, parent_todo_id, title, depth) VALUES ('{orphan}', '{badUser}', '{Guid.CreateVersion7()}', 'orphan', 1);
+            """);
+
+        var start = await MigrateCommandTests.RunArchiverAsync(["legacy", "start"], db);
+        Assert.True(start.ExitCode == 0, start.Output);
+        Assert.Contains("dual-write trigger todos_todoscale_forward on todos created", start.Output);
+        var again = await MigrateCommandTests.RunArchiverAsync(["legacy", "start"], db);
+        Assert.True(again.ExitCode == 0 && again.Output.Contains("already started", StringComparison.Ordinal), again.Output);
+
+        using var stop = new CancellationTokenSource();
+        var writer = new LegacyWriter(db, badUser);
+        var writing = writer.RunAsync(stop.Token);
+
+        var random = new Random(20261126);
+        var kills = 0;
+        var progressSeen = new HashSet<long>();
+        var finished = false;
+        for (var attempt = 0; attempt < 60 && !finished; attempt++)
+        {
+            var output = new System.Text.StringBuilder();
+            using var process = StartBackfill(db, kills < 10 ? "50" : "2000", output);
+            finished = process.WaitForExit(kills < 10 ? random.Next(700, 1_600) : 120_000);
+            if (!finished)
+            {
+                process.Kill(entireProcessTree: true);
+                await process.WaitForExitAsync();
+                kills++;
+                progressSeen.Add(await Sql.ScalarAsync<long>(connection, "SELECT backfill_rows FROM legacy_migration"));
+            }
+            else
+            {
+                process.WaitForExit(); // the output's last lines
+                Assert.True(process.ExitCode == 0, $"backfill exited {process.ExitCode}: {output}");
+                log.WriteLine(output.ToString().Trim());
+            }
+        }
+
+        log.WriteLine($"backfill killed {kills} times, at positions {string.Join(", ", progressSeen)}; the writer made {writer.Changes} changes so far");
+        Assert.True(finished, "the backfill never finished");
+        Assert.True(kills >= 10, $"killed only {kills} times");
+        Assert.True(progressSeen.Count >= 5, $"the kills did not come between batches: positions {string.Join(", ", progressSeen)}");
+        Assert.Equal("backfilled", await Sql.ScalarAsync<string>(connection, "SELECT phase FROM legacy_migration"));
+        var rerun = await MigrateCommandTests.RunArchiverAsync(["legacy", "backfill"], db);
+        Assert.True(rerun.ExitCode == 0 && rerun.Output.Contains("already done", StringComparison.Ordinal), rerun.Output);
+
+        // The two refused rows are mismatches, with their reasons; fixing them in `todos` (the legacy application's
+        // own write) carries them over.
+        var failing = await MigrateCommandTests.RunArchiverAsync(["legacy", "validate"], db);
+        Assert.True(failing.ExitCode == 1, failing.Output);
+        Assert.Contains($"todo {bad}: missing in TodoScale (23514", failing.Output);
+        Assert.Contains($"todo {orphan}: missing in TodoScale (23503", failing.Output);
+        Assert.Contains("2 mismatch(es)", failing.Output);
+        await Sql.ExecuteAsync(connection, $"UPDATE todos SET completed_at = now() WHERE id = '{bad}'; DELETE FROM todos WHERE id = '{orphan}'");
+
+        // With the writer still writing: validate compares one snapshot of both sides.
+        var sample = await MigrateCommandTests.RunArchiverAsync(["legacy", "validate", "--sample", "10"], db);
+        Assert.True(sample.ExitCode == 0, sample.Output);
+        Assert.Contains("102 of 1024 user buckets (sample)", sample.Output);
+        var live = await MigrateCommandTests.RunArchiverAsync(["legacy", "validate"], db);
+        Assert.True(live.ExitCode == 0, live.Output);
+
+        await stop.CancelAsync();
+        await writing;
+        Assert.True(writer.Changes > 300, $"the writer made only {writer.Changes} changes");
+        var final = await MigrateCommandTests.RunArchiverAsync(["legacy", "validate"], db);
+        Assert.True(final.ExitCode == 0, final.Output);
+        Assert.Contains("0 mismatch(es)", final.Output);
+        log.WriteLine($"writer: {writer.Changes} changes ({writer.Inserted.Count} inserted, {writer.Deleted.Count} deleted); {failing.Output.Trim()}; {final.Output.Trim()}");
+
+        // Every id accounted for: the same ids and the same content on both sides, nothing in TodoScale twice.
+        const string Legacy = $"SELECT md5(string_agg(md5(ROW({LegacySchema.Columns})::text), '' ORDER BY id)) FROM todos";
+        const string New = $"SELECT md5(string_agg(md5(ROW({LegacySchema.Columns})::text), '' ORDER BY id)) FROM (SELECT {LegacySchema.Columns} FROM todos_active UNION ALL SELECT {LegacySchema.Columns} FROM todos_archived) s";
+        Assert.Equal(await Sql.ScalarAsync<string>(connection, Legacy), await Sql.ScalarAsync<string>(connection, New));
+        Assert.Equal(0L, await Sql.ScalarAsync<long>(connection, "SELECT count(*) FROM legacy_rejects"));
+        Assert.True(writer.Deleted.Count > 0 && writer.Inserted.Count > 0);
+        var deletedStillThere = await Sql.ScalarAsync<long>(connection,
+            $"SELECT count(*) FROM todos_active WHERE id = ANY('{{{string.Join(",", writer.Deleted)}}}'::uuid[])");
+        Assert.Equal(0L, deletedStillThere);
+        Assert.Equal("validated", await Sql.ScalarAsync<string>(connection, "SELECT phase FROM legacy_migration"));
+
+        var status = await MigrateCommandTests.RunArchiverAsync(["legacy", "status"], db);
+        Assert.True(status.ExitCode == 0, status.Output);
+        Assert.Contains("legacy status: validated", status.Output);
+        Assert.True(await Sql.ScalarAsync<long>(connection,
+            "SELECT count(DISTINCT action) FROM audit_log WHERE action IN ('legacy.start', 'legacy.backfill', 'legacy.validate')") == 3);
+
+        // Until the migration ends, the archiver leaves the todos where they are (both sides stay equal row for row).
+        var archive = await MigrateCommandTests.RunArchiverAsync(["archive", "--once", "--older-than", "0d"], db);
+        Assert.True(archive.ExitCode == 0, archive.Output);
+        Assert.Contains("no todos moved: a legacy migration is in progress (phase validated)", archive.Output);
+        Assert.Equal(0L, await Sql.ScalarAsync<long>(connection, "SELECT count(*) FROM todos_archived"));
+    }
+
+    [Fact]
+    public async Task A_delete_and_an_update_in_flight_while_the_backfill_reads_their_rows_are_neither_undone_nor_lost()
+    {
+        var db = await LegacyDatabaseAsync("legacy_race", users: 50, rootsPerUser: 4);
+        var start = await MigrateCommandTests.RunArchiverAsync(["legacy", "start"], db);
+        Assert.True(start.ExitCode == 0, start.Output);
+        await using var connection = await Sql.OpenAsync(db);
+        var deleted = await Sql.ScalarAsync<Guid>(connection, "SELECT id FROM todos WHERE depth = 0 ORDER BY id LIMIT 1");
+        var updated = await Sql.ScalarAsync<Guid>(connection, "SELECT id FROM todos WHERE depth = 0 ORDER BY id OFFSET 1 LIMIT 1");
+
+        // The legacy application, mid-transaction: one root (and its subtree) deleted, another renamed. The backfill's
+        // snapshot still sees both as they were.
+        await using var legacy = await Sql.OpenAsync(db);
+        await using var transaction = await legacy.BeginTransactionAsync();
+        await Sql.ExecuteAsync(legacy,
+            $"""
+            WITH RECURSIVE subtree AS (
+                SELECT id FROM todos WHERE id = '{deleted}'
+                UNION ALL SELECT t.id FROM todos t JOIN subtree s ON t.parent_todo_id = s.id)
+            DELETE FROM todos WHERE id IN (SELECT id FROM subtree);
+            UPDATE todos SET title = 'renamed while the backfill ran', updated_at = now() WHERE id = '{updated}';
+            """, transaction);
+
+        await using var owner = Archiver.Archiving.ArchiverDataSource.Create(db, role: null);
+        await using var archiverRole = Archiver.Archiving.ArchiverDataSource.Create(db, "todoscale_archiver");
+        var migration = new Archiver.Legacy.LegacyMigration(owner, archiverRole, new Archiver.Legacy.LegacyOptions { BatchSize = 10_000 }, TimeProvider.System);
+        var backfill = migration.BackfillAsync("test", null, CancellationToken.None);
+        // The backfill's batch meets the legacy transaction's locks and gives way (lock_timeout, retry) until it ends.
+        await Task.Delay(1_500);
+        Assert.False(backfill.IsCompleted, "the backfill copied rows a legacy transaction was deleting, without waiting for it");
+        await transaction.CommitAsync();
+        var result = await backfill;
+
+        Assert.True(result.Copied > 0);
+        Assert.Equal(0L, await Sql.ScalarAsync<long>(connection, $"SELECT count(*) FROM todos_active WHERE id = '{deleted}'"));
+        Assert.Equal("renamed while the backfill ran", await Sql.ScalarAsync<string>(connection, $"SELECT title FROM todos_active WHERE id = '{updated}'"));
+        var validate = await MigrateCommandTests.RunArchiverAsync(["legacy", "validate"], db);
+        Assert.True(validate.ExitCode == 0, validate.Output);
+        Assert.Contains("0 mismatch(es)", validate.Output);
+    }
+
+    [Fact]
+    public async Task Verbs_out_of_order_are_refused_with_nothing_changed()
+    {
+        var plain = await server.FreshMigratedDatabaseAsync("legacy_none");
+        var noTable = await MigrateCommandTests.RunArchiverAsync(["legacy", "start"], plain);
+        Assert.True(noTable.ExitCode == 1, noTable.Output);
+        Assert.Contains("there is no legacy table `todos`", noTable.Output);
+
+        var db = await LegacyDatabaseAsync("legacy_order", users: 20, rootsPerUser: 3);
+        foreach (var (verb, says) in new[]
+                 {
+                     (new[] { "legacy", "backfill" }, "run `legacy start` first"),
+                     (new[] { "legacy", "validate" }, "run `legacy start` and `legacy backfill` first"),
+                 })
+        {
+            var refused = await MigrateCommandTests.RunArchiverAsync(verb, db);
+            Assert.True(refused.ExitCode == 1, refused.Output);
+            Assert.Contains(says, refused.Output);
+        }
+
+        Assert.Equal(0L, await Sql.ScalarAsync<long>(db, "SELECT count(*) FROM legacy_migration"));
+        Assert.Equal(0L, await Sql.ScalarAsync<long>(db, "SELECT count(*) FROM todos_active"));
+        Assert.Equal(0L, await Sql.ScalarAsync<long>(db, "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'todos'::regclass AND NOT tgisinternal"));
+
+        var start = await MigrateCommandTests.RunArchiverAsync(["legacy", "start"], db);
+        Assert.True(start.ExitCode == 0, start.Output);
+        var early = await MigrateCommandTests.RunArchiverAsync(["legacy", "validate"], db);
+        Assert.True(early.ExitCode == 1, early.Output);
+        Assert.Contains("run `legacy backfill` to the end first", early.Output);
+        Assert.Equal("started", await Sql.ScalarAsync<string>(db, "SELECT phase FROM legacy_migration"));
+
+        var badSample = await MigrateCommandTests.RunArchiverAsync(["legacy", "validate", "--sample", "0"], db);
+        Assert.True(badSample.ExitCode == 2, badSample.Output);
+        var badBatch = await MigrateCommandTests.RunArchiverAsync(["legacy", "backfill", "--batch-size", "0"], db);
+        Assert.True(badBatch.ExitCode == 2 && badBatch.Output.Contains("BatchSize", StringComparison.Ordinal), badBatch.Output);
+        Assert.Equal(0L, await Sql.ScalarAsync<long>(db, "SELECT backfill_rows FROM legacy_migration"));
+    }
+
+    /// <summary>A migrated TodoScale database that also holds a legacy `todos` table with trees: roots, children, grandchildren, some in projects, 60% finished.</summary>
+    private async Task<string> LegacyDatabaseAsync(string hint, int users, int rootsPerUser)
+    {
+        var db = await server.FreshMigratedDatabaseAsync(hint);
+        await using var connection = await Sql.OpenAsync(db);
+        await Sql.ExecuteAsync(connection, LegacySchema.CreateTable);
+        await using var seed = new NpgsqlCommand(
+            """
+            CREATE TEMP TABLE seed AS
+            SELECT gen_random_uuid() AS id, u.user_id, NULL::uuid AS parent, 0 AS depth, g,
+                   CASE WHEN g % 4 = 0 THEN md5(u.user_id::text)::uuid END AS project_id
+              FROM (SELECT gen_random_uuid() AS user_id FROM generate_series(1, @users)) u, generate_series(1, @roots) g;
+            INSERT INTO seed SELECT gen_random_uuid(), user_id, id, 1, c, project_id FROM seed, generate_series(1, 2) c WHERE depth = 0;
+            INSERT INTO seed SELECT gen_random_uuid(), user_id, id, 2, 1, project_id FROM seed WHERE depth = 1 AND g = 1;
+            INSERT INTO todos (id, user_id, parent_todo_id, project_id, title, description, status, priority, due_date, completed_at, depth, created_at, updated_at)
+            SELECT id, user_id, parent, project_id, 'todo ' || g || ' at depth ' || depth, CASE WHEN g % 2 = 0 THEN 'notes' END,
+                   CASE WHEN random() < 0.6 THEN 'done' ELSE 'todo' END, 1 + g % 5,
+                   CASE WHEN g % 3 = 0 THEN now() + make_interval(days => g) END, NULL, depth,
+                   now() - make_interval(days => 100 - depth), now() - make_interval(days => 50 - depth)
+              FROM seed;
+            UPDATE todos SET completed_at = created_at + interval '3 days' WHERE status = 'done';
+            ANALYZE todos;
+            """, connection);
+        seed.Parameters.AddWithValue("users", users);
+        seed.Parameters.AddWithValue("roots", rootsPerUser);
+        await seed.ExecuteNonQueryAsync();
+        return db;
+    }
+
+    private static Process StartBackfill(string connectionString, string batchSize, System.Text.StringBuilder output)
+    {
+        var start = new ProcessStartInfo("dotnet", [RepositoryPaths.ProjectOutput("TodoScale.Archiver", "TodoScale.Archiver.dll"), "legacy", "backfill", "--batch-size", batchSize])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        start.Environment["ConnectionStrings__todos"] = connectionString;
+        start.Environment["DOTNET_ENVIRONMENT"] = "Production";
+        var process = Process.Start(start)!;
+        process.OutputDataReceived += (_, e) => { lock (output) { output.AppendLine(e.Data); } };
+        process.ErrorDataReceived += (_, e) => { lock (output) { output.AppendLine(e.Data); } };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return process;
+    }
+
+    /// <summary>
+    /// The legacy application: writes straight to `todos` (no tenant setting, no TodoScale rules), one transaction
+    /// per change: new roots, subtasks (also under rows the backfill has not reached), renames, completions, and
+    /// deletes of whole subtrees. Any failure of its writes fails the test: the migration must never fail it.
+    /// </summary>
+    private sealed class LegacyWriter(string connectionString, Guid leaveAlone)
+    {
+        public List<Guid> Inserted { get; } = [];
+
+        public List<Guid> Deleted { get; } = [];
+
+        public int Changes { get; private set; }
+
+        public async Task RunAsync(CancellationToken stop)
+        {
+            await using var connection = await Sql.OpenAsync(connectionString);
+            var random = new Random(7);
+            while (!stop.IsCancellationRequested)
+            {
+                // A random existing todo, uniformly over the ids (any depth, any progress of the backfill).
+                var pick = await Sql.ScalarAsync<string>(connection,
+                    $"""
+                    SELECT coalesce(
+                        (SELECT id::text || ' ' || user_id::text || ' ' || depth FROM todos WHERE id >= gen_random_uuid() AND user_id <> '{leaveAlone}' ORDER BY id LIMIT 1),
+                        (SELECT id::text || ' ' || user_id::text || ' ' || depth FROM todos WHERE user_id <> '{leaveAlone}' LIMIT 1))
+                    """);
+                var parts = pick.Split(' ');
+                var (id, user, depth) = (Guid.Parse(parts[0]), Guid.Parse(parts[1]), int.Parse(parts[2], System.Globalization.CultureInfo.InvariantCulture));
+                var newId = Guid.CreateVersion7();
+                switch (random.Next(6))
+                {
+                    case 0:
+                        await Sql.ExecuteAsync(connection, $"INSERT INTO todos (id, user_id, title) VALUES ('{newId}', '{user}', 'new root')");
+                        Inserted.Add(newId);
+                        break;
+                    case 1 when depth < 4:
+                        await Sql.ExecuteAsync(connection,
+                            $"INSERT INTO todos (id, user_id, parent_todo_id, title, depth) VALUES ('{newId}', '{user}', '{id}', 'new subtask', {depth + 1})");
+                        Inserted.Add(newId);
+                        break;
+                    case 2:
+                        await Sql.ExecuteAsync(connection, $"UPDATE todos SET title = title || '!', updated_at = now() WHERE id = '{id}'");
+                        break;
+                    case 3:
+                        await Sql.ExecuteAsync(connection,
+                            $"UPDATE todos SET status = 'done', completed_at = now(), updated_at = now() WHERE id = '{id}' AND status <> 'done'");
+                        break;
+                    case 4:
+                        await Sql.ExecuteAsync(connection, $"UPDATE todos SET status = 'todo', completed_at = NULL, priority = 1, updated_at = now() WHERE id = '{id}'");
+                        break;
+                    default:
+                        var gone = await Sql.ColumnAsync<Guid>(connection,
+                            $"""
+                            WITH RECURSIVE subtree AS (
+                                SELECT id FROM todos WHERE id = '{id}'
+                                UNION ALL
+                                SELECT t.id FROM todos t JOIN subtree s ON t.parent_todo_id = s.id)
+                            DELETE FROM todos WHERE id IN (SELECT id FROM subtree) RETURNING id
+                            """);
+                        Deleted.AddRange(gone);
+                        break;
+                }
+
+                Changes++;
+            }
+        }
+    }
+}
