@@ -45,7 +45,7 @@ internal static class LegacyCommand
         VerbRunner.RunAsync($"legacy {verb}", async () =>
         {
             var configuration = CliConfiguration.Load();
-            var tools = OperatorTools.Load();
+            var tools = OperatorTools.Load(configuration);
             var options = configuration.BindOptions<LegacyOptions>(LegacyOptions.Section, o => o.Errors(), overrides);
             await using var owner = tools.OwnerDataSource();
             await using var archiver = tools.ArchiverRoleDataSource();

@@ -8,9 +8,10 @@ namespace TodoScale.Archiver.Cli;
 /// <summary>What the maintenance verbs share: configuration, validated settings and the connections they open.</summary>
 internal sealed record OperatorTools(string ConnectionString, ArchiveOptions Archive, MaintenanceOptions Maintenance)
 {
-    public static OperatorTools Load()
+    public static OperatorTools Load() => Load(CliConfiguration.Load());
+
+    public static OperatorTools Load(IConfiguration configuration)
     {
-        var configuration = CliConfiguration.Load();
         return new OperatorTools(
             configuration.RequirePrimaryConnectionString(),
             configuration.BindOptions<ArchiveOptions>(ArchiveOptions.Section, o => o.Errors()),
