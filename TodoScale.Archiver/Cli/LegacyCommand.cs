@@ -14,10 +14,10 @@ internal static class LegacyCommand
     public static Command Create()
     {
         var status = new Command("status", "The migration's phase, rows on both sides, backfill progress, rejects and the time left in the window.");
-        status.SetAction((_, cancellationToken) => RunAsync("status", (migration, _) => StatusAsync(migration, cancellationToken)));
+        status.SetAction((_, cancellationToken) => RunAsync("status", migration => StatusAsync(migration, cancellationToken)));
 
         var start = new Command("start", "Create the dual-write trigger on `todos` (and the backfill's index), in short lock-bounded steps.");
-        start.SetAction((_, cancellationToken) => RunAsync("start", async (migration, _) =>
+        start.SetAction((_, cancellationToken) => RunAsync("start", async migration =>
         {
             var (created, lockWait) = await migration.StartAsync(Environment.UserName, cancellationToken);
             AnsiConsole.WriteLine(created
@@ -28,12 +28,12 @@ internal static class LegacyCommand
 
         var batchSize = new Option<int?>("--batch-size") { Description = "Rows per batch (default Legacy:BatchSize, 10000)." };
         var backfill = new Command("backfill", "Copy `todos` into TodoScale's tables in keyset batches, parents first; resumable after a kill.") { batchSize };
-        backfill.SetAction((parseResult, cancellationToken) => RunAsync("backfill", (migration, _) => BackfillAsync(migration, cancellationToken),
+        backfill.SetAction((parseResult, cancellationToken) => RunAsync("backfill", migration => BackfillAsync(migration, cancellationToken),
             options => options.BatchSize = parseResult.GetValue(batchSize) ?? options.BatchSize));
 
         var sample = new Option<int?>("--sample") { Description = "Compare only this percentage of the user buckets (1-100): a quick check that does not move the phase." };
         var validate = new Command("validate", "Compare `todos` with todos_active + todos_archived per user bucket (count, checksum); list every mismatching id.") { sample };
-        validate.SetAction((parseResult, cancellationToken) => RunAsync("validate", (migration, _) => ValidateAsync(migration, parseResult.GetValue(sample), cancellationToken)));
+        validate.SetAction((parseResult, cancellationToken) => RunAsync("validate", migration => ValidateAsync(migration, parseResult.GetValue(sample), cancellationToken)));
 
         return new Command("legacy", "Online migration from the legacy single `todos` table: status, start, backfill, validate.")
         {
@@ -41,7 +41,7 @@ internal static class LegacyCommand
         };
     }
 
-    private static Task<int> RunAsync(string verb, Func<LegacyMigration, LegacyOptions, Task<int>> body, Action<LegacyOptions>? overrides = null) =>
+    private static Task<int> RunAsync(string verb, Func<LegacyMigration, Task<int>> body, Action<LegacyOptions>? overrides = null) =>
         VerbRunner.RunAsync($"legacy {verb}", async () =>
         {
             var configuration = CliConfiguration.Load();
@@ -51,7 +51,7 @@ internal static class LegacyCommand
             await using var archiver = tools.ArchiverRoleDataSource();
             try
             {
-                return await body(new LegacyMigration(owner, archiver, options, TimeProvider.System), options);
+                return await body(new LegacyMigration(owner, archiver, options, TimeProvider.System));
             }
             catch (LegacyOrderException ex)
             {
