@@ -6,7 +6,7 @@ using TodoScale.Api.Reads;
 
 namespace TodoScale.Api.Apis;
 
-/// <summary>What operators ask the API itself (admin scope): where reads go right now, and why.</summary>
+/// <summary>What operators ask the API itself (admin scope): where reads go right now, and why; which tables serve (`legacy switch`).</summary>
 public static class OperatorApi
 {
     public static IEndpointRouteBuilder MapOperatorApi(this IEndpointRouteBuilder app)
@@ -16,9 +16,11 @@ public static class OperatorApi
         return app;
     }
 
-    public static Ok<ReadRoutingStatus> GetReadRouting(DatabaseMonitor monitor, IConnectionMultiplexer redis, UserStateStore userState)
+    public static async Task<Ok<ReadRoutingStatus>> GetReadRouting(
+        DatabaseMonitor monitor, IConnectionMultiplexer redis, UserStateStore userState, CancellationToken cancellationToken)
     {
         var replica = monitor.Replica;
+        var serving = await monitor.ServingAsync(cancellationToken);
         return TypedResults.Ok(new ReadRoutingStatus(
             ReplicaUp: replica.Up,
             ReplicaLagSeconds: replica.Lag == TimeSpan.MaxValue ? null : replica.Lag.TotalSeconds,
@@ -29,7 +31,9 @@ public static class OperatorApi
             RedisConnected: redis.IsConnected,
             UsersAwaitingRedis: userState.PendingUsers,
             ActivePartitions: monitor.Schema.ActiveModulus,
-            MaxDepth: monitor.Schema.MaxDepth));
+            MaxDepth: monitor.Schema.MaxDepth,
+            ServingFrom: serving.ToString(),
+            LegacyPhase: serving.LegacyPhase));
     }
 }
 
@@ -43,4 +47,6 @@ public sealed record ReadRoutingStatus(
     bool RedisConnected,
     int UsersAwaitingRedis,
     int ActivePartitions,
-    int? MaxDepth);
+    int? MaxDepth,
+    string ServingFrom,
+    string? LegacyPhase);

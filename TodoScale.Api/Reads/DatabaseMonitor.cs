@@ -4,6 +4,7 @@ using Npgsql;
 using NpgsqlTypes;
 using TodoScale.Api.Telemetry;
 using TodoScale.Data;
+using TodoScale.Data.Legacy;
 
 namespace TodoScale.Api.Reads;
 
@@ -24,6 +25,31 @@ public sealed record SchemaFacts(int ActiveModulus, int? MaxDepth)
 }
 
 /// <summary>
+/// Which tables the API serves todos from, read from legacy_migration on every poll (so `legacy switch` and
+/// `legacy rollback` take effect without a restart, within a poll interval).
+/// </summary>
+/// <param name="LegacyPhase">The migration's phase; null when there is no migration.</param>
+/// <param name="Generation">Changes when a migration starts: cached pages from before it are not served after it.</param>
+public sealed record Serving(string? LegacyPhase, long Generation)
+{
+    public static readonly Serving TodoScale = new(null, 0);
+
+    /// <summary>
+    /// Before `legacy switch` and after `legacy rollback`: from the legacy table `todos`, through the views in
+    /// <see cref="LegacySchema.ServingSchema"/>.
+    /// </summary>
+    public bool FromLegacy => LegacyPhase is "started" or "backfilled" or "validated" or "rolled_back";
+
+    /// <summary>
+    /// Pages are cached only outside a migration: during one, the legacy application's writes reach the tables
+    /// through the triggers, and no cached page would learn of them.
+    /// </summary>
+    public bool Cacheable => LegacyPhase is null or "finalized";
+
+    public override string ToString() => FromLegacy ? LegacySchema.Table : "todoscale";
+}
+
+/// <summary>
 /// Polls the replica's replay position and lag (and, less often, the partition modulus and depth limit from the
 /// primary's catalog). Reads consult the latest snapshot instead of asking the replica on every request.
 /// </summary>
@@ -40,11 +66,24 @@ public sealed partial class DatabaseMonitor(
 
     private volatile ReplicaState _replica = ReplicaState.Unknown;
     private volatile SchemaFacts _schema = SchemaFacts.Default;
+    private volatile Serving? _serving;
     private DateTimeOffset _schemaReadAt = DateTimeOffset.MinValue;
 
     public ReplicaState Replica => _replica;
 
     public SchemaFacts Schema => _schema;
+
+    /// <summary>Where todos are served from; before the first poll has answered, asks the primary itself.</summary>
+    public async ValueTask<Serving> ServingAsync(CancellationToken cancellationToken)
+    {
+        if (_serving is { } serving)
+        {
+            return serving;
+        }
+
+        await using var connection = await primary.OpenConnectionAsync(cancellationToken);
+        return _serving = await ReadServingAsync(connection, cancellationToken);
+    }
 
     /// <summary>A read on the replica failed at the connection: no more reads there until the next poll says otherwise.</summary>
     public void MarkReplicaDown(Exception error)
@@ -79,6 +118,7 @@ public sealed partial class DatabaseMonitor(
                 _schemaReadAt = clock.GetUtcNow();
             }
 
+            _serving = await ReadServingAsync(connection, timeout.Token);
             await using var command = new NpgsqlCommand("SELECT pg_current_wal_lsn()", connection);
             primaryLsn = (ulong)(NpgsqlLogSequenceNumber)(await command.ExecuteScalarAsync(timeout.Token))!;
         }
@@ -157,6 +197,22 @@ public sealed partial class DatabaseMonitor(
         var depth = MaxDepthPattern().Match(check) is { Success: true } m ? int.Parse(m.Groups[1].Value) : (int?)null;
         return new SchemaFacts(modulus, depth);
     }
+
+    private async Task<Serving> ReadServingAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand("SELECT phase, (extract(epoch FROM started_at) * 1000)::bigint FROM legacy_migration", connection);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        var serving = await reader.ReadAsync(cancellationToken) ? new Serving(reader.GetString(0), reader.GetInt64(1)) : Serving.TodoScale;
+        if (_serving is { } previous && previous.FromLegacy != serving.FromLegacy)
+        {
+            LogServingChanged(logger, serving.ToString(), serving.LegacyPhase ?? "none");
+        }
+
+        return serving;
+    }
+
+    [LoggerMessage(LogLevel.Information, "Todos are now served from {Source} (legacy migration phase {Phase}).")]
+    private static partial void LogServingChanged(ILogger logger, string source, string phase);
 
     [LoggerMessage(LogLevel.Warning, "The replica is down or unreachable; reads go to the primary: {Reason}")]
     private static partial void LogReplicaDown(ILogger logger, string reason);

@@ -57,6 +57,8 @@ public sealed class ReadRouter(
         Guid userId, ReadSpec spec, Func<TodoScaleDbContext, CancellationToken, Task<T>> query, bool queryNamesTenant, CancellationToken cancellationToken)
     {
         var partition = PartitionHash.PartitionIndex(userId, monitor.Schema.ActiveModulus);
+        var serving = await monitor.ServingAsync(cancellationToken);
+        spec = spec with { PageKey = PageKey(spec.PageKey, serving) };
         var view = await userState.ReadAsync(userId, spec.PageKey);
         if (spec.PageKey is not null)
         {
@@ -86,7 +88,7 @@ public sealed class ReadRouter(
         {
             try
             {
-                result = await RunAsync(replicaContexts, userId, spec, partition, target, query, queryNamesTenant, cancellationToken);
+                result = await RunAsync(replicaContexts, userId, spec, partition, target, query, queryNamesTenant, serving.FromLegacy, cancellationToken);
             }
             catch (Exception e) when (IsReplicaFailure(e) && !cancellationToken.IsCancellationRequested)
             {
@@ -97,12 +99,12 @@ public sealed class ReadRouter(
 
                 metrics.Routed(ApiMetrics.Targets.Primary, "replica_failed");
                 target = ApiMetrics.Targets.Primary;
-                result = await RunAsync(primaryContexts, userId, spec, partition, target, query, queryNamesTenant, cancellationToken);
+                result = await RunAsync(primaryContexts, userId, spec, partition, target, query, queryNamesTenant, serving.FromLegacy, cancellationToken);
             }
         }
         else
         {
-            result = await RunAsync(primaryContexts, userId, spec, partition, target, query, queryNamesTenant, cancellationToken);
+            result = await RunAsync(primaryContexts, userId, spec, partition, target, query, queryNamesTenant, serving.FromLegacy, cancellationToken);
         }
 
         if (spec.PageKey is not null && view.Known)
@@ -112,6 +114,11 @@ public sealed class ReadRouter(
 
         return new(result, target);
     }
+
+    /// <summary>The cache key of a first page: none during a migration, and a new generation after one started.</summary>
+    private static string? PageKey(string? key, Serving serving) => key is null || !serving.Cacheable
+        ? null
+        : serving.Generation == 0 ? key : $"g{serving.Generation}:{key}";
 
     private (string Target, string Reason) Choose(UserView view)
     {
@@ -130,14 +137,21 @@ public sealed class ReadRouter(
 
     private async Task<T> RunAsync<TContext, T>(
         IDbContextFactory<TContext> contexts, Guid userId, ReadSpec spec, int partition, string target,
-        Func<TodoScaleDbContext, CancellationToken, Task<T>> query, bool queryNamesTenant, CancellationToken cancellationToken)
+        Func<TodoScaleDbContext, CancellationToken, Task<T>> query, bool queryNamesTenant, bool fromLegacy, CancellationToken cancellationToken)
         where TContext : TodoScaleDbContext
     {
         await using var db = await contexts.CreateDbContextAsync(cancellationToken);
         var started = Stopwatch.GetTimestamp();
         await using var transaction = queryNamesTenant
             ? await db.Database.BeginTransactionAsync(cancellationToken)
-            : await db.BeginTenantTransactionAsync(userId, cancellationToken);
+            : await db.BeginTenantTransactionAsync(userId, cancellationToken, fromLegacy: fromLegacy);
+        if (queryNamesTenant && fromLegacy)
+        {
+            // The query sets its tenant in its own batch; the legacy views go first on the path before it (one more
+            // round trip, only during a migration, before the switch).
+            await db.Database.ExecuteSqlRawAsync(TenantScope.ServeFromLegacyStatement, cancellationToken);
+        }
+
         var result = await query(db, cancellationToken);
         await transaction.CommitAsync(cancellationToken);
         metrics.RecordQuery(Stopwatch.GetElapsedTime(started), partition, spec.Table, target, spec.Operation);

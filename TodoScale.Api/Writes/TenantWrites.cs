@@ -13,7 +13,8 @@ using TodoScale.Data.Tenancy;
 namespace TodoScale.Api.Writes;
 
 /// <summary>
-/// Opens a user's write: a primary transaction with app.user_id set. Disposing without <see cref="UserWrite.CommitAsync"/>
+/// Opens a user's write: a primary transaction with app.user_id set (on the legacy table's views while the API
+/// serves from `todos`, see <see cref="Serving"/>). Disposing without <see cref="UserWrite.CommitAsync"/>
 /// rolls it back (every 4xx after a check); committing records the commit position for read-your-writes and
 /// invalidates the user's cached pages.
 /// </summary>
@@ -32,7 +33,8 @@ public sealed class TenantWrites(
             // Opened here, the connection stays open after the commit (EF would close one it opened for the
             // transaction), so the commit position is read on the same session.
             await db.Database.OpenConnectionAsync(cancellationToken);
-            var transaction = await db.BeginTenantTransactionAsync(userId, cancellationToken);
+            var serving = await monitor.ServingAsync(cancellationToken);
+            var transaction = await db.BeginTenantTransactionAsync(userId, cancellationToken, fromLegacy: serving.FromLegacy);
             return new UserWrite(db, transaction, userId, operation, started, this);
         }
         catch

@@ -1,11 +1,12 @@
 using System.CommandLine;
 using Spectre.Console;
 using TodoScale.Archiver.Legacy;
+using TodoScale.Data.Schema;
 
 namespace TodoScale.Archiver.Cli;
 
 /// <summary>
-/// `legacy status | start | backfill | validate`: the online migration from the original design's single table,
+/// `legacy status | start | backfill | validate | switch | rollback | finalize`: the online migration from the original design's single table,
 /// `todos`. Exit 0 when done, 1 when refused by the state of things (out of order, mismatches; nothing changed),
 /// 2 for a bad argument or setting.
 /// </summary>
@@ -16,7 +17,7 @@ internal static class LegacyCommand
         var status = new Command("status", "The migration's phase, rows on both sides, backfill progress, rejects and the time left in the window.");
         status.SetAction((_, cancellationToken) => RunAsync("status", migration => StatusAsync(migration, cancellationToken)));
 
-        var start = new Command("start", "Create the dual-write trigger on `todos` (and the backfill's index), in short lock-bounded steps.");
+        var start = new Command("start", "Create TodoScale's schema if absent, the dual-write trigger on `todos`, the backfill's index and the API's views, in short lock-bounded steps.");
         start.SetAction((_, cancellationToken) => RunAsync("start", async migration =>
         {
             var (created, lockWait) = await migration.StartAsync(Environment.UserName, cancellationToken);
@@ -24,7 +25,7 @@ internal static class LegacyCommand
                 ? $"legacy start: dual-write trigger {LegacyMigration.ForwardTrigger} on todos created (longest lock hold {lockWait.TotalMilliseconds:0} ms); next: legacy backfill"
                 : "legacy start: already started (trigger and index in place); next: legacy backfill");
             return ExitCodes.Success;
-        }));
+        }, createSchema: true));
 
         var batchSize = new Option<int?>("--batch-size") { Description = "Rows per batch (default Legacy:BatchSize, 10000)." };
         var backfill = new Command("backfill", "Copy `todos` into TodoScale's tables in keyset batches, parents first; resumable after a kill.") { batchSize };
@@ -35,18 +36,66 @@ internal static class LegacyCommand
         var validate = new Command("validate", "Compare `todos` with todos_active + todos_archived per user bucket (count, checksum); list every mismatching id.") { sample };
         validate.SetAction((parseResult, cancellationToken) => RunAsync("validate", migration => ValidateAsync(migration, parseResult.GetValue(sample), cancellationToken)));
 
-        return new Command("legacy", "Online migration from the legacy single `todos` table: status, start, backfill, validate.")
+        var switchTo = new Command("switch", "Serve from TodoScale's tables (the API follows within a second); a reverse trigger keeps `todos` current for a rollback.");
+        switchTo.SetAction((_, cancellationToken) => RunAsync("switch", async migration =>
         {
-            status, start, backfill, validate,
+            var (already, lockWait) = await migration.SwitchAsync(Environment.UserName, cancellationToken);
+            AnsiConsole.WriteLine(already
+                ? "legacy switch: already switched; the API serves from TodoScale's tables"
+                : $"legacy switch: the API serves from TodoScale's tables; reverse trigger {LegacyMigration.ReverseTrigger} keeps todos current " +
+                  $"(longest lock hold {lockWait.TotalMilliseconds:0} ms); `legacy rollback` goes back, `legacy finalize` ends the migration after the window");
+            return ExitCodes.Success;
+        }));
+
+        var rollback = new Command("rollback", "Serve from `todos` again (instant: it is kept current since the switch).");
+        rollback.SetAction((_, cancellationToken) => RunAsync("rollback", async migration =>
+        {
+            AnsiConsole.WriteLine(await migration.RollbackAsync(Environment.UserName, cancellationToken)
+                ? "legacy rollback: the API serves from todos again; both sides stay in sync; `legacy switch` when ready"
+                : "legacy rollback: already rolled back; the API serves from todos");
+            return ExitCodes.Success;
+        }));
+
+        var force = new Option<bool>("--force") { Description = "Finalize inside the retention window (drops the instant rollback)." };
+        var finalize = new Command("finalize", "After the retention window: drop `todos`, the triggers and the API's legacy views.") { force };
+        finalize.SetAction((parseResult, cancellationToken) => RunAsync("finalize", async migration =>
+        {
+            var (already, lockWait) = await migration.FinalizeAsync(Environment.UserName, parseResult.GetValue(force), cancellationToken);
+            AnsiConsole.WriteLine(already
+                ? "legacy finalize: already finalized"
+                : $"legacy finalize: todos, its triggers and the legacy views dropped (longest lock hold {lockWait.TotalMilliseconds:0} ms); the migration is over, the archiver resumes");
+            return ExitCodes.Success;
+        }));
+
+        return new Command("legacy", "Online migration from the legacy single `todos` table: status, start, backfill, validate, switch, rollback, finalize.")
+        {
+            status, start, backfill, validate, switchTo, rollback, finalize,
         };
     }
 
-    private static Task<int> RunAsync(string verb, Func<LegacyMigration, Task<int>> body, Action<LegacyOptions>? overrides = null) =>
+    /// <param name="createSchema">Apply TodoScale's migrations first (start creates the schema beside `todos` when absent).</param>
+    private static Task<int> RunAsync(string verb, Func<LegacyMigration, Task<int>> body, Action<LegacyOptions>? overrides = null, bool createSchema = false) =>
         VerbRunner.RunAsync($"legacy {verb}", async () =>
         {
             var configuration = CliConfiguration.Load();
             var tools = OperatorTools.Load(configuration);
             var options = configuration.BindOptions<LegacyOptions>(LegacyOptions.Section, o => o.Errors(), overrides);
+            if (createSchema)
+            {
+                MigrationResult schema;
+                try
+                {
+                    schema = new SchemaMigrator(configuration.RequirePrimaryConnectionString(), MigrateCommand.LoadOptions(configuration),
+                        message => AnsiConsole.MarkupLineInterpolated($"[grey]  {message}[/]")).Migrate();
+                }
+                catch (Exception ex) when (ex is SchemaLockException or EvolveDb.EvolveException)
+                {
+                    throw new CliException($"TodoScale's schema could not be brought current: {ex.InnerException?.Message ?? ex.Message}", ExitCodes.Failure);
+                }
+
+                AnsiConsole.WriteLine($"legacy {verb}: TodoScale's schema is current ({schema.Applied} migration(s) applied)");
+            }
+
             await using var owner = tools.OwnerDataSource();
             await using var archiver = tools.ArchiverRoleDataSource();
             try

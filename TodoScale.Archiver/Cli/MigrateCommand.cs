@@ -57,7 +57,7 @@ internal static class MigrateCommand
         }
     }
 
-    private static SchemaOptions LoadOptions(IConfiguration configuration)
+    internal static SchemaOptions LoadOptions(IConfiguration configuration)
     {
         var options = new SchemaOptions();
         try

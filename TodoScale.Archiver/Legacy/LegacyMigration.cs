@@ -60,6 +60,24 @@ public sealed class LegacyMigration(NpgsqlDataSource owner, NpgsqlDataSource arc
 
     private const string Columns = LegacySchema.Columns;
 
+    /// <summary>
+    /// What the API serves from before the switch (see V9): `todos` under TodoScale's table names, the tenant's rows
+    /// only (the view names app.user_id as row-level security does), writes through todoscale_legacy_serve.
+    /// </summary>
+    private const string ServingViews =
+        $"""
+        CREATE SCHEMA IF NOT EXISTS {LegacySchema.ServingSchema};
+        CREATE OR REPLACE VIEW {LegacySchema.ServingSchema}.todos_active WITH (security_barrier) AS
+            SELECT {Columns} FROM public.todos WHERE user_id = nullif(current_setting('app.user_id', true), '')::uuid;
+        CREATE OR REPLACE VIEW {LegacySchema.ServingSchema}.todos_archived AS
+            SELECT {Columns}, completed_at AS archived_at FROM public.todos WHERE false;
+        CREATE OR REPLACE TRIGGER todos_active_serve INSTEAD OF INSERT OR UPDATE OR DELETE ON {LegacySchema.ServingSchema}.todos_active
+            FOR EACH ROW EXECUTE FUNCTION public.todoscale_legacy_serve();
+        GRANT USAGE ON SCHEMA {LegacySchema.ServingSchema} TO todoscale_app;
+        GRANT SELECT, INSERT, UPDATE, DELETE ON {LegacySchema.ServingSchema}.todos_active TO todoscale_app;
+        GRANT SELECT ON {LegacySchema.ServingSchema}.todos_archived TO todoscale_app;
+        """;
+
     /// <summary>Where the migration stands, or null before `start`.</summary>
     public async Task<LegacyState?> StateAsync(CancellationToken cancellationToken)
     {
@@ -112,6 +130,7 @@ public sealed class LegacyMigration(NpgsqlDataSource owner, NpgsqlDataSource arc
             await using var command = new NpgsqlCommand(
                 $"""
                 GRANT SELECT, UPDATE (updated_at) ON todos TO todoscale_archiver;
+                {ServingViews}
                 INSERT INTO legacy_migration (phase) VALUES ('{LegacyPhase.Started}') ON CONFLICT DO NOTHING;
                 SELECT NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = 'todos'::regclass AND tgname = '{ForwardTrigger}');
                 """, connection, transaction);
@@ -479,6 +498,158 @@ public sealed class LegacyMigration(NpgsqlDataSource owner, NpgsqlDataSource arc
 
             return result;
         }
+    }
+
+    /// <summary>
+    /// `legacy switch`: the API serves from TodoScale's tables (it reads the phase every poll, no restart) and the
+    /// reverse trigger on todos_active keeps `todos` current, so a rollback is instant and loses nothing. Only
+    /// from validated (or rolled_back), and only while no row of `todos` is refused by the new tables. The trigger
+    /// and the phase change in one short transaction under lock_timeout, retried. Both triggers stay on until
+    /// finalize: an API instance that has not yet seen the switch writes `todos`, and the forward trigger carries
+    /// it over as before.
+    /// </summary>
+    public async Task<(bool AlreadySwitched, TimeSpan LongestLockWait)> SwitchAsync(string actor, CancellationToken cancellationToken)
+    {
+        var from = (await StateAsync(cancellationToken))?.Phase;
+        if (from == LegacyPhase.Switched)
+        {
+            return (true, TimeSpan.Zero);
+        }
+
+        RequireSwitchable(from);
+        var lockWait = await WithLockRetriesAsync(async (connection, transaction) =>
+        {
+            await using var check = new NpgsqlCommand(
+                $"""
+                SELECT (SELECT phase FROM legacy_migration FOR UPDATE), (SELECT count(*) FROM legacy_rejects),
+                       NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = 'todos_active'::regclass AND tgname = '{ReverseTrigger}')
+                """, connection, transaction);
+            string? phase;
+            long rejects;
+            bool missing;
+            await using (var reader = await check.ExecuteReaderAsync(cancellationToken))
+            {
+                await reader.ReadAsync(cancellationToken);
+                (phase, rejects, missing) = (reader.IsDBNull(0) ? null : reader.GetString(0), reader.GetInt64(1), reader.GetBoolean(2));
+            }
+
+            RequireSwitchable(phase);
+            if (rejects > 0)
+            {
+                throw new LegacyOrderException(
+                    $"{rejects:N0} row(s) of todos are refused by the new tables (legacy_rejects): fix them in todos, run `legacy validate` again, then switch");
+            }
+
+            await using var command = new NpgsqlCommand(
+                (missing
+                    ? $"CREATE TRIGGER {ReverseTrigger} AFTER INSERT OR UPDATE OR DELETE ON todos_active FOR EACH ROW EXECUTE FUNCTION todoscale_legacy_reverse();"
+                    : "")
+                + $"UPDATE legacy_migration SET phase = '{LegacyPhase.Switched}', switched_at = now(), updated_at = now()",
+                connection, transaction);
+            await command.ExecuteNonQueryAsync(cancellationToken);
+        }, cancellationToken);
+
+        await AuditLog.WriteAsync(owner, "operator", actor, "legacy.switch", LegacySchema.Table,
+            new { From = from, LockWaitMs = (long)lockWait.TotalMilliseconds }, cancellationToken);
+        return (false, lockWait);
+
+        static void RequireSwitchable(string? phase)
+        {
+            switch (phase)
+            {
+                case LegacyPhase.Validated or LegacyPhase.RolledBack:
+                    return;
+                case null:
+                    throw new LegacyOrderException("run `legacy start`, `legacy backfill` and `legacy validate` first: there is nothing to switch to yet");
+                case LegacyPhase.Finalized:
+                    throw new LegacyOrderException("the migration is finalized: TodoScale serves, and `todos` is gone");
+                case LegacyPhase.Switched:
+                    throw new LegacyOrderException("another `legacy switch` has just switched");
+                default:
+                    throw new LegacyOrderException(
+                        $"the new tables are not validated (phase {phase}): run `legacy validate` until it reports 0 mismatches, then switch");
+            }
+        }
+    }
+
+    /// <summary>
+    /// `legacy rollback`: the API serves from `todos` again. Instant: `todos` is current (the reverse trigger), so
+    /// only the phase changes; both triggers stay, and writes keep reaching both sides whichever one an API
+    /// instance serves from until it has seen the change.
+    /// </summary>
+    public async Task<bool> RollbackAsync(string actor, CancellationToken cancellationToken)
+    {
+        var phase = (await StateAsync(cancellationToken))?.Phase;
+        switch (phase)
+        {
+            case LegacyPhase.RolledBack:
+                return false;
+            case LegacyPhase.Finalized:
+                throw new LegacyOrderException("the migration is finalized: `todos` is gone, there is nothing to roll back to");
+            case not LegacyPhase.Switched:
+                throw new LegacyOrderException($"nothing to roll back: the API serves from todos until `legacy switch` (phase {phase ?? "not started"})");
+        }
+
+        await using var command = owner.CreateCommand(
+            $"UPDATE legacy_migration SET phase = '{LegacyPhase.RolledBack}', rolled_back_at = now(), updated_at = now() WHERE phase = '{LegacyPhase.Switched}'");
+        if (await command.ExecuteNonQueryAsync(cancellationToken) == 0)
+        {
+            throw new LegacyOrderException("the phase changed while rolling back; run `legacy status` and try again");
+        }
+
+        await AuditLog.WriteAsync(owner, "operator", actor, "legacy.rollback", LegacySchema.Table, new { From = phase }, cancellationToken);
+        return true;
+    }
+
+    /// <summary>
+    /// `legacy finalize`: once the retention window since the switch is over (or with <paramref name="force"/>),
+    /// drops the reverse trigger, the API's views and `todos` itself (with its trigger and index), in one short
+    /// transaction under lock_timeout, retried. Only from switched: a rolled-back migration serves from `todos`.
+    /// </summary>
+    public async Task<(bool AlreadyFinalized, TimeSpan LongestLockWait)> FinalizeAsync(string actor, bool force, CancellationToken cancellationToken)
+    {
+        var state = await StateAsync(cancellationToken);
+        switch (state?.Phase)
+        {
+            case LegacyPhase.Finalized:
+                return (true, TimeSpan.Zero);
+            case not LegacyPhase.Switched:
+                throw new LegacyOrderException(
+                    $"finalize comes after `legacy switch` (phase {state?.Phase ?? "not started"}): it drops `todos`, which still serves");
+        }
+
+        var windowEnds = state.SwitchedAt!.Value + options.RetentionWindow;
+        var now = clock.GetUtcNow();
+        if (now < windowEnds && !force)
+        {
+            throw new LegacyOrderException(
+                $"the retention window runs until {windowEnds.UtcDateTime:yyyy-MM-dd HH:mm:ss} UTC ({(windowEnds - now).TotalDays:0.0} days left): " +
+                "until then `todos` is the instant rollback; `--force` drops it now");
+        }
+
+        var lockWait = await WithLockRetriesAsync(async (connection, transaction) =>
+        {
+            await using (var phase = new NpgsqlCommand("SELECT phase FROM legacy_migration FOR UPDATE", connection, transaction))
+            {
+                if (await phase.ExecuteScalarAsync(cancellationToken) is not LegacyPhase.Switched)
+                {
+                    throw new LegacyOrderException("the phase changed while finalizing (a rollback?); run `legacy status`");
+                }
+            }
+
+            await using var command = new NpgsqlCommand(
+                $"""
+                DROP TRIGGER IF EXISTS {ReverseTrigger} ON todos_active;
+                DROP SCHEMA IF EXISTS {LegacySchema.ServingSchema} CASCADE;
+                DROP TABLE todos;
+                UPDATE legacy_migration SET phase = '{LegacyPhase.Finalized}', finalized_at = now(), updated_at = now() WHERE phase = '{LegacyPhase.Switched}';
+                """, connection, transaction);
+            await command.ExecuteNonQueryAsync(cancellationToken);
+        }, cancellationToken);
+
+        await AuditLog.WriteAsync(owner, "operator", actor, "legacy.finalize", LegacySchema.Table,
+            new { Forced = force && now < windowEnds, LockWaitMs = (long)lockWait.TotalMilliseconds }, cancellationToken);
+        return (false, lockWait);
     }
 
     /// <summary>`legacy status`: the phase and its times, rows on both sides (the planner's estimates: no scan of 100M rows), rejects, triggers.</summary>

@@ -9,6 +9,15 @@ public static class LegacySchema
 {
     public const string Table = "todos";
 
+    /// <summary>
+    /// Where the API finds `todos` under TodoScale's table names while it serves from it (before `legacy switch`,
+    /// after `legacy rollback`): views created by `legacy start`, put first on the search_path per transaction.
+    /// </summary>
+    public const string ServingSchema = "todoscale_legacy";
+
+    /// <summary>The search_path of a transaction that serves from `todos`.</summary>
+    public const string ServingSearchPath = ServingSchema + ", public";
+
     /// <summary>The columns, in the order both sides of a copy name them.</summary>
     public const string Columns =
         "id, user_id, parent_todo_id, project_id, title, description, status, priority, due_date, completed_at, ai_generated, depth, created_at, updated_at";

@@ -32,11 +32,20 @@ public sealed class SchemaMigrator(string connectionString, SchemaOptions option
         using var lockConnection = new NpgsqlConnection(target);
         lockConnection.Open();
         AcquireMigrateLock(lockConnection);
-
-        using var connection = new NpgsqlConnection(target);
-        var evolve = Create(connection);
-        evolve.Migrate();
-        return new MigrationResult(evolve.NbMigration, [.. evolve.AppliedMigrations], stopwatch.ElapsedMilliseconds);
+        try
+        {
+            using var connection = new NpgsqlConnection(target);
+            var evolve = Create(connection);
+            evolve.Migrate();
+            return new MigrationResult(evolve.NbMigration, [.. evolve.AppliedMigrations], stopwatch.ElapsedMilliseconds);
+        }
+        finally
+        {
+            // Released here, not by closing: a pooled connection keeps its session (and a session lock) until reused.
+            using var unlock = new NpgsqlCommand("SELECT pg_advisory_unlock(@key)", lockConnection);
+            unlock.Parameters.AddWithValue("key", MigrateLockKey);
+            unlock.ExecuteNonQuery();
+        }
     }
 
     /// <summary>The names of the embedded migrations, in the order they apply.</summary>

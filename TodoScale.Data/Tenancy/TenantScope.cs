@@ -15,12 +15,21 @@ namespace TodoScale.Data.Tenancy;
 /// </summary>
 public static class TenantScope
 {
-    /// <summary>Begins a transaction on the context's connection with app.user_id set to <paramref name="userId"/>.</summary>
+    /// <summary>
+    /// Puts the views over the legacy table `todos` first on the transaction's search_path, so its todos_active and
+    /// todos_archived are `todos` (the API during a migration from it, before `legacy switch`).
+    /// </summary>
+    public const string ServeFromLegacyStatement = $"SET LOCAL search_path = {Legacy.LegacySchema.ServingSearchPath}";
+
+    /// <summary>
+    /// Begins a transaction on the context's connection with app.user_id set to <paramref name="userId"/>, on the
+    /// legacy table's views when <paramref name="fromLegacy"/>.
+    /// </summary>
     public static async Task<IDbContextTransaction> BeginTenantTransactionAsync(
         this DbContext context, Guid userId, CancellationToken cancellationToken = default,
-        IsolationLevel isolationLevel = IsolationLevel.ReadCommitted)
+        IsolationLevel isolationLevel = IsolationLevel.ReadCommitted, bool fromLegacy = false)
     {
-        var statement = SetTenantStatement(userId);
+        var statement = fromLegacy ? $"{SetTenantStatement(userId)}; {ServeFromLegacyStatement}" : SetTenantStatement(userId);
         var transaction = await context.Database.BeginTransactionAsync(isolationLevel, cancellationToken);
         try
         {

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Npgsql;
+using TodoScale.Archiver.Legacy;
 using TodoScale.Data.Legacy;
 using TodoScale.Tests.Infrastructure;
 using Xunit.Abstractions;
@@ -36,35 +37,9 @@ public sealed class LegacyMigrationTests(PostgresServer server, ITestOutputHelpe
         using var stop = new CancellationTokenSource();
         var writer = new LegacyWriter(db, badUser);
         var writing = writer.RunAsync(stop.Token);
-
-        var random = new Random(20261126);
-        var kills = 0;
-        var progressSeen = new HashSet<long>();
-        var finished = false;
-        for (var attempt = 0; attempt < 60 && !finished; attempt++)
-        {
-            var output = new System.Text.StringBuilder();
-            using var process = StartBackfill(db, kills < 10 ? "50" : "2000", output);
-            finished = process.WaitForExit(kills < 10 ? random.Next(700, 1_600) : 120_000);
-            if (!finished)
-            {
-                process.Kill(entireProcessTree: true);
-                await process.WaitForExitAsync();
-                kills++;
-                progressSeen.Add(await Sql.ScalarAsync<long>(connection, "SELECT backfill_rows FROM legacy_migration"));
-            }
-            else
-            {
-                process.WaitForExit(); // the output's last lines
-                Assert.True(process.ExitCode == 0, $"backfill exited {process.ExitCode}: {output}");
-                log.WriteLine(output.ToString().Trim());
-            }
-        }
-
-        log.WriteLine($"backfill killed {kills} times, at positions {string.Join(", ", progressSeen)}; the writer made {writer.Changes} changes so far");
-        Assert.True(finished, "the backfill never finished");
-        Assert.True(kills >= 10, $"killed only {kills} times");
-        Assert.True(progressSeen.Count >= 5, $"the kills did not come between batches: positions {string.Join(", ", progressSeen)}");
+        var (kills, positions, _) = await LegacyData.BackfillKilledAsync(db, kills: 10, log);
+        log.WriteLine($"backfill killed {kills} times, at positions {string.Join(", ", positions)}; the writer made {writer.Changes} changes so far");
+        Assert.True(positions.Count >= 5, $"the kills did not come between batches: positions {string.Join(", ", positions)}");
         Assert.Equal("backfilled", await Sql.ScalarAsync<string>(connection, "SELECT phase FROM legacy_migration"));
         var rerun = await MigrateCommandTests.RunArchiverAsync(["legacy", "backfill"], db);
         Assert.True(rerun.ExitCode == 0 && rerun.Output.Contains("already done", StringComparison.Ordinal), rerun.Output);
@@ -94,9 +69,7 @@ public sealed class LegacyMigrationTests(PostgresServer server, ITestOutputHelpe
         log.WriteLine($"writer: {writer.Changes} changes ({writer.Inserted.Count} inserted, {writer.Deleted.Count} deleted); {failing.Output.Trim()}; {final.Output.Trim()}");
 
         // Every id accounted for: the same ids and the same content on both sides, nothing in TodoScale twice.
-        const string Legacy = $"SELECT md5(string_agg(md5(ROW({LegacySchema.Columns})::text), '' ORDER BY id)) FROM todos";
-        const string New = $"SELECT md5(string_agg(md5(ROW({LegacySchema.Columns})::text), '' ORDER BY id)) FROM (SELECT {LegacySchema.Columns} FROM todos_active UNION ALL SELECT {LegacySchema.Columns} FROM todos_archived) s";
-        Assert.Equal(await Sql.ScalarAsync<string>(connection, Legacy), await Sql.ScalarAsync<string>(connection, New));
+        Assert.Equal(await Sql.ScalarAsync<string>(connection, LegacyData.LegacyChecksum), await Sql.ScalarAsync<string>(connection, LegacyData.TodoScaleChecksum));
         Assert.Equal(0L, await Sql.ScalarAsync<long>(connection, "SELECT count(*) FROM legacy_rejects"));
         Assert.True(writer.Deleted.Count > 0 && writer.Inserted.Count > 0);
         var deletedStillThere = await Sql.ScalarAsync<long>(connection,
@@ -142,7 +115,7 @@ public sealed class LegacyMigrationTests(PostgresServer server, ITestOutputHelpe
 
         await using var owner = Archiver.Archiving.ArchiverDataSource.Create(db, role: null);
         await using var archiverRole = Archiver.Archiving.ArchiverDataSource.Create(db, "todoscale_archiver");
-        var migration = new Archiver.Legacy.LegacyMigration(owner, archiverRole, new Archiver.Legacy.LegacyOptions { BatchSize = 10_000 }, TimeProvider.System);
+        var migration = new LegacyMigration(owner, archiverRole, new LegacyOptions { BatchSize = 10_000 }, TimeProvider.System);
         var backfill = migration.BackfillAsync("test", null, CancellationToken.None);
         // The backfill's batch meets the legacy transaction's locks and gives way (lock_timeout, retry) until it ends.
         await Task.Delay(1_500);
@@ -194,120 +167,51 @@ public sealed class LegacyMigrationTests(PostgresServer server, ITestOutputHelpe
         var badBatch = await MigrateCommandTests.RunArchiverAsync(["legacy", "backfill", "--batch-size", "0"], db);
         Assert.True(badBatch.ExitCode == 2 && badBatch.Output.Contains("BatchSize", StringComparison.Ordinal), badBatch.Output);
         Assert.Equal(0L, await Sql.ScalarAsync<long>(db, "SELECT backfill_rows FROM legacy_migration"));
+
+        // Switch before validate, rollback before a switch, finalize before a switch: refused, nothing changed.
+        foreach (var (verb, says) in new[]
+                 {
+                     (new[] { "legacy", "switch" }, "the new tables are not validated (phase started)"),
+                     (new[] { "legacy", "rollback" }, "nothing to roll back"),
+                     (new[] { "legacy", "finalize", "--force" }, "finalize comes after `legacy switch` (phase started)"),
+                 })
+        {
+            var refused = await MigrateCommandTests.RunArchiverAsync(verb, db);
+            Assert.True(refused.ExitCode == 1, refused.Output);
+            Assert.Contains(says, refused.Output);
+        }
+
+        Assert.Equal("started", await Sql.ScalarAsync<string>(db, "SELECT phase FROM legacy_migration"));
+        Assert.Equal(0L, await Sql.ScalarAsync<long>(db, $"SELECT count(*) FROM pg_trigger WHERE tgname = '{LegacyMigration.ReverseTrigger}'"));
+
+        // Finalize inside the retention window: refused, `todos` and both triggers stay; after the window it runs.
+        Assert.Equal(0, (await MigrateCommandTests.RunArchiverAsync(["legacy", "backfill"], db)).ExitCode);
+        Assert.Equal(0, (await MigrateCommandTests.RunArchiverAsync(["legacy", "validate"], db)).ExitCode);
+        var switched = await MigrateCommandTests.RunArchiverAsync(["legacy", "switch"], db);
+        Assert.True(switched.ExitCode == 0, switched.Output);
+        var inside = await MigrateCommandTests.RunArchiverAsync(["legacy", "finalize"], db);
+        Assert.True(inside.ExitCode == 1, inside.Output);
+        Assert.Contains("the retention window runs until", inside.Output);
+        Assert.Contains("days left", inside.Output);
+        Assert.Contains("`--force` drops it now", inside.Output);
+        Assert.Equal("switched", await Sql.ScalarAsync<string>(db, "SELECT phase FROM legacy_migration"));
+        Assert.True(await Sql.ScalarAsync<bool>(db, "SELECT to_regclass('todos') IS NOT NULL"));
+        Assert.Equal(2L, await Sql.ScalarAsync<long>(db,
+            $"SELECT count(*) FROM pg_trigger WHERE tgname IN ('{LegacyMigration.ForwardTrigger}', '{LegacyMigration.ReverseTrigger}') AND tgparentid = 0"));
+        var after = await MigrateCommandTests.RunArchiverAsync(["legacy", "finalize"], db, ("Legacy__RetentionWindow", "00:00:00"));
+        Assert.True(after.ExitCode == 0, after.Output);
+        Assert.Equal("finalized", await Sql.ScalarAsync<string>(db, "SELECT phase FROM legacy_migration"));
+        Assert.False(await Sql.ScalarAsync<bool>(db, "SELECT to_regclass('todos') IS NOT NULL OR to_regnamespace('todoscale_legacy') IS NOT NULL"));
+        Assert.Equal(0L, await Sql.ScalarAsync<long>(db, $"SELECT count(*) FROM pg_trigger WHERE tgname = '{LegacyMigration.ReverseTrigger}'"));
+        var late = await MigrateCommandTests.RunArchiverAsync(["legacy", "switch"], db);
+        Assert.True(late.ExitCode == 1 && late.Output.Contains("the migration is finalized", StringComparison.Ordinal), late.Output);
     }
 
-    /// <summary>A migrated TodoScale database that also holds a legacy `todos` table with trees: roots, children, grandchildren, some in projects, 60% finished.</summary>
+    /// <summary>A migrated TodoScale database that also holds a legacy `todos` table with trees.</summary>
     private async Task<string> LegacyDatabaseAsync(string hint, int users, int rootsPerUser)
     {
         var db = await server.FreshMigratedDatabaseAsync(hint);
-        await using var connection = await Sql.OpenAsync(db);
-        await Sql.ExecuteAsync(connection, LegacySchema.CreateTable);
-        await using var seed = new NpgsqlCommand(
-            """
-            CREATE TEMP TABLE seed AS
-            SELECT gen_random_uuid() AS id, u.user_id, NULL::uuid AS parent, 0 AS depth, g,
-                   CASE WHEN g % 4 = 0 THEN md5(u.user_id::text)::uuid END AS project_id
-              FROM (SELECT gen_random_uuid() AS user_id FROM generate_series(1, @users)) u, generate_series(1, @roots) g;
-            INSERT INTO seed SELECT gen_random_uuid(), user_id, id, 1, c, project_id FROM seed, generate_series(1, 2) c WHERE depth = 0;
-            INSERT INTO seed SELECT gen_random_uuid(), user_id, id, 2, 1, project_id FROM seed WHERE depth = 1 AND g = 1;
-            INSERT INTO todos (id, user_id, parent_todo_id, project_id, title, description, status, priority, due_date, completed_at, depth, created_at, updated_at)
-            SELECT id, user_id, parent, project_id, 'todo ' || g || ' at depth ' || depth, CASE WHEN g % 2 = 0 THEN 'notes' END,
-                   CASE WHEN random() < 0.6 THEN 'done' ELSE 'todo' END, 1 + g % 5,
-                   CASE WHEN g % 3 = 0 THEN now() + make_interval(days => g) END, NULL, depth,
-                   now() - make_interval(days => 100 - depth), now() - make_interval(days => 50 - depth)
-              FROM seed;
-            UPDATE todos SET completed_at = created_at + interval '3 days' WHERE status = 'done';
-            ANALYZE todos;
-            """, connection);
-        seed.Parameters.AddWithValue("users", users);
-        seed.Parameters.AddWithValue("roots", rootsPerUser);
-        await seed.ExecuteNonQueryAsync();
+        await LegacyData.SeedAsync(db, users, rootsPerUser);
         return db;
-    }
-
-    private static Process StartBackfill(string connectionString, string batchSize, System.Text.StringBuilder output)
-    {
-        var start = new ProcessStartInfo("dotnet", [RepositoryPaths.ProjectOutput("TodoScale.Archiver", "TodoScale.Archiver.dll"), "legacy", "backfill", "--batch-size", batchSize])
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        start.Environment["ConnectionStrings__todos"] = connectionString;
-        start.Environment["DOTNET_ENVIRONMENT"] = "Production";
-        var process = Process.Start(start)!;
-        process.OutputDataReceived += (_, e) => { lock (output) { output.AppendLine(e.Data); } };
-        process.ErrorDataReceived += (_, e) => { lock (output) { output.AppendLine(e.Data); } };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        return process;
-    }
-
-    /// <summary>
-    /// The legacy application: writes straight to `todos` (no tenant setting, no TodoScale rules), one transaction
-    /// per change: new roots, subtasks (also under rows the backfill has not reached), renames, completions, and
-    /// deletes of whole subtrees. Any failure of its writes fails the test: the migration must never fail it.
-    /// </summary>
-    private sealed class LegacyWriter(string connectionString, Guid leaveAlone)
-    {
-        public List<Guid> Inserted { get; } = [];
-
-        public List<Guid> Deleted { get; } = [];
-
-        public int Changes { get; private set; }
-
-        public async Task RunAsync(CancellationToken stop)
-        {
-            await using var connection = await Sql.OpenAsync(connectionString);
-            var random = new Random(7);
-            while (!stop.IsCancellationRequested)
-            {
-                // A random existing todo, uniformly over the ids (any depth, any progress of the backfill).
-                var pick = await Sql.ScalarAsync<string>(connection,
-                    $"""
-                    SELECT coalesce(
-                        (SELECT id::text || ' ' || user_id::text || ' ' || depth FROM todos WHERE id >= gen_random_uuid() AND user_id <> '{leaveAlone}' ORDER BY id LIMIT 1),
-                        (SELECT id::text || ' ' || user_id::text || ' ' || depth FROM todos WHERE user_id <> '{leaveAlone}' LIMIT 1))
-                    """);
-                var parts = pick.Split(' ');
-                var (id, user, depth) = (Guid.Parse(parts[0]), Guid.Parse(parts[1]), int.Parse(parts[2], System.Globalization.CultureInfo.InvariantCulture));
-                var newId = Guid.CreateVersion7();
-                switch (random.Next(6))
-                {
-                    case 0:
-                        await Sql.ExecuteAsync(connection, $"INSERT INTO todos (id, user_id, title) VALUES ('{newId}', '{user}', 'new root')");
-                        Inserted.Add(newId);
-                        break;
-                    case 1 when depth < 4:
-                        await Sql.ExecuteAsync(connection,
-                            $"INSERT INTO todos (id, user_id, parent_todo_id, title, depth) VALUES ('{newId}', '{user}', '{id}', 'new subtask', {depth + 1})");
-                        Inserted.Add(newId);
-                        break;
-                    case 2:
-                        await Sql.ExecuteAsync(connection, $"UPDATE todos SET title = title || '!', updated_at = now() WHERE id = '{id}'");
-                        break;
-                    case 3:
-                        await Sql.ExecuteAsync(connection,
-                            $"UPDATE todos SET status = 'done', completed_at = now(), updated_at = now() WHERE id = '{id}' AND status <> 'done'");
-                        break;
-                    case 4:
-                        await Sql.ExecuteAsync(connection, $"UPDATE todos SET status = 'todo', completed_at = NULL, priority = 1, updated_at = now() WHERE id = '{id}'");
-                        break;
-                    default:
-                        var gone = await Sql.ColumnAsync<Guid>(connection,
-                            $"""
-                            WITH RECURSIVE subtree AS (
-                                SELECT id FROM todos WHERE id = '{id}'
-                                UNION ALL
-                                SELECT t.id FROM todos t JOIN subtree s ON t.parent_todo_id = s.id)
-                            DELETE FROM todos WHERE id IN (SELECT id FROM subtree) RETURNING id
-                            """);
-                        Deleted.AddRange(gone);
-                        break;
-                }
-
-                Changes++;
-            }
-        }
     }
 }

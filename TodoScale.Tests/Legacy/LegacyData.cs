@@ -1,0 +1,169 @@
+using System.Diagnostics;
+using Npgsql;
+using TodoScale.Data.Legacy;
+using TodoScale.Tests.Infrastructure;
+using Xunit.Abstractions;
+
+namespace TodoScale.Tests.Legacy;
+
+/// <summary>The legacy side of the migration tests: the original design's table with data, a backfill run as an operator runs it.</summary>
+public static class LegacyData
+{
+    /// <summary>Every row of `todos`, and of TodoScale's active + archived tables, as one checksum over (id, content).</summary>
+    public const string LegacyChecksum = $"SELECT md5(string_agg(md5(ROW({LegacySchema.Columns})::text), '' ORDER BY id)) FROM todos";
+
+    public const string TodoScaleChecksum =
+        $"SELECT md5(string_agg(md5(ROW({LegacySchema.Columns})::text), '' ORDER BY id)) FROM (SELECT {LegacySchema.Columns} FROM todos_active UNION ALL SELECT {LegacySchema.Columns} FROM todos_archived) s";
+
+    /// <summary>
+    /// Creates `todos` and fills it with trees: roots, children, grandchildren, some in projects, 60% finished;
+    /// <paramref name="alsoUser"/> gets trees too (a user the test knows).
+    /// </summary>
+    public static async Task SeedAsync(string db, int users, int rootsPerUser, Guid? alsoUser = null)
+    {
+        await using var connection = await Sql.OpenAsync(db);
+        await Sql.ExecuteAsync(connection, LegacySchema.CreateTable);
+        await using var seed = new NpgsqlCommand(
+            """
+            CREATE TEMP TABLE seed AS
+            SELECT gen_random_uuid() AS id, u.user_id, NULL::uuid AS parent, 0 AS depth, g,
+                   CASE WHEN g % 4 = 0 THEN md5(u.user_id::text)::uuid END AS project_id
+              FROM (SELECT gen_random_uuid() AS user_id FROM generate_series(1, @users)
+                    UNION ALL SELECT @also WHERE @also IS NOT NULL) u, generate_series(1, @roots) g;
+            INSERT INTO seed SELECT gen_random_uuid(), user_id, id, 1, c, project_id FROM seed, generate_series(1, 2) c WHERE depth = 0;
+            INSERT INTO seed SELECT gen_random_uuid(), user_id, id, 2, 1, project_id FROM seed WHERE depth = 1 AND g = 1;
+            INSERT INTO todos (id, user_id, parent_todo_id, project_id, title, description, status, priority, due_date, completed_at, depth, created_at, updated_at)
+            SELECT id, user_id, parent, project_id, 'todo ' || g || ' at depth ' || depth, CASE WHEN g % 2 = 0 THEN 'notes' END,
+                   CASE WHEN random() < 0.6 THEN 'done' ELSE 'todo' END, 1 + g % 5,
+                   CASE WHEN g % 3 = 0 THEN now() + make_interval(days => g) END, NULL, depth,
+                   now() - make_interval(days => 100 - depth), now() - make_interval(days => 50 - depth)
+              FROM seed;
+            UPDATE todos SET completed_at = created_at + interval '3 days' WHERE status = 'done';
+            DROP TABLE seed;
+            ANALYZE todos;
+            """, connection);
+        seed.Parameters.AddWithValue("users", users);
+        seed.Parameters.AddWithValue("roots", rootsPerUser);
+        seed.Parameters.Add(new NpgsqlParameter<Guid?>("also", NpgsqlTypes.NpgsqlDbType.Uuid) { TypedValue = alsoUser });
+        await seed.ExecuteNonQueryAsync();
+    }
+
+    /// <summary>
+    /// `legacy backfill` as a process, killed (kill -9 of the process tree) at random moments at least
+    /// <paramref name="kills"/> times with small batches, then run to the end; fails the test when it never finishes.
+    /// </summary>
+    public static async Task<(int Kills, HashSet<long> Positions, string LastOutput)> BackfillKilledAsync(string db, int kills, ITestOutputHelper log)
+    {
+        await using var connection = await Sql.OpenAsync(db);
+        var random = new Random(20261126);
+        var killed = 0;
+        var positions = new HashSet<long>();
+        for (var attempt = 0; attempt < 60; attempt++)
+        {
+            var output = new System.Text.StringBuilder();
+            using var process = StartBackfill(db, killed < kills ? "50" : "2000", output);
+            if (process.WaitForExit(killed < kills ? random.Next(700, 1_600) : 120_000))
+            {
+                process.WaitForExit(); // the output's last lines
+                Assert.True(process.ExitCode == 0, $"backfill exited {process.ExitCode}: {output}");
+                log.WriteLine(output.ToString().Trim());
+                Assert.True(killed >= kills, $"killed only {killed} times: the backfill finished first");
+                return (killed, positions, output.ToString());
+            }
+
+            process.Kill(entireProcessTree: true);
+            await process.WaitForExitAsync();
+            killed++;
+            positions.Add(await Sql.ScalarAsync<long>(connection, "SELECT backfill_rows FROM legacy_migration"));
+        }
+
+        Assert.Fail("the backfill never finished");
+        throw new InvalidOperationException();
+    }
+
+    public static Process StartBackfill(string connectionString, string batchSize, System.Text.StringBuilder output)
+    {
+        var start = new ProcessStartInfo("dotnet", [RepositoryPaths.ProjectOutput("TodoScale.Archiver", "TodoScale.Archiver.dll"), "legacy", "backfill", "--batch-size", batchSize])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        start.Environment["ConnectionStrings__todos"] = connectionString;
+        start.Environment["DOTNET_ENVIRONMENT"] = "Production";
+        var process = Process.Start(start)!;
+        process.OutputDataReceived += (_, e) => { lock (output) { output.AppendLine(e.Data); } };
+        process.ErrorDataReceived += (_, e) => { lock (output) { output.AppendLine(e.Data); } };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return process;
+    }
+}
+
+/// <summary>
+/// The legacy application: writes straight to `todos` (no tenant setting, no TodoScale rules), one transaction
+/// per change: new roots, subtasks (also under rows the backfill has not reached), renames, completions, and
+/// deletes of whole subtrees. Any failure of its writes fails the test: the migration must never fail it.
+/// </summary>
+public sealed class LegacyWriter(string connectionString, Guid leaveAlone)
+{
+    public List<Guid> Inserted { get; } = [];
+
+    public List<Guid> Deleted { get; } = [];
+
+    public int Changes { get; private set; }
+
+    public async Task RunAsync(CancellationToken stop)
+    {
+        await using var connection = await Sql.OpenAsync(connectionString);
+        var random = new Random(7);
+        while (!stop.IsCancellationRequested)
+        {
+            // A random existing todo, uniformly over the ids (any depth, any progress of the backfill).
+            var pick = await Sql.ScalarAsync<string>(connection,
+                $"""
+                SELECT coalesce(
+                    (SELECT id::text || ' ' || user_id::text || ' ' || depth FROM todos WHERE id >= gen_random_uuid() AND user_id <> '{leaveAlone}' ORDER BY id LIMIT 1),
+                    (SELECT id::text || ' ' || user_id::text || ' ' || depth FROM todos WHERE user_id <> '{leaveAlone}' LIMIT 1))
+                """);
+            var parts = pick.Split(' ');
+            var (id, user, depth) = (Guid.Parse(parts[0]), Guid.Parse(parts[1]), int.Parse(parts[2], System.Globalization.CultureInfo.InvariantCulture));
+            var newId = Guid.CreateVersion7();
+            switch (random.Next(6))
+            {
+                case 0:
+                    await Sql.ExecuteAsync(connection, $"INSERT INTO todos (id, user_id, title) VALUES ('{newId}', '{user}', 'new root')");
+                    Inserted.Add(newId);
+                    break;
+                case 1 when depth < 4:
+                    await Sql.ExecuteAsync(connection,
+                        $"INSERT INTO todos (id, user_id, parent_todo_id, title, depth) VALUES ('{newId}', '{user}', '{id}', 'new subtask', {depth + 1})");
+                    Inserted.Add(newId);
+                    break;
+                case 2:
+                    await Sql.ExecuteAsync(connection, $"UPDATE todos SET title = title || '!', updated_at = now() WHERE id = '{id}'");
+                    break;
+                case 3:
+                    await Sql.ExecuteAsync(connection,
+                        $"UPDATE todos SET status = 'done', completed_at = now(), updated_at = now() WHERE id = '{id}' AND status <> 'done'");
+                    break;
+                case 4:
+                    await Sql.ExecuteAsync(connection, $"UPDATE todos SET status = 'todo', completed_at = NULL, priority = 1, updated_at = now() WHERE id = '{id}'");
+                    break;
+                default:
+                    var gone = await Sql.ColumnAsync<Guid>(connection,
+                        $"""
+                        WITH RECURSIVE subtree AS (
+                            SELECT id FROM todos WHERE id = '{id}'
+                            UNION ALL
+                            SELECT t.id FROM todos t JOIN subtree s ON t.parent_todo_id = s.id)
+                        DELETE FROM todos WHERE id IN (SELECT id FROM subtree) RETURNING id
+                        """);
+                    Deleted.AddRange(gone);
+                    break;
+            }
+
+            Changes++;
+        }
+    }
+}
