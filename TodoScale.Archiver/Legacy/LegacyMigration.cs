@@ -117,6 +117,17 @@ public sealed class LegacyMigration(NpgsqlDataSource owner, NpgsqlDataSource arc
             throw new LegacyOrderException($"the migration is past start (phase {state.Phase}); nothing to do");
         }
 
+        if (state is null)
+        {
+            await using var occupied = owner.CreateCommand("SELECT EXISTS (SELECT FROM todos_active) OR EXISTS (SELECT FROM todos_archived)");
+            if ((bool)(await occupied.ExecuteScalarAsync(cancellationToken))!)
+            {
+                throw new LegacyOrderException(
+                    "TodoScale's tables already hold todos: a migration fills empty tables from `todos` (validate would list every other row " +
+                    "as a mismatch); migrate into a database whose todos_active and todos_archived are empty");
+            }
+        }
+
         await DropInvalidIndexAsync(cancellationToken);
         await using (var index = owner.CreateCommand($"CREATE INDEX CONCURRENTLY IF NOT EXISTS {BackfillIndex} ON todos (depth, id)"))
         {

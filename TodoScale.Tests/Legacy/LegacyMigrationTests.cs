@@ -138,6 +138,11 @@ public sealed class LegacyMigrationTests(PostgresServer server, ITestOutputHelpe
         var noTable = await MigrateCommandTests.RunArchiverAsync(["legacy", "start"], plain);
         Assert.True(noTable.ExitCode == 1, noTable.Output);
         Assert.Contains("there is no legacy table `todos`", noTable.Output);
+        await Sql.ExecuteAsync(plain, $"{LegacySchema.CreateTable}; INSERT INTO todos_active (id, user_id, title) VALUES (gen_random_uuid(), gen_random_uuid(), 'already here')");
+        var occupied = await MigrateCommandTests.RunArchiverAsync(["legacy", "start"], plain);
+        Assert.True(occupied.ExitCode == 1, occupied.Output);
+        Assert.Contains("TodoScale's tables already hold todos", occupied.Output);
+        Assert.Equal(0L, await Sql.ScalarAsync<long>(plain, "SELECT count(*) FROM legacy_migration"));
 
         var db = await LegacyDatabaseAsync("legacy_order", users: 20, rootsPerUser: 3);
         foreach (var (verb, says) in new[]

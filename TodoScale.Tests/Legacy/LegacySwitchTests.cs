@@ -8,12 +8,12 @@ using Xunit.Abstractions;
 namespace TodoScale.Tests.Legacy;
 
 /// <summary>
-/// The whole migration on the running stack (AppHost: primary, replica, Redis, the API, the archiver service), as an
+/// The whole migration on a running stack of its own (AppHost: primary, replica, Redis, the API, the archiver service), as an
 /// operator runs it while the legacy application writes to `todos` and a user works through the API: the API serves
 /// from `todos` until the switch, from TodoScale's tables after it, from `todos` again after a rollback, and never
 /// restarts.
 /// </summary>
-[Collection(AppHostCollection.Name)]
+[Collection(LegacyStackCollection.Name)]
 public sealed class LegacySwitchTests(AppHostFixture fixture, ITestOutputHelper log)
 {
     private static readonly TimeSpan ServingChange = TimeSpan.FromSeconds(15);
@@ -124,17 +124,9 @@ public sealed class LegacySwitchTests(AppHostFixture fixture, ITestOutputHelper 
         }
         finally
         {
-            // The stack is shared with the other API tests: leave no migration behind, whatever happened.
+            // The legacy writer stops before the stack does, whatever happened.
             await stop.CancelAsync();
             await writing.ContinueWith(_ => { }, TaskScheduler.Default);
-            await Sql.ExecuteAsync(db,
-                $"""
-                DROP TRIGGER IF EXISTS {LegacyMigration.ReverseTrigger} ON todos_active;
-                DROP SCHEMA IF EXISTS todoscale_legacy CASCADE;
-                DROP TABLE IF EXISTS todos;
-                DELETE FROM legacy_migration;
-                DELETE FROM legacy_rejects;
-                """);
         }
     }
 
@@ -156,4 +148,14 @@ public sealed class LegacySwitchTests(AppHostFixture fixture, ITestOutputHelper 
 
         Assert.Fail($"the API did not serve from {source} within {ServingChange.TotalSeconds} s: {last?.ToJsonString()}");
     }
+}
+
+/// <summary>
+/// A stack of its own: a migration changes what the whole API serves from, and starts from empty TodoScale tables.
+/// Collections run one at a time, so it never runs beside the shared stack.
+/// </summary>
+[CollectionDefinition(Name)]
+public sealed class LegacyStackCollection : ICollectionFixture<AppHostFixture>
+{
+    public const string Name = "legacy-stack";
 }
