@@ -10,8 +10,10 @@
 -- The API reads the phase (every poll) to know which side it serves from.
 GRANT SELECT ON legacy_migration TO todoscale_app;
 
--- The dual-write trigger, as in V8, with one change: a write made by the API through the legacy views
--- (todoscale.legacy_strict = on) fails when the new tables refuse it, instead of being recorded as a reject.
+-- The dual-write trigger, as in V8, with two changes: a write made by the API through the legacy views
+-- (todoscale.legacy_strict = on) fails when the new tables refuse it, instead of being recorded as a reject; and
+-- the helpers run only when there is something for them to do (no parent, no project, no reject: the common
+-- insert of a root skips three statements).
 CREATE OR REPLACE FUNCTION todoscale_legacy_forward() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_catalog AS $$
 DECLARE
@@ -35,8 +37,12 @@ BEGIN
             IF TG_OP = 'UPDATE' AND OLD.user_id <> NEW.user_id THEN
                 RAISE check_violation USING MESSAGE = format('todo %s changed user: user_id never changes in TodoScale', NEW.id);
             END IF;
-            PERFORM todoscale_legacy_ensure_ancestors(NEW.user_id, NEW.parent_todo_id);
-            PERFORM todoscale_legacy_ensure_project(NEW.user_id, NEW.project_id);
+            IF NEW.parent_todo_id IS NOT NULL THEN
+                PERFORM todoscale_legacy_ensure_ancestors(NEW.user_id, NEW.parent_todo_id);
+            END IF;
+            IF NEW.project_id IS NOT NULL THEN
+                PERFORM todoscale_legacy_ensure_project(NEW.user_id, NEW.project_id);
+            END IF;
             INSERT INTO todos_active (id, user_id, parent_todo_id, project_id, title, description, status, priority, due_date,
                                       completed_at, ai_generated, depth, created_at, updated_at)
             VALUES (NEW.id, NEW.user_id, NEW.parent_todo_id, NEW.project_id, NEW.title, NEW.description, NEW.status, NEW.priority,
@@ -47,7 +53,9 @@ BEGIN
                 due_date = EXCLUDED.due_date, completed_at = EXCLUDED.completed_at, ai_generated = EXCLUDED.ai_generated,
                 depth = EXCLUDED.depth, created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at;
         END IF;
-        DELETE FROM legacy_rejects WHERE user_id = row_user AND id = row_id;
+        IF EXISTS (SELECT FROM legacy_rejects) THEN
+            DELETE FROM legacy_rejects WHERE user_id = row_user AND id = row_id;
+        END IF;
     EXCEPTION WHEN OTHERS THEN
         IF current_setting('todoscale.legacy_strict', true) = 'on' THEN
             RAISE;

@@ -59,4 +59,31 @@ public sealed class BenchSmokeTests
             Directory.Delete(output, recursive: true);
         }
     }
+
+    [Fact]
+    public async Task Tiny_legacy_run_migrates_todos_and_reports_every_figure()
+    {
+        var output = Directory.CreateTempSubdirectory("todoscale-bench-test-").FullName;
+        try
+        {
+            var bench = Path.Combine(RepositoryPaths.Root, "bench", "TodoScale.Bench", "bin", RepositoryPaths.Configuration, "net10.0", "TodoScale.Bench.dll");
+            var (exitCode, log) = await ProcessRunner.RunAsync(
+                ProcessRunner.StartInfo("dotnet", [bench, "--scale", "tiny", "--workload", "legacy", "--output", output]), TimeSpan.FromMinutes(5));
+            Assert.True(exitCode == 0, $"bench exited {exitCode}: {log[^Math.Min(log.Length, 3000)..]}");
+
+            var text = await File.ReadAllTextAsync(Assert.Single(Directory.GetFiles(output, "*-tiny-legacy.md")));
+            var targets = text.Split('\n').SkipWhile(l => !l.StartsWith("## Targets", StringComparison.Ordinal)).Skip(4)
+                .TakeWhile(l => l.StartsWith('|')).ToList();
+            Assert.Equal(4, targets.Count);
+            Assert.Contains("0 mismatch(es)", text, StringComparison.Ordinal);
+            Assert.Contains("legacy finalize: todos, its triggers and the legacy views dropped", text, StringComparison.Ordinal);
+            Assert.Matches(@"\| trigger on \| [0-9,]+ in", text);
+            Assert.DoesNotContain("NaN", text, StringComparison.Ordinal);
+            Assert.Contains("./build.sh bench --scale tiny --workload legacy", text, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(output, recursive: true);
+        }
+    }
 }

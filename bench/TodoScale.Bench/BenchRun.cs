@@ -178,6 +178,34 @@ public sealed class BenchRun(BenchScale scale, int seed, string output, string c
         }
     }
 
+    /// <summary>
+    /// `--workload legacy`: the migration from `todos` on a fresh stack (TodoScale's tables empty, as a migration
+    /// starts), written to bench/results/&lt;date&gt;-&lt;scale&gt;-legacy.md.
+    /// </summary>
+    public async Task<string> RunLegacyAsync(CancellationToken cancellationToken)
+    {
+        Say($"starting the stack (AppHost, process mode; shared_buffers {scale.SharedBuffers})");
+        await using var stack = await BenchStack.StartAsync(new Dictionary<string, string>
+        {
+            ["shared_buffers"] = scale.SharedBuffers,
+            ["effective_cache_size"] = "16GB",
+            ["maintenance_work_mem"] = "1GB",
+            ["max_wal_size"] = "16GB",
+            ["checkpoint_timeout"] = "30min",
+            ["max_connections"] = "300",
+        });
+        var results = new BenchResults { Scale = scale, Command = command, Seed = seed };
+        await using (var db = stack.OpenPrimary())
+        {
+            await ReadServerAsync(db, results, cancellationToken);
+        }
+
+        var legacy = await LegacyMigrationBench.RunAsync(stack, scale, Say, cancellationToken);
+        var report = Report.WriteLegacy(legacy, results, output);
+        Say($"report: {report}");
+        return report;
+    }
+
     /// <summary>A sample of the users below the Zipf head (the top 1% are the heavy ones).</summary>
     private List<Guid> Typical(List<BenchUser> loaded) =>
         [.. loaded.Where(u => u.Rank > Math.Max(1, scale.Users / 100)).Take(5000).Select(u => u.Id)];

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using TodoScale.Bench.Workloads;
 
 namespace TodoScale.Bench.Reporting;
 
@@ -9,6 +10,58 @@ namespace TodoScale.Bench.Reporting;
 /// </summary>
 public static class Report
 {
+    /// <summary>bench/results/&lt;date&gt;-&lt;scale&gt;-legacy.md: the migration from `todos` (`--workload legacy`).</summary>
+    public static string WriteLegacy(LegacyBenchResult l, BenchResults r, string folder)
+    {
+        Directory.CreateDirectory(folder);
+        var c = CultureInfo.InvariantCulture;
+        var md = new StringBuilder();
+        var cost = 1 - l.TriggerOn.PerSecond / l.TriggerOff.PerSecond;
+        md.AppendLine(c, $"# TodoScale benchmark: the migration from `todos`, {r.Scale.Name} scale, {r.Started:yyyy-MM-dd HH:mm} UTC")
+          .AppendLine()
+          .AppendLine(c, $"Reproduce: `{r.Command}`. Whole run: {l.Elapsed.TotalMinutes:0.0} min. The operators' CLI run as a process, as an operator runs it, against the stack's primary (durable commits, a streaming replica); every figure from this run, targets reported, never asserted.")
+          .AppendLine();
+        md.AppendLine("## Targets").AppendLine()
+          .AppendLine("| figure | target | measured | |").AppendLine("|---|---|---|---|")
+          .AppendLine(c, $"| backfill rows/s, {l.Rows:N0} rows, on its own | >= 150,000 | {l.BackfillRowsPerSecond:N0} | {(l.BackfillRowsPerSecond >= 150_000 ? "met" : "**not met**")} |")
+          .AppendLine(c, $"| legacy insert throughput lost to the dual-write trigger | as low as possible (a prototype lost 42%) | {cost:0%} ({l.TriggerOn.PerSecond:N0} vs {l.TriggerOff.PerSecond:N0} per s) | {(cost < 0.42 ? "below the prototype" : "**not below the prototype**")} |")
+          .AppendLine(c, $"| longest insert during `legacy start` | (reported) | {l.Start.LongestInsertMs:0.0} ms (longest in the 2 s before: {l.Start.BaselineMaxMs:0.0} ms) | n/a |")
+          .AppendLine(c, $"| longest insert during `legacy switch` | (reported) | {l.Switch.LongestInsertMs:0.0} ms (longest in the 2 s before: {l.Switch.BaselineMaxMs:0.0} ms) | n/a |")
+          .AppendLine();
+        md.AppendLine("## Inserts of the legacy application").AppendLine()
+          .AppendLine(c, $"{l.Writers} connections, each inserting one root todo per transaction (a prepared INSERT into `todos`, autocommit), as fast as they can.").AppendLine()
+          .AppendLine("| dual-write trigger | inserts | per s | p50 ms | p99 ms | max ms |").AppendLine("|---|---|---|---|---|---|");
+        foreach (var run in new[] { l.TriggerOff, l.TriggerOn })
+        {
+            md.AppendLine(c, $"| {run.Name} | {run.Inserts:N0} in {run.Seconds:0.0} s | {run.PerSecond:N0} | {run.P50Ms:0.00} | {run.P99Ms:0.00} | {run.MaxMs:0.0} |");
+        }
+
+        md.AppendLine().AppendLine("## The verbs").AppendLine()
+          .AppendLine("| verb | what it printed | wall time | longest insert meanwhile |").AppendLine("|---|---|---|---|");
+        foreach (var verb in new[] { l.Start, l.Switch })
+        {
+            md.AppendLine(c, $"| `{verb.Verb}` (under the insert load) | {verb.Line} | {verb.Seconds:0.0} s | {verb.LongestInsertMs:0.0} ms |");
+        }
+
+        md.AppendLine(c, $"| `legacy backfill` (on its own) | {l.BackfillLine} | | |")
+          .AppendLine(c, $"| `legacy validate` | {l.ValidateLine} | | |")
+          .AppendLine(c, $"| `legacy finalize --force` | {l.FinalizeLine} | | |")
+          .AppendLine();
+        md.AppendLine("## Data and server").AppendLine()
+          .AppendLine(c, $"- `todos` generated with {l.Rows:N0} rows (trees of four: a root, two subtasks, one below the first; 60% finished) in {l.Generated.TotalSeconds:0.0} s; only its primary key, as the original design had it.")
+          .AppendLine(c, $"- {Environment.ProcessorCount} cores ({Machine.Cpu()}), {Machine.MemoryGb():0.0} GiB memory; the stack (primary, replica, Redis, the API, the archiver service), the CLI and the writers share them.")
+          .AppendLine();
+        md.AppendLine("| setting | value |").AppendLine("|---|---|");
+        foreach (var (name, value) in r.Server.OrderBy(p => p.Key, StringComparer.Ordinal))
+        {
+            md.AppendLine(c, $"| {name} | {value} |");
+        }
+
+        var path = Path.Combine(folder, $"{r.Started:yyyy-MM-dd}-{r.Scale.Name}-legacy.md");
+        File.WriteAllText(path, md.ToString());
+        return path;
+    }
+
     public static string Write(BenchResults r, string folder)
     {
         Directory.CreateDirectory(folder);
