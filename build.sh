@@ -3,9 +3,9 @@
 #
 #   ./build.sh run  [AppHost args]   install what is missing, build, start the whole stack (Ctrl+C stops it)
 #   ./build.sh test [dotnet test args] install what is missing, build, run every test; ends with "N passed, N failed"
-#   ./build.sh bench [--scale tiny|small|medium|large] [--seed N]
+#   ./build.sh bench [--scale tiny|small|medium|large] [--seed N] [--workload all|legacy]
 #                                    install what is missing, build Release, run the benchmarks; writes
-#                                    bench/results/<date>-<scale>.md and its plots
+#                                    bench/results/<date>-<scale>.md and its plots (legacy: <date>-<scale>-legacy.md)
 #
 # AppHost args, e.g.: --Infra:Mode=process|container|auto   --Infra:Reset=true (wipe process-mode data folders)
 set -euo pipefail

@@ -38,13 +38,13 @@ public sealed record Serving(string? LegacyPhase, long Generation)
     /// Before `legacy switch` and after `legacy rollback`: from the legacy table `todos`, through the views in
     /// <see cref="LegacySchema.ServingSchema"/>.
     /// </summary>
-    public bool FromLegacy => LegacyPhase is "started" or "backfilled" or "validated" or "rolled_back";
+    public bool FromLegacy => Data.Legacy.LegacyPhase.ServesFromLegacy(LegacyPhase);
 
     /// <summary>
     /// Pages are cached only outside a migration: during one, the legacy application's writes reach the tables
     /// through the triggers, and no cached page would learn of them.
     /// </summary>
-    public bool Cacheable => LegacyPhase is null or "finalized";
+    public bool Cacheable => LegacyPhase is null or Data.Legacy.LegacyPhase.Finalized;
 
     public override string ToString() => FromLegacy ? LegacySchema.Table : "todoscale";
 }

@@ -6,17 +6,6 @@ using TodoScale.Data.Legacy;
 
 namespace TodoScale.Archiver.Legacy;
 
-/// <summary>The phases of the migration from `todos`, in the order the verbs move it.</summary>
-public static class LegacyPhase
-{
-    public const string Started = "started";
-    public const string Backfilled = "backfilled";
-    public const string Validated = "validated";
-    public const string Switched = "switched";
-    public const string RolledBack = "rolled_back";
-    public const string Finalized = "finalized";
-}
-
 /// <summary>The row of legacy_migration: where the migration stands.</summary>
 public sealed record LegacyState(
     string Phase, DateTimeOffset StartedAt, short? BackfillDepth, Guid? BackfillId, long BackfillRows,
