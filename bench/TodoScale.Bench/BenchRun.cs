@@ -16,16 +16,7 @@ public sealed class BenchRun(BenchScale scale, int seed, string output, string c
     {
         var results = new BenchResults { Scale = scale, Command = command, Seed = seed };
         var work = Directory.CreateTempSubdirectory("todoscale-bench-").FullName;
-        Say($"starting the stack (AppHost, process mode; shared_buffers {scale.SharedBuffers})");
-        await using var stack = await BenchStack.StartAsync(new Dictionary<string, string>
-        {
-            ["shared_buffers"] = scale.SharedBuffers,
-            ["effective_cache_size"] = "16GB",
-            ["maintenance_work_mem"] = "1GB",
-            ["max_wal_size"] = "16GB",
-            ["checkpoint_timeout"] = "30min",
-            ["max_connections"] = "300",
-        });
+        await using var stack = await StartStackAsync();
         try
         {
             await using var db = stack.OpenPrimary();
@@ -184,16 +175,7 @@ public sealed class BenchRun(BenchScale scale, int seed, string output, string c
     /// </summary>
     public async Task<string> RunLegacyAsync(CancellationToken cancellationToken)
     {
-        Say($"starting the stack (AppHost, process mode; shared_buffers {scale.SharedBuffers})");
-        await using var stack = await BenchStack.StartAsync(new Dictionary<string, string>
-        {
-            ["shared_buffers"] = scale.SharedBuffers,
-            ["effective_cache_size"] = "16GB",
-            ["maintenance_work_mem"] = "1GB",
-            ["max_wal_size"] = "16GB",
-            ["checkpoint_timeout"] = "30min",
-            ["max_connections"] = "300",
-        });
+        await using var stack = await StartStackAsync();
         var results = new BenchResults { Scale = scale, Command = command, Seed = seed };
         await using (var db = stack.OpenPrimary())
         {
@@ -204,6 +186,21 @@ public sealed class BenchRun(BenchScale scale, int seed, string output, string c
         var report = Report.WriteLegacy(legacy, results, output);
         Say($"report: {report}");
         return report;
+    }
+
+    /// <summary>The stack both workloads run on, its servers sized for the scale.</summary>
+    private Task<BenchStack> StartStackAsync()
+    {
+        Say($"starting the stack (AppHost, process mode; shared_buffers {scale.SharedBuffers})");
+        return BenchStack.StartAsync(new Dictionary<string, string>
+        {
+            ["shared_buffers"] = scale.SharedBuffers,
+            ["effective_cache_size"] = "16GB",
+            ["maintenance_work_mem"] = "1GB",
+            ["max_wal_size"] = "16GB",
+            ["checkpoint_timeout"] = "30min",
+            ["max_connections"] = "300",
+        });
     }
 
     /// <summary>A sample of the users below the Zipf head (the top 1% are the heavy ones).</summary>
