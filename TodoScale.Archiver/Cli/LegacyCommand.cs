@@ -182,7 +182,8 @@ internal static class LegacyCommand
         AnsiConsole.WriteLine(
             $"legacy backfill: read {result.Scanned:N0} rows, copied {result.Copied:N0} ({result.Scanned - result.Copied - result.Rejected:N0} were already there), " +
             $"{result.Rejected:N0} rejected, in {result.Batches} batches, {seconds:0.0} s ({result.Scanned / seconds:N0} rows/s); " +
-            $"{result.TotalCopied:N0} copied in all; next: legacy validate");
+            $"{result.TotalCopied:N0} copied in all; next: legacy validate" +
+            (result.RowTriggersSkipped ? "" : "; per-row triggers on (Legacy:SkipRowTriggers is false, or the archiver's role may not set session_replication_role)"));
         if (result.Rejected > 0)
         {
             AnsiConsole.MarkupLine("[yellow]legacy backfill: rejected rows are listed by `legacy validate`, with the reason; fix them in todos (the trigger copies the fixed row)[/]");

@@ -18,7 +18,8 @@ public sealed class LegacyOrderException(string message) : Exception(message);
 /// <summary>Backfill progress, after every batch.</summary>
 public readonly record struct BackfillProgress(long Copied, long Total, short Depth);
 
-public sealed record BackfillResult(long Scanned, long Copied, long Rejected, int Batches, TimeSpan Elapsed, long TotalCopied, bool AlreadyDone);
+public sealed record BackfillResult(
+    long Scanned, long Copied, long Rejected, int Batches, TimeSpan Elapsed, long TotalCopied, bool AlreadyDone, bool RowTriggersSkipped = false);
 
 /// <summary>One row the two sides disagree on.</summary>
 public sealed record Mismatch(Guid UserId, Guid Id, string Kind, string? Reason);
@@ -150,13 +151,14 @@ public sealed class LegacyMigration(NpgsqlDataSource owner, NpgsqlDataSource arc
     }
 
     /// <summary>
-    /// `legacy backfill`: copies `todos` in (depth, id) keyset batches, so every parent is copied before its
-    /// subtasks. Each batch is one transaction that locks the rows it reads (FOR KEY SHARE: a concurrent delete
+    /// `legacy backfill`: copies `todos` in (depth, id) keyset batches, one depth after the other, so every parent is
+    /// copied before its subtasks. Each batch is one transaction that locks the rows it reads (FOR KEY SHARE: a concurrent delete
     /// waits for the batch, then deletes the copy too through the trigger; a row deleted first is not read, so never
     /// resurrected), inserts them with ON CONFLICT DO NOTHING (a row the trigger already wrote is newer: it stays),
     /// and saves the keyset position in legacy_migration, so a kill at any moment resumes exactly where the last
     /// commit left it. A batch the new tables refuse is redone row by row and the refused rows are recorded in
-    /// legacy_rejects.
+    /// legacy_rejects. Where the archiver role may, batches run without per-row triggers (see
+    /// <see cref="CopyBatchWithoutRowTriggers"/>).
     /// </summary>
     public async Task<BackfillResult> BackfillAsync(string actor, IProgress<BackfillProgress>? progress, CancellationToken cancellationToken)
     {
@@ -179,16 +181,19 @@ public sealed class LegacyMigration(NpgsqlDataSource owner, NpgsqlDataSource arc
         }
 
         var total = await EstimateLegacyRowsAsync(connection, cancellationToken);
+        var skipRowTriggers = options.SkipRowTriggers && await MaySkipRowTriggersAsync(connection, cancellationToken);
         long scanned = 0, copied = 0, rejected = 0;
         var batches = 0;
         var (depth, id, totalCopied) = (state.BackfillDepth ?? -1, state.BackfillId ?? Guid.Empty, state.BackfillRows);
-        while (true)
+        var level = depth >= 0 ? depth : await NextLevelAsync(connection, depth, cancellationToken);
+        while (level is { } current)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var batch = await WithBatchRetriesAsync(() => CopyBatchAsync(connection, depth, id, cancellationToken), cancellationToken);
+            var batch = await WithBatchRetriesAsync(() => CopyBatchAsync(connection, current, depth, id, skipRowTriggers, cancellationToken), cancellationToken);
             if (batch.Scanned == 0)
             {
-                break;
+                level = await NextLevelAsync(connection, current, cancellationToken);
+                continue;
             }
 
             (depth, id) = (batch.LastDepth, batch.LastId);
@@ -211,12 +216,27 @@ public sealed class LegacyMigration(NpgsqlDataSource owner, NpgsqlDataSource arc
             await done.ExecuteNonQueryAsync(cancellationToken);
         }
 
-        var result = new BackfillResult(scanned, copied, rejected, batches, Stopwatch.GetElapsedTime(started), totalCopied, AlreadyDone: false);
+        var result = new BackfillResult(scanned, copied, rejected, batches, Stopwatch.GetElapsedTime(started), totalCopied, AlreadyDone: false, skipRowTriggers);
         await AuditLog.WriteAsync(owner, "operator", actor, "legacy.backfill", LegacySchema.Table, new
         {
-            result.Scanned, result.Copied, result.Rejected, result.Batches, result.TotalCopied, ElapsedMs = (long)result.Elapsed.TotalMilliseconds,
+            result.Scanned, result.Copied, result.Rejected, result.Batches, result.TotalCopied, result.RowTriggersSkipped, ElapsedMs = (long)result.Elapsed.TotalMilliseconds,
         }, cancellationToken);
         return result;
+    }
+
+    /// <summary>The next depth of `todos` after <paramref name="level"/>, or null past the deepest.</summary>
+    private static async Task<short?> NextLevelAsync(NpgsqlConnection connection, short level, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand("SELECT min(depth) FROM todos WHERE depth > @level", connection);
+        command.Parameters.Add(new NpgsqlParameter<short>("level", NpgsqlDbType.Smallint) { TypedValue = level });
+        return await command.ExecuteScalarAsync(cancellationToken) as short?;
+    }
+
+    /// <summary>Whether the archiver role may SET session_replication_role (superuser, or the grant of migration V7).</summary>
+    private static async Task<bool> MaySkipRowTriggersAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand("SELECT has_parameter_privilege('session_replication_role', 'SET')", connection);
+        return (bool)(await command.ExecuteScalarAsync(cancellationToken))!;
     }
 
     /// <summary>
@@ -243,62 +263,125 @@ public sealed class LegacyMigration(NpgsqlDataSource owner, NpgsqlDataSource arc
 
     private readonly record struct Batch(long Scanned, long Copied, long Rejected, short LastDepth, Guid LastId);
 
-    private async Task<Batch> CopyBatchAsync(NpgsqlConnection connection, short depth, Guid id, CancellationToken cancellationToken)
+    private async Task<Batch> CopyBatchAsync(NpgsqlConnection connection, short level, short depth, Guid id, bool skipRowTriggers, CancellationToken cancellationToken)
     {
         try
         {
-            return await InTransactionAsync(connection, async transaction =>
+            var batch = await InTransactionAsync(connection, skipRowTriggers, async transaction =>
             {
-                await using var command = new NpgsqlCommand(
-                    $"""
-                    WITH batch AS MATERIALIZED (
-                        SELECT {Columns} FROM todos
-                         WHERE (depth, id) > (@depth, @id)
-                         ORDER BY depth, id
-                         LIMIT @batch
-                           FOR KEY SHARE
-                    ), made_projects AS (
-                        INSERT INTO projects (user_id, id, name)
-                        SELECT DISTINCT user_id, project_id, 'Imported project ' || project_id FROM batch WHERE project_id IS NOT NULL
-                        ON CONFLICT DO NOTHING
-                    ), copied AS (
-                        INSERT INTO todos_active ({Columns})
-                        SELECT {Columns} FROM batch ORDER BY depth, id
-                        ON CONFLICT (user_id, id) DO NOTHING
-                        RETURNING 1
-                    ), last AS (
-                        SELECT depth, id FROM batch ORDER BY depth DESC, id DESC LIMIT 1
-                    ), saved AS (
-                        UPDATE legacy_migration SET backfill_depth = last.depth, backfill_id = last.id,
-                               backfill_rows = backfill_rows + (SELECT count(*) FROM copied), updated_at = now()
-                          FROM last
-                    )
-                    SELECT (SELECT count(*) FROM batch), (SELECT count(*) FROM copied), last.depth, last.id FROM last
-                    """, connection, transaction);
-                AddKeyset(command, depth, id);
+                await using var command = new NpgsqlCommand(skipRowTriggers ? CopyBatchWithoutRowTriggers : CopyBatchWithRowTriggers, connection, transaction);
+                AddKeyset(command, level, depth, id);
                 await using var reader = await command.ExecuteReaderAsync(cancellationToken);
                 return await reader.ReadAsync(cancellationToken)
-                    ? new Batch(reader.GetInt64(0), reader.GetInt64(1), 0, reader.GetInt16(2), reader.GetGuid(3))
+                    ? new Batch(reader.GetInt64(0), reader.GetInt64(1), reader.GetInt64(2), reader.GetInt16(3), reader.GetGuid(4))
                     : new Batch(0, 0, 0, depth, id);
             }, cancellationToken);
+
+            // Without row triggers the statement copies nothing when a row fails its checks (Rejected counts them).
+            return batch.Rejected > 0 ? await CopyRowByRowAsync(connection, level, depth, id, cancellationToken) : batch;
         }
         catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.ForeignKeyViolation or PostgresErrorCodes.CheckViolation
                                               or PostgresErrorCodes.NotNullViolation or PostgresErrorCodes.StringDataRightTruncation
                                               or PostgresErrorCodes.UniqueViolation or PostgresErrorCodes.RaiseException)
         {
-            return await CopyRowByRowAsync(connection, depth, id, cancellationToken);
+            return await CopyRowByRowAsync(connection, level, depth, id, cancellationToken);
         }
     }
 
+    /// <summary>The batch's rows of `todos`, in keyset order, locked (FOR KEY SHARE) until the batch commits.</summary>
+    private const string BatchRows =
+        $"""
+        batch AS MATERIALIZED (
+            SELECT {Columns} FROM todos
+             WHERE depth = @level AND (depth, id) > (@depth, @id)
+             ORDER BY depth, id
+             LIMIT @batch
+               FOR KEY SHARE
+        )
+        """;
+
+    /// <summary>Keeps the batch's position and count in legacy_migration, and returns (read, copied, refused, last depth, last id).</summary>
+    private const string SaveAndReport =
+        """
+        last AS (
+            SELECT depth, id FROM batch ORDER BY depth DESC, id DESC LIMIT 1
+        ), saved AS (
+            UPDATE legacy_migration SET backfill_depth = last.depth, backfill_id = last.id,
+                   backfill_rows = backfill_rows + (SELECT count(*) FROM copied), updated_at = now()
+              FROM last
+             WHERE NOT EXISTS (SELECT FROM refused)
+        )
+        SELECT (SELECT count(*) FROM batch), (SELECT count(*) FROM copied), (SELECT count(*) FROM refused), last.depth, last.id FROM last
+        """;
+
+    /// <summary>
+    /// A batch with TodoScale's row triggers and foreign keys checking every row (the depth computed from the parent,
+    /// the parent and project locked): where the archiver role may not skip row triggers.
+    /// </summary>
+    private const string CopyBatchWithRowTriggers =
+        $"""
+        WITH {BatchRows}, made_projects AS (
+            INSERT INTO projects (user_id, id, name)
+            SELECT DISTINCT user_id, project_id, {LegacySchema.ImportedProjectName} FROM batch WHERE project_id IS NOT NULL
+            ON CONFLICT DO NOTHING
+        ), refused AS (
+            SELECT FROM batch WHERE false
+        ), copied AS (
+            INSERT INTO todos_active ({Columns})
+            SELECT {Columns} FROM batch ORDER BY depth, id
+            ON CONFLICT (user_id, id) DO NOTHING
+            RETURNING 1
+        ), {SaveAndReport}
+        """;
+
+    /// <summary>
+    /// A batch under session_replication_role = replica: no per-row trigger (todos_active_before_write, the foreign
+    /// keys' checks) fires, and the statement does their work once for the batch. Measured on 2M rows: a batch of
+    /// 10,000 subtasks took 1,800 ms with the row triggers (the parent's depth lookup 84 us and the parent key
+    /// check 53 us per row) and 490 ms this way. What the triggers guaranteed still holds: every parent exists for
+    /// the same user in todos_active (a batch holds one depth, so parents were copied by earlier batches) and is locked FOR KEY SHARE as the foreign key
+    /// would lock it, so a concurrent delete waits and then cascades to the copies; the row's depth is its parent's
+    /// + 1 (0 for a root), which also rules out cycles; every project exists (made here) and is locked. A batch with
+    /// any row that fails these checks copies nothing and is redone with the row triggers, row by row, so the row's
+    /// refusal is recorded exactly as the trigger path records it. Check constraints apply either way.
+    /// </summary>
+    private const string CopyBatchWithoutRowTriggers =
+        $"""
+        WITH {BatchRows}, parents AS MATERIALIZED (
+            SELECT p.user_id, p.id, p.depth FROM todos_active p
+             WHERE (p.user_id, p.id) IN (SELECT user_id, parent_todo_id FROM batch WHERE parent_todo_id IS NOT NULL)
+               FOR KEY SHARE
+        ), refused AS MATERIALIZED (
+            SELECT b.id FROM batch b
+              LEFT JOIN parents p ON p.user_id = b.user_id AND p.id = b.parent_todo_id
+             WHERE b.depth IS DISTINCT FROM CASE WHEN b.parent_todo_id IS NULL THEN 0 ELSE p.depth + 1 END
+        ), used_projects AS MATERIALIZED (
+            SELECT p.user_id, p.id FROM projects p
+             WHERE (p.user_id, p.id) IN (SELECT user_id, project_id FROM batch WHERE project_id IS NOT NULL)
+               FOR KEY SHARE
+        ), made_projects AS (
+            INSERT INTO projects (user_id, id, name)
+            SELECT DISTINCT user_id, project_id, {LegacySchema.ImportedProjectName} FROM batch b
+             WHERE project_id IS NOT NULL AND NOT EXISTS (SELECT FROM refused)
+               AND NOT EXISTS (SELECT FROM used_projects u WHERE u.user_id = b.user_id AND u.id = b.project_id)
+            ON CONFLICT DO NOTHING
+        ), copied AS (
+            INSERT INTO todos_active ({Columns})
+            SELECT {Columns} FROM batch WHERE NOT EXISTS (SELECT FROM refused)
+            ON CONFLICT (user_id, id) DO NOTHING
+            RETURNING 1
+        ), {SaveAndReport}
+        """;
+
     /// <summary>A batch the new tables refused as a whole, row by row under savepoints: the good rows copy, the others are recorded.</summary>
-    private async Task<Batch> CopyRowByRowAsync(NpgsqlConnection connection, short depth, Guid id, CancellationToken cancellationToken) =>
-        await InTransactionAsync(connection, async transaction =>
+    private async Task<Batch> CopyRowByRowAsync(NpgsqlConnection connection, short level, short depth, Guid id, CancellationToken cancellationToken) =>
+        await InTransactionAsync(connection, skipRowTriggers: false, async transaction =>
         {
             var rows = new List<(Guid UserId, Guid Id, short Depth)>();
             await using (var select = new NpgsqlCommand(
-                "SELECT user_id, id, depth FROM todos WHERE (depth, id) > (@depth, @id) ORDER BY depth, id LIMIT @batch FOR KEY SHARE", connection, transaction))
+                "SELECT user_id, id, depth FROM todos WHERE depth = @level AND (depth, id) > (@depth, @id) ORDER BY depth, id LIMIT @batch FOR KEY SHARE", connection, transaction))
             {
-                AddKeyset(select, depth, id);
+                AddKeyset(select, level, depth, id);
                 await using var reader = await select.ExecuteReaderAsync(cancellationToken);
                 while (await reader.ReadAsync(cancellationToken))
                 {
@@ -317,7 +400,7 @@ public sealed class LegacyMigration(NpgsqlDataSource owner, NpgsqlDataSource arc
                         WITH source AS (SELECT {Columns} FROM todos WHERE id = @id),
                         made_project AS (
                             INSERT INTO projects (user_id, id, name)
-                            SELECT user_id, project_id, 'Imported project ' || project_id FROM source WHERE project_id IS NOT NULL
+                            SELECT user_id, project_id, {LegacySchema.ImportedProjectName} FROM source WHERE project_id IS NOT NULL
                             ON CONFLICT DO NOTHING)
                         INSERT INTO todos_active ({Columns}) SELECT {Columns} FROM source
                         ON CONFLICT (user_id, id) DO NOTHING
@@ -364,8 +447,9 @@ public sealed class LegacyMigration(NpgsqlDataSource owner, NpgsqlDataSource arc
             return new Batch(rows.Count, copied, rejected, last.Depth, last.Id);
         }, cancellationToken);
 
-    private void AddKeyset(NpgsqlCommand command, short depth, Guid id)
+    private void AddKeyset(NpgsqlCommand command, short level, short depth, Guid id)
     {
+        command.Parameters.Add(new NpgsqlParameter<short>("level", NpgsqlDbType.Smallint) { TypedValue = level });
         command.Parameters.Add(new NpgsqlParameter<short>("depth", NpgsqlDbType.Smallint) { TypedValue = depth });
         command.Parameters.Add(new NpgsqlParameter<Guid>("id", NpgsqlDbType.Uuid) { TypedValue = id });
         command.Parameters.Add(new NpgsqlParameter<int>("batch", NpgsqlDbType.Integer) { TypedValue = options.BatchSize });
@@ -373,14 +457,16 @@ public sealed class LegacyMigration(NpgsqlDataSource owner, NpgsqlDataSource arc
 
     /// <summary>
     /// A batch's transaction: the sync's marker on (TodoScale's own triggers keep the copied updated_at; a reverse
-    /// trigger would not echo), and a lock_timeout shorter than deadlock_timeout (1 s by default), so the backfill
+    /// trigger would not echo), without row triggers where <paramref name="skipRowTriggers"/>, and a lock_timeout shorter than deadlock_timeout (1 s by default), so the backfill
     /// gives up a lock wait before a deadlock check could pick the legacy application's transaction.
     /// </summary>
-    private async Task<T> InTransactionAsync<T>(NpgsqlConnection connection, Func<NpgsqlTransaction, Task<T>> body, CancellationToken cancellationToken)
+    private async Task<T> InTransactionAsync<T>(
+        NpgsqlConnection connection, bool skipRowTriggers, Func<NpgsqlTransaction, Task<T>> body, CancellationToken cancellationToken)
     {
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        var replica = skipRowTriggers ? "; SET LOCAL session_replication_role = replica" : "";
         await using (var marker = new NpgsqlCommand(
-            $"SET LOCAL todoscale.legacy_sync = 'on'; SET LOCAL lock_timeout = '{(int)options.BatchLockTimeout.TotalMilliseconds}ms'", connection, transaction))
+            $"SET LOCAL todoscale.legacy_sync = 'on'; SET LOCAL jit = off; SET LOCAL lock_timeout = '{(int)options.BatchLockTimeout.TotalMilliseconds}ms'{replica}", connection, transaction))
         {
             await marker.ExecuteNonQueryAsync(cancellationToken);
         }

@@ -12,6 +12,13 @@ public sealed class LegacyOptions : IValidatableObject
     [Range(1, 1_000_000)]
     public int BatchSize { get; set; } = 10_000;
 
+    /// <summary>
+    /// Copy batches without per-row triggers (session_replication_role = replica, the grant of migration V7), the
+    /// batch's statement checking parents, depths and projects itself: about 3.7 times faster for subtasks. Where
+    /// the role may not, or with false, every row goes through TodoScale's triggers and foreign keys.
+    /// </summary>
+    public bool SkipRowTriggers { get; set; } = true;
+
     /// <summary>The backfill's throttle: a pause after each batch, to leave the server room for the legacy application.</summary>
     public TimeSpan PauseBetweenBatches { get; set; } = TimeSpan.Zero;
 

@@ -22,6 +22,12 @@ public static class LegacySchema
     public const string Columns =
         "id, user_id, parent_todo_id, project_id, title, description, status, priority, due_date, completed_at, ai_generated, depth, created_at, updated_at";
 
+    /// <summary>
+    /// The name of a project made for a legacy row's project_id (the original design had no projects table), as SQL
+    /// over a `project_id` column; V8's todoscale_legacy_ensure_project names it the same way.
+    /// </summary>
+    public const string ImportedProjectName = "'Imported project ' || project_id";
+
     public const string CreateTable = """
         CREATE TABLE IF NOT EXISTS todos (
             id             uuid PRIMARY KEY,

@@ -16,6 +16,19 @@ public static class LegacyData
         $"SELECT md5(string_agg(md5(ROW({LegacySchema.Columns})::text), '' ORDER BY id)) FROM (SELECT {LegacySchema.Columns} FROM todos_active UNION ALL SELECT {LegacySchema.Columns} FROM todos_archived) s";
 
     /// <summary>
+    /// Rows of todos_active whose tree is broken: a subtask without its parent (same user), a depth other than its
+    /// parent's + 1 (or 0 for a root), a project that does not exist. What the foreign keys and the depth trigger
+    /// guarantee, checked after a backfill that ran without them.
+    /// </summary>
+    public const string BrokenTrees =
+        """
+        SELECT count(*) FROM todos_active c
+          LEFT JOIN todos_active p ON p.user_id = c.user_id AND p.id = c.parent_todo_id
+         WHERE c.depth IS DISTINCT FROM CASE WHEN c.parent_todo_id IS NULL THEN 0 ELSE p.depth + 1 END
+            OR (c.project_id IS NOT NULL AND NOT EXISTS (SELECT FROM projects j WHERE j.user_id = c.user_id AND j.id = c.project_id))
+        """;
+
+    /// <summary>
     /// Creates `todos` and fills it with trees: roots, children, grandchildren, some in projects, 60% finished;
     /// <paramref name="alsoUser"/> gets trees too (a user the test knows).
     /// </summary>
