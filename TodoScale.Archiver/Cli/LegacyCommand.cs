@@ -28,9 +28,14 @@ internal static class LegacyCommand
         }, createSchema: true));
 
         var batchSize = new Option<int?>("--batch-size") { Description = "Rows per batch (default Legacy:BatchSize, 10000)." };
-        var backfill = new Command("backfill", "Copy `todos` into TodoScale's tables in keyset batches, parents first; resumable after a kill.") { batchSize };
+        var parallel = new Option<int?>("--parallel") { Description = "Batches copied at once, each on its own connection (default Legacy:Parallel, one per CPU)." };
+        var backfill = new Command("backfill", "Copy `todos` into TodoScale's tables in keyset batches, parents first; resumable after a kill.") { batchSize, parallel };
         backfill.SetAction((parseResult, cancellationToken) => RunAsync("backfill", migration => BackfillAsync(migration, cancellationToken),
-            options => options.BatchSize = parseResult.GetValue(batchSize) ?? options.BatchSize));
+            options =>
+            {
+                options.BatchSize = parseResult.GetValue(batchSize) ?? options.BatchSize;
+                options.Parallel = parseResult.GetValue(parallel) ?? options.Parallel;
+            }));
 
         var sample = new Option<int?>("--sample") { Description = "Compare only this percentage of the user buckets (1-100): a quick check that does not move the phase." };
         var validate = new Command("validate", "Compare `todos` with todos_active + todos_archived per user bucket (count, checksum); list every mismatching id.") { sample };
@@ -63,7 +68,7 @@ internal static class LegacyCommand
             var (already, lockWait) = await migration.FinalizeAsync(Environment.UserName, parseResult.GetValue(force), cancellationToken);
             AnsiConsole.WriteLine(already
                 ? "legacy finalize: already finalized"
-                : $"legacy finalize: todos, its triggers and the legacy views dropped (longest lock hold {lockWait.TotalMilliseconds:0} ms); the migration is over, the archiver resumes");
+                : $"legacy finalize: todos, its triggers and the legacy views dropped (longest lock hold on todos_active {lockWait.TotalMilliseconds:0} ms); the migration is over, the archiver resumes");
             return ExitCodes.Success;
         }));
 
@@ -181,7 +186,7 @@ internal static class LegacyCommand
         var seconds = Math.Max(result.Elapsed.TotalSeconds, 0.001);
         AnsiConsole.WriteLine(
             $"legacy backfill: read {result.Scanned:N0} rows, copied {result.Copied:N0} ({result.Scanned - result.Copied - result.Rejected:N0} were already there), " +
-            $"{result.Rejected:N0} rejected, in {result.Batches} batches, {seconds:0.0} s ({result.Scanned / seconds:N0} rows/s); " +
+            $"{result.Rejected:N0} rejected, in {result.Batches} batches ({result.Parallel} at once), {seconds:0.0} s ({result.Scanned / seconds:N0} rows/s); " +
             $"{result.TotalCopied:N0} copied in all; next: legacy validate" +
             (result.RowTriggersSkipped ? "" : "; per-row triggers on (Legacy:SkipRowTriggers is false, or the archiver's role may not set session_replication_role)"));
         if (result.Rejected > 0)

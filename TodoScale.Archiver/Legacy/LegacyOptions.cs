@@ -19,6 +19,13 @@ public sealed class LegacyOptions : IValidatableObject
     /// </summary>
     public bool SkipRowTriggers { get; set; } = true;
 
+    /// <summary>
+    /// Backfill batches run at once, each on its own connection (one depth at a time: a depth's ranges are split
+    /// among them). The default is one per CPU, as `Archive:Parallel`; lower it to leave the legacy application room.
+    /// </summary>
+    [Range(1, 64)]
+    public int Parallel { get; set; } = Environment.ProcessorCount;
+
     /// <summary>The backfill's throttle: a pause after each batch, to leave the server room for the legacy application.</summary>
     public TimeSpan PauseBetweenBatches { get; set; } = TimeSpan.Zero;
 

@@ -96,7 +96,7 @@ public static class LegacyData
 
     public static Process StartBackfill(string connectionString, string batchSize, System.Text.StringBuilder output)
     {
-        var start = new ProcessStartInfo("dotnet", [RepositoryPaths.ProjectOutput("TodoScale.Archiver", "TodoScale.Archiver.dll"), "legacy", "backfill", "--batch-size", batchSize])
+        var start = new ProcessStartInfo("dotnet", [RepositoryPaths.ProjectOutput("TodoScale.Archiver", "TodoScale.Archiver.dll"), "legacy", "backfill", "--batch-size", batchSize, "--parallel", "3"])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
