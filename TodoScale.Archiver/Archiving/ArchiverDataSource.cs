@@ -18,4 +18,14 @@ public static class ArchiverDataSource
         builder.ConnectionStringBuilder.ApplicationName ??= "todoscale-archiver";
         return builder.Build();
     }
+
+    /// <summary>
+    /// Whether the role may SET session_replication_role (superuser, or the grant of migration V7), so a batch can
+    /// run without per-row triggers. It may not on a server where the migrating role could not grant it.
+    /// </summary>
+    public static async Task<bool> MaySkipRowTriggersAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand("SELECT has_parameter_privilege('session_replication_role', 'SET')", connection);
+        return (bool)(await command.ExecuteScalarAsync(cancellationToken))!;
+    }
 }

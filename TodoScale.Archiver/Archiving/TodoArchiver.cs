@@ -80,9 +80,8 @@ public sealed class TodoArchiver(NpgsqlDataSource dataSource, ArchiveOptions opt
     }
 
     /// <summary>
-    /// Whether the archiver's role may SET session_replication_role (superuser, or the grant of migration V7).
-    /// It may not on a server where the migrating role could not grant it: the batches then keep the per-row
-    /// foreign key trigger and the cascade guard.
+    /// Whether the batches skip per-row triggers: where allowed (<see cref="ArchiverDataSource.MaySkipRowTriggersAsync"/>);
+    /// otherwise they keep the per-row foreign key trigger and the cascade guard.
     /// </summary>
     private async Task<bool> MaySkipRowTriggersAsync(CancellationToken cancellationToken)
     {
@@ -91,8 +90,8 @@ public sealed class TodoArchiver(NpgsqlDataSource dataSource, ArchiveOptions opt
             return false;
         }
 
-        await using var command = dataSource.CreateCommand("SELECT has_parameter_privilege('session_replication_role', 'SET')");
-        return (bool)(await command.ExecuteScalarAsync(cancellationToken))!;
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        return await ArchiverDataSource.MaySkipRowTriggersAsync(connection, cancellationToken);
     }
 
     /// <summary>

@@ -169,7 +169,7 @@ internal static class LegacyCommand
                     var outcome = await migration.BackfillAsync(Environment.UserName, new Progress<BackfillProgress>(p =>
                     {
                         task.MaxValue = Math.Max(p.Total, 1);
-                        task.Value = p.Copied;
+                        task.Value = Math.Max(task.Value, p.Copied); // workers report in any order
                         task.Description = $"backfill (depth {p.Depth})";
                     }), cancellationToken);
                     task.Value = task.MaxValue;

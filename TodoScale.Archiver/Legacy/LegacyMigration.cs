@@ -184,7 +184,7 @@ public sealed class LegacyMigration(NpgsqlDataSource owner, NpgsqlDataSource arc
         }
 
         var total = await EstimateLegacyRowsAsync(connection, cancellationToken);
-        var skipRowTriggers = options.SkipRowTriggers && await MaySkipRowTriggersAsync(connection, cancellationToken);
+        var skipRowTriggers = options.SkipRowTriggers && await ArchiverDataSource.MaySkipRowTriggersAsync(connection, cancellationToken);
         var counts = new BackfillCounts(state.BackfillRows);
         var level = state.BackfillDepth ?? await NextLevelAsync(connection, -1, cancellationToken);
         var after = state.BackfillDepth is null ? null : state.BackfillId;
@@ -279,13 +279,6 @@ public sealed class LegacyMigration(NpgsqlDataSource owner, NpgsqlDataSource arc
         command.Parameters.Add(new NpgsqlParameter<short>("level", NpgsqlDbType.Smallint) { TypedValue = level });
         command.Parameters.Add(new NpgsqlParameter("after", NpgsqlDbType.Uuid) { Value = (object?)after ?? DBNull.Value });
         await command.ExecuteNonQueryAsync(cancellationToken);
-    }
-
-    /// <summary>Whether the archiver role may SET session_replication_role (superuser, or the grant of migration V7).</summary>
-    private static async Task<bool> MaySkipRowTriggersAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
-    {
-        await using var command = new NpgsqlCommand("SELECT has_parameter_privilege('session_replication_role', 'SET')", connection);
-        return (bool)(await command.ExecuteScalarAsync(cancellationToken))!;
     }
 
     /// <summary>
