@@ -221,6 +221,12 @@ public sealed class LegacyMigrationTests(PostgresServer server, ITestOutputHelpe
         Assert.Equal(0L, await Sql.ScalarAsync<long>(db, $"SELECT count(*) FROM pg_trigger WHERE tgname = '{LegacyMigration.ReverseTrigger}'"));
         var late = await MigrateCommandTests.RunArchiverAsync(["legacy", "switch"], db);
         Assert.True(late.ExitCode == 1 && late.Output.Contains("the migration is finalized", StringComparison.Ordinal), late.Output);
+
+        // A finalize stopped between its two steps (phase finalized, `todos` not dropped yet): the rerun drops it.
+        await Sql.ExecuteAsync(db, LegacySchema.CreateTable);
+        var rerun = await MigrateCommandTests.RunArchiverAsync(["legacy", "finalize"], db);
+        Assert.True(rerun.ExitCode == 0 && rerun.Output.Contains("already finalized", StringComparison.Ordinal), rerun.Output);
+        Assert.False(await Sql.ScalarAsync<bool>(db, "SELECT to_regclass('todos') IS NOT NULL"));
     }
 
     /// <summary>A migrated TodoScale database that also holds a legacy `todos` table with trees.</summary>
