@@ -10,18 +10,9 @@ namespace TodoScale.Tests.Bench;
 public sealed class BenchSmokeTests
 {
     [Fact]
-    public async Task Tiny_run_writes_a_complete_report_with_every_target_and_its_plots()
-    {
-        var output = Directory.CreateTempSubdirectory("todoscale-bench-test-").FullName;
-        try
+    public Task Tiny_run_writes_a_complete_report_with_every_target_and_its_plots() =>
+        RunTinyAsync([], "*-tiny.md", TimeSpan.FromMinutes(8), async (output, text) =>
         {
-            var bench = Path.Combine(RepositoryPaths.Root, "bench", "TodoScale.Bench", "bin", RepositoryPaths.Configuration, "net10.0", "TodoScale.Bench.dll");
-            var (exitCode, log) = await ProcessRunner.RunAsync(
-                ProcessRunner.StartInfo("dotnet", [bench, "--scale", "tiny", "--output", output]), TimeSpan.FromMinutes(8));
-            Assert.True(exitCode == 0, $"bench exited {exitCode}: {log[^Math.Min(log.Length, 3000)..]}");
-
-            var report = Assert.Single(Directory.GetFiles(output, "*-tiny.md"));
-            var text = await File.ReadAllTextAsync(report);
             string[] sections =
             [
                 "## Targets", "## 1. First page at the database", "## 2. The same page through the API", "## 3. Archival",
@@ -30,8 +21,7 @@ public sealed class BenchSmokeTests
             Assert.All(sections, section => Assert.Contains(section, text, StringComparison.Ordinal));
 
             // Every workload has its targets in the table, each judged met or not met, none without a number.
-            var targets = text.Split('\n').SkipWhile(l => !l.StartsWith("## Targets", StringComparison.Ordinal)).Skip(4)
-                .TakeWhile(l => l.StartsWith('|')).ToList();
+            var targets = TargetRows(text);
             Assert.Equal(["1", "2", "3", "4", "5", "6"], targets.Select(l => l.Split('|')[1].Trim()).Distinct());
             Assert.Equal(13, targets.Count);
             Assert.All(targets, row => Assert.Matches(@"\| (met|\*\*not met\*\*) \|$", row.TrimEnd()));
@@ -53,37 +43,40 @@ public sealed class BenchSmokeTests
                 var bytes = await File.ReadAllBytesAsync(Path.Combine(output, plot));
                 Assert.True(bytes.Length > 5_000 && bytes[1] == 'P' && bytes[2] == 'N' && bytes[3] == 'G', $"{plot} is not a plot");
             }
-        }
-        finally
-        {
-            Directory.Delete(output, recursive: true);
-        }
-    }
+        });
 
     [Fact]
-    public async Task Tiny_legacy_run_migrates_todos_and_reports_every_figure()
+    public Task Tiny_legacy_run_migrates_todos_and_reports_every_figure() =>
+        RunTinyAsync(["--workload", "legacy"], "*-tiny-legacy.md", TimeSpan.FromMinutes(5), (_, text) =>
+        {
+            Assert.Equal(4, TargetRows(text).Count);
+            Assert.Contains("0 mismatch(es)", text, StringComparison.Ordinal);
+            Assert.Contains("legacy finalize: todos, its triggers and the legacy views dropped", text, StringComparison.Ordinal);
+            Assert.Matches(@"\| trigger on \| [0-9,]+ in", text);
+            Assert.DoesNotContain("NaN", text, StringComparison.Ordinal);
+            Assert.Contains("./build.sh bench --scale tiny --workload legacy", text, StringComparison.Ordinal);
+            return Task.CompletedTask;
+        });
+
+    /// <summary>Runs the built benchmark at its tiny scale into a folder of its own, checks its one report, deletes the folder.</summary>
+    private static async Task RunTinyAsync(string[] args, string report, TimeSpan timeout, Func<string, string, Task> check)
     {
         var output = Directory.CreateTempSubdirectory("todoscale-bench-test-").FullName;
         try
         {
             var bench = Path.Combine(RepositoryPaths.Root, "bench", "TodoScale.Bench", "bin", RepositoryPaths.Configuration, "net10.0", "TodoScale.Bench.dll");
             var (exitCode, log) = await ProcessRunner.RunAsync(
-                ProcessRunner.StartInfo("dotnet", [bench, "--scale", "tiny", "--workload", "legacy", "--output", output]), TimeSpan.FromMinutes(5));
+                ProcessRunner.StartInfo("dotnet", [bench, "--scale", "tiny", .. args, "--output", output]), timeout);
             Assert.True(exitCode == 0, $"bench exited {exitCode}: {log[^Math.Min(log.Length, 3000)..]}");
-
-            var text = await File.ReadAllTextAsync(Assert.Single(Directory.GetFiles(output, "*-tiny-legacy.md")));
-            var targets = text.Split('\n').SkipWhile(l => !l.StartsWith("## Targets", StringComparison.Ordinal)).Skip(4)
-                .TakeWhile(l => l.StartsWith('|')).ToList();
-            Assert.Equal(4, targets.Count);
-            Assert.Contains("0 mismatch(es)", text, StringComparison.Ordinal);
-            Assert.Contains("legacy finalize: todos, its triggers and the legacy views dropped", text, StringComparison.Ordinal);
-            Assert.Matches(@"\| trigger on \| [0-9,]+ in", text);
-            Assert.DoesNotContain("NaN", text, StringComparison.Ordinal);
-            Assert.Contains("./build.sh bench --scale tiny --workload legacy", text, StringComparison.Ordinal);
+            await check(output, await File.ReadAllTextAsync(Assert.Single(Directory.GetFiles(output, report))));
         }
         finally
         {
             Directory.Delete(output, recursive: true);
         }
     }
+
+    /// <summary>The rows of a report's targets table (after its header and separator).</summary>
+    private static List<string> TargetRows(string text) =>
+        [.. text.Split('\n').SkipWhile(l => !l.StartsWith("## Targets", StringComparison.Ordinal)).Skip(4).TakeWhile(l => l.StartsWith('|'))];
 }
