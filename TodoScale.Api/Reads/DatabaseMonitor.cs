@@ -5,6 +5,7 @@ using NpgsqlTypes;
 using TodoScale.Api.Telemetry;
 using TodoScale.Data;
 using TodoScale.Data.Legacy;
+using TodoScale.Data.Partitioning;
 
 namespace TodoScale.Api.Reads;
 
@@ -19,9 +20,16 @@ public sealed record ReplicaState(bool Up, ulong ReplayLsn, TimeSpan Lag, ulong 
 }
 
 /// <summary>Facts the API reads from the catalog rather than from settings, so a re-split needs no restart.</summary>
-public sealed record SchemaFacts(int ActiveModulus, int? MaxDepth)
+/// <param name="Layout">The (modulus, remainder) of every partition of todos_active: during a re-split, two moduli side by side.</param>
+public sealed record SchemaFacts(IReadOnlySet<(int Modulus, int Remainder)> Layout, int? MaxDepth)
 {
-    public static readonly SchemaFacts Default = new(16, null);
+    public static readonly SchemaFacts Default = new(Enumerable.Range(0, 16).Select(r => (16, r)).ToHashSet(), null);
+
+    /// <summary>The largest modulus: the number of partitions once a re-split in progress is done.</summary>
+    public int ActiveModulus => Layout.Count == 0 ? 16 : Layout.Max(b => b.Modulus);
+
+    /// <summary>The remainder of the partition holding the user's todos now (the old one until it is swapped).</summary>
+    public int PartitionOf(Guid userId) => PartitionHash.PartitionIndex(userId, Layout);
 }
 
 /// <summary>
@@ -172,8 +180,8 @@ public sealed partial class DatabaseMonitor(
 
     private ulong _lastPrimaryLsn;
 
-    [GeneratedRegex(@"modulus (\d+)")]
-    private static partial Regex ModulusPattern();
+    [GeneratedRegex(@"modulus (\d+), remainder (\d+)")]
+    private static partial Regex BoundPattern();
 
     [GeneratedRegex(@"depth <= (\d+)")]
     private static partial Regex MaxDepthPattern();
@@ -192,10 +200,9 @@ public sealed partial class DatabaseMonitor(
         await reader.ReadAsync(cancellationToken);
         var bounds = reader.IsDBNull(0) ? "" : reader.GetString(0);
         var check = reader.IsDBNull(1) ? "" : reader.GetString(1);
-        // During a re-split two moduli live side by side; the larger one is where rows are going.
-        var modulus = ModulusPattern().Matches(bounds).Select(m => int.Parse(m.Groups[1].Value)).DefaultIfEmpty(16).Max();
+        var layout = BoundPattern().Matches(bounds).Select(m => (int.Parse(m.Groups[1].Value), int.Parse(m.Groups[2].Value))).ToHashSet();
         var depth = MaxDepthPattern().Match(check) is { Success: true } m ? int.Parse(m.Groups[1].Value) : (int?)null;
-        return new SchemaFacts(modulus, depth);
+        return new SchemaFacts(layout.Count == 0 ? SchemaFacts.Default.Layout : layout, depth);
     }
 
     private async Task<Serving> ReadServingAsync(NpgsqlConnection connection, CancellationToken cancellationToken)

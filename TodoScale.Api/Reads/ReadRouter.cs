@@ -8,7 +8,6 @@ using Npgsql;
 using TodoScale.Api.Caching;
 using TodoScale.Api.Telemetry;
 using TodoScale.Data;
-using TodoScale.Data.Partitioning;
 using TodoScale.Data.Tenancy;
 
 namespace TodoScale.Api.Reads;
@@ -56,7 +55,7 @@ public sealed class ReadRouter(
     private async Task<Routed<T>> ReadAsync<T>(
         Guid userId, ReadSpec spec, Func<TodoScaleDbContext, CancellationToken, Task<T>> query, bool queryNamesTenant, CancellationToken cancellationToken)
     {
-        var partition = PartitionHash.PartitionIndex(userId, monitor.Schema.ActiveModulus);
+        var partition = monitor.Schema.PartitionOf(userId);
         var serving = await monitor.ServingAsync(cancellationToken);
         spec = spec with { PageKey = PageKey(spec.PageKey, serving) };
         var view = await userState.ReadAsync(userId, spec.PageKey);

@@ -7,7 +7,6 @@ using TodoScale.Api.Caching;
 using TodoScale.Api.Reads;
 using TodoScale.Api.Telemetry;
 using TodoScale.Data;
-using TodoScale.Data.Partitioning;
 using TodoScale.Data.Tenancy;
 
 namespace TodoScale.Api.Writes;
@@ -47,7 +46,7 @@ public sealed class TenantWrites(
     internal async Task CommittedAsync(TodoDbContext db, Guid userId, string operation, long started)
     {
         metrics.RecordQuery(
-            Stopwatch.GetElapsedTime(started), PartitionHash.PartitionIndex(userId, monitor.Schema.ActiveModulus),
+            Stopwatch.GetElapsedTime(started), monitor.Schema.PartitionOf(userId),
             "todos_active", ApiMetrics.Targets.Primary, operation);
         ulong lsn;
         try

@@ -223,11 +223,4 @@ internal static class LegacyCommand
         AnsiConsole.WriteLine(line + (result.Sample ? "" : "; next: legacy switch"));
         return ExitCodes.Success;
     }
-
-    /// <summary>Rows per second in the progress bar (Spectre's transfer-speed column speaks bytes).</summary>
-    private sealed class RowsPerSecondColumn : ProgressColumn
-    {
-        public override Spectre.Console.Rendering.IRenderable Render(Spectre.Console.Rendering.RenderOptions options, ProgressTask task, TimeSpan deltaTime) =>
-            new Text(task.Speed is { } speed ? $"{speed:N0} rows/s" : "");
-    }
 }

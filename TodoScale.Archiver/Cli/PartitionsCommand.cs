@@ -13,8 +13,70 @@ internal static class PartitionsCommand
         var exact = new Option<bool>("--exact") { Description = "Count rows and distinct users (reads every partition) instead of using the statistics' estimates." };
         var status = new Command("status", "Rows, bytes, users and skew per partition of todos_active and ai_interactions, and per archive month.") { exact };
         status.SetAction((parseResult, cancellationToken) => StatusAsync(parseResult.GetValue(exact), cancellationToken));
-        return new Command("partitions", "The hash partitions of the active tables and the archive months.") { status };
+
+        var to = new Option<int>("--to") { Description = "The new number of hash partitions: a multiple of the current one (32, then 64).", Required = true };
+        var batchSize = new Option<int?>("--batch-size") { Description = "Rows copied per batch (default Split:BatchSize, 5000)." };
+        var split = new Command("split", "Online re-split of todos_active and ai_interactions to --to partitions, one old partition at a time; resumable after a kill.") { to, batchSize };
+        split.SetAction((parseResult, cancellationToken) => SplitAsync(parseResult.GetValue(to), parseResult.GetValue(batchSize), cancellationToken));
+        return new Command("partitions", "The hash partitions of the active tables and the archive months.") { status, split };
     }
+
+    private static Task<int> SplitAsync(int to, int? batchSize, CancellationToken cancellationToken) => VerbRunner.RunAsync("partitions split", async () =>
+    {
+        var configuration = CliConfiguration.Load();
+        var tools = OperatorTools.Load(configuration);
+        var options = configuration.BindOptions<SplitOptions>(SplitOptions.Section, o => o.Errors(), o => o.BatchSize = batchSize ?? o.BatchSize);
+        await using var owner = tools.OwnerDataSource();
+        await using var archiver = tools.ArchiverRoleDataSource();
+        var split = new PartitionSplit(owner, archiver, options, TimeProvider.System);
+        SplitResult result;
+        try
+        {
+            if (Console.IsOutputRedirected)
+            {
+                var last = 0L;
+                result = await split.SplitAsync(to, Environment.UserName, new Progress<SplitProgress>(p =>
+                {
+                    var now = Environment.TickCount64;
+                    if (p.Step != "copying" || now - Interlocked.Exchange(ref last, now) >= 2_000)
+                    {
+                        Console.WriteLine($"partitions split: {p.Partition} {p.Step}, {p.Copied:N0} of about {p.Total:N0} rows; {p.Done} of {p.Of} partitions done");
+                    }
+                }), cancellationToken);
+            }
+            else
+            {
+                result = await AnsiConsole.Progress()
+                    .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RowsPerSecondColumn(), new RemainingTimeColumn())
+                    .StartAsync(async context =>
+                    {
+                        var all = context.AddTask($"split to {to}");
+                        var current = context.AddTask("partition");
+                        var outcome = await split.SplitAsync(to, Environment.UserName, new Progress<SplitProgress>(p =>
+                        {
+                            all.MaxValue = Math.Max(p.Of, 1);
+                            all.Value = p.Done;
+                            current.Description = $"{p.Partition} {p.Step}";
+                            current.MaxValue = Math.Max(p.Total, Math.Max(p.Copied, 1));
+                            current.Value = p.Copied;
+                        }), cancellationToken);
+                        all.Value = all.MaxValue;
+                        current.Value = current.MaxValue;
+                        return outcome;
+                    });
+            }
+        }
+        catch (SplitRefusedException ex)
+        {
+            throw new CliException($"refused: {ex.Message}");
+        }
+
+        AnsiConsole.WriteLine(result.AlreadyDone
+            ? $"partitions split: todos_active and ai_interactions already have {to} partitions"
+            : $"partitions split: {result.PartitionsSplit} old partition(s) split to modulus {to}, {result.RowsCopied:N0} rows copied, {result.Elapsed.TotalSeconds:0.0} s; " +
+              $"longest swap {result.LongestSwap.TotalMilliseconds:0} ms ({result.LongestSwapAttempts} attempt(s) at most)");
+        return ExitCodes.Success;
+    });
 
     private static Task<int> StatusAsync(bool exact, CancellationToken cancellationToken) => VerbRunner.RunAsync("partitions status", async () =>
     {
@@ -42,6 +104,27 @@ internal static class PartitionsCommand
         }
 
         AnsiConsole.Write(months);
+        await using (var owner = tools.OwnerDataSource())
+        {
+            var states = await new PartitionSplit(owner, dataSource, new SplitOptions(), TimeProvider.System).StatesAsync(cancellationToken);
+            if (states.Count > 0)
+            {
+                var latest = states.Max(s => s.NewModulus);
+                var split = new Table().Title($"re-split to {latest}").AddColumns("table", "old partition", "step").AddColumns(Numbers("rows copied", "of about", "started", "finished"));
+                foreach (var s in states.Where(s => s.NewModulus == latest))
+                {
+                    split.AddRow(s.Table, s.Partition, s.Step, s.Copied.ToString("N0"), s.Total.ToString("N0"),
+                        s.StartedAt.UtcDateTime.ToString("yyyy-MM-dd HH:mm:ss"), s.FinishedAt?.UtcDateTime.ToString("yyyy-MM-dd HH:mm:ss") ?? "-");
+                }
+
+                AnsiConsole.Write(split);
+                var left = states.Count(s => s.NewModulus == latest && s.Step != "done");
+                AnsiConsole.WriteLine(left == 0
+                    ? $"re-split: to {latest} finished"
+                    : $"re-split: to {latest} in progress, {left} old partition(s) left; `partitions split --to {latest}` resumes it");
+            }
+        }
+
         var todos = snapshot.Active.Where(p => p.Table == "todos_active").ToList();
         AnsiConsole.MarkupLineInterpolated(
             $"partitions: todos_active {todos.Count} partitions, {todos.Sum(p => p.Rows):N0} rows, {PartitionStats.Bytes(todos.Sum(p => p.Bytes))}, skew {snapshot.Skew("todos_active"):0.00} (largest / mean), {todos.Sum(p => p.Waiting ?? 0):N0} rows waiting to be archived; {snapshot.ArchiveMonths.Select(m => m.Key).Distinct().Count()} archive months, {snapshot.MonthsAhead} ahead");

@@ -893,38 +893,7 @@ public sealed class LegacyMigration(NpgsqlDataSource owner, NpgsqlDataSource arc
         }
     }
 
-    /// <summary>
-    /// A DDL step on a table that serves traffic: one transaction under lock_timeout, so it never queues the
-    /// application's writes behind itself for long; a lock timeout rolls back and retries. Returns the longest
-    /// time an attempt took (the longest the application could have waited on it).
-    /// </summary>
-    private async Task<TimeSpan> WithLockRetriesAsync(Func<NpgsqlConnection, NpgsqlTransaction, Task> step, CancellationToken cancellationToken)
-    {
-        var longest = TimeSpan.Zero;
-        for (var attempt = 1; ; attempt++)
-        {
-            await using var connection = await owner.OpenConnectionAsync(cancellationToken);
-            await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
-            var started = Stopwatch.GetTimestamp();
-            try
-            {
-                await using (var timeout = new NpgsqlCommand($"SET LOCAL lock_timeout = '{(int)options.LockTimeout.TotalMilliseconds}ms'", connection, transaction))
-                {
-                    await timeout.ExecuteNonQueryAsync(cancellationToken);
-                }
-
-                await step(connection, transaction);
-                await transaction.CommitAsync(cancellationToken);
-                return Max(longest, Stopwatch.GetElapsedTime(started));
-            }
-            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.LockNotAvailable && attempt < options.LockAttempts)
-            {
-                longest = Max(longest, Stopwatch.GetElapsedTime(started));
-                await transaction.RollbackAsync(CancellationToken.None);
-                await Task.Delay(TimeSpan.FromMilliseconds(200 * attempt), clock, cancellationToken);
-            }
-        }
-
-        static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
-    }
+    /// <summary>A DDL step on a table that serves traffic (<see cref="LockBoundStep"/>): returns the longest attempt.</summary>
+    private async Task<TimeSpan> WithLockRetriesAsync(Func<NpgsqlConnection, NpgsqlTransaction, Task> step, CancellationToken cancellationToken) =>
+        (await LockBoundStep.RunAsync(owner, options.LockTimeout, options.LockAttempts, clock, step, cancellationToken)).LongestAttempt;
 }

@@ -36,6 +36,26 @@ public static class PartitionHash
         return (int)(RowHash(key) % (ulong)modulus);
     }
 
+    /// <summary>
+    /// The remainder of the partition holding <paramref name="key"/> in a table whose partitions are
+    /// <paramref name="layout"/>: during a re-split, children of two moduli side by side (16 and 32), and a key is in
+    /// whichever of its two candidates is attached. -1 when none is (a layout that does not cover the key).
+    /// </summary>
+    public static int PartitionIndex(Guid key, IReadOnlySet<(int Modulus, int Remainder)> layout)
+    {
+        var hash = RowHash(key);
+        foreach (var modulus in layout.Select(b => b.Modulus).Distinct())
+        {
+            var remainder = (int)(hash % (ulong)modulus);
+            if (layout.Contains((modulus, remainder)))
+            {
+                return remainder;
+            }
+        }
+
+        return -1;
+    }
+
     /// <summary>The name of the partition holding <paramref name="key"/>: todos_active_p07 for table todos_active.</summary>
     public static string PartitionName(string table, Guid key, int modulus) => PartitionName(table, PartitionIndex(key, modulus));
 
