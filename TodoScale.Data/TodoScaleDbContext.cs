@@ -44,8 +44,10 @@ public abstract class TodoScaleDbContext(DbContextOptions options) : DbContext(o
             todo.HasKey(t => new { t.UserId, t.Id });
             ConfigureTodoColumns(todo);
             todo.Property(t => t.CreatedAt).HasDefaultValueSql("now()");
+            // Declared in the database on each partition (todos_active_pNN_parent_fkey, V11), so a re-split can swap
+            // partitions; a subtask and its parent share user_id, hence the partition.
             todo.HasOne<Todo>().WithMany().HasForeignKey(t => new { t.UserId, t.ParentTodoId })
-                .HasConstraintName("todos_active_parent_fkey").OnDelete(DeleteBehavior.Cascade);
+                .OnDelete(DeleteBehavior.Cascade);
             // ON DELETE SET NULL (project_id) in the database: EF leaves it to the database.
             todo.HasOne<Project>().WithMany().HasForeignKey(t => new { t.UserId, t.ProjectId })
                 .HasConstraintName("todos_active_project_fkey").OnDelete(DeleteBehavior.ClientNoAction);

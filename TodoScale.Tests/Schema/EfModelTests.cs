@@ -76,6 +76,14 @@ public sealed class EfModelTests(PostgresServer server) : IAsyncLifetime
                            (SELECT string_agg(a.attname, ',' ORDER BY k.i) FROM unnest(con.confkey) WITH ORDINALITY k(attnum, i)
                             JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum) || ')' ELSE '' END
                 FROM pg_constraint con WHERE con.conrelid = '{table}'::regclass AND con.contype IN ('p', 'u', 'f') AND con.conparentid = 0
+                UNION
+                -- A key every partition declares on itself (the subtask key, V11) is the parent's relationship.
+                SELECT DISTINCT 'f(' || (SELECT string_agg(a.attname, ',' ORDER BY k.i) FROM unnest(con.conkey) WITH ORDINALITY k(attnum, i)
+                        JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum) || ')->{table}(' ||
+                       (SELECT string_agg(a.attname, ',' ORDER BY k.i) FROM unnest(con.confkey) WITH ORDINALITY k(attnum, i)
+                        JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum) || ')'
+                FROM pg_inherits i JOIN pg_constraint con ON con.conrelid = i.inhrelid AND con.confrelid = i.inhrelid AND con.contype = 'f'
+                WHERE i.inhparent = '{table}'::regclass
                 """);
             Assert.Equal(databaseKeys.Order(), modelKeys);
         }

@@ -188,6 +188,22 @@ public sealed class BenchRun(BenchScale scale, int seed, string output, string c
         return report;
     }
 
+    /// <summary>`--workload split`: the online re-split 16 -> 32 under write load, written to bench/results/&lt;date&gt;-&lt;scale&gt;-split.md.</summary>
+    public async Task<string> RunSplitAsync(CancellationToken cancellationToken)
+    {
+        await using var stack = await StartStackAsync();
+        var results = new BenchResults { Scale = scale, Command = command, Seed = seed };
+        await using (var db = stack.OpenPrimary())
+        {
+            await ReadServerAsync(db, results, cancellationToken);
+        }
+
+        var split = await SplitBench.RunAsync(stack, scale, Say, cancellationToken);
+        var report = Report.WriteSplit(split, results, output);
+        Say($"report: {report}");
+        return report;
+    }
+
     /// <summary>The stack both workloads run on, its servers sized for the scale.</summary>
     private Task<BenchStack> StartStackAsync()
     {

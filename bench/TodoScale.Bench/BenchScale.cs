@@ -4,7 +4,7 @@ namespace TodoScale.Bench;
 /// How big a run is. Todos are generated for <see cref="Users"/> users (Zipf by count) until <see cref="Todos"/>;
 /// those finished more than 60 days ago land in the archive (earlier passes' work), the rest in todos_active,
 /// of which the finished ones older than 30 days are what workload 3's pass moves. <see cref="ApiWarmup"/> is the
-/// load the API gets before a measured run (<see cref="LegacyRows"/>: the size of `todos` in the legacy migration run): after a restart the JIT's tiered compilation takes a core for about
+/// load the API gets before a measured run (<see cref="LegacyRows"/>: the size of `todos` in the legacy migration run, and of todos_active in the re-split run): after a restart the JIT's tiered compilation takes a core for about
 /// 20 s (measured with perf: 30% of the API's CPU in the tier-1 compiler 20 s after a restart, none after 60 s).
 /// </summary>
 public sealed record BenchScale(

@@ -62,6 +62,46 @@ public static class Report
         return path;
     }
 
+    public static string WriteSplit(SplitBenchResult s, BenchResults r, string folder)
+    {
+        Directory.CreateDirectory(folder);
+        var c = CultureInfo.InvariantCulture;
+        var md = new StringBuilder();
+        md.AppendLine(c, $"# TodoScale benchmark: the online re-split 16 -> 32, {r.Scale.Name} scale, {r.Started:yyyy-MM-dd HH:mm} UTC")
+          .AppendLine()
+          .AppendLine(c, $"Reproduce: `{r.Command}`. Whole run: {s.Elapsed.TotalMinutes:0.0} min. `partitions split --to 32` run as a process, as an operator runs it, against the stack's primary (durable commits, a streaming replica) while {s.Writers} connections write as the API's role; every write's latency is kept, not a sample. Targets reported, never asserted.")
+          .AppendLine();
+        md.AppendLine("## Targets").AppendLine()
+          .AppendLine("| figure | target | measured | |").AppendLine("|---|---|---|---|")
+          .AppendLine(c, $"| longest write blocked during the split (every write overlapping it) | <= 1,000 ms | {s.During.MaxMs:0.0} ms | {(s.During.MaxMs <= 1_000 ? "met" : "**not met**")} |")
+          .AppendLine(c, $"| writes failed during the split | 0 | {s.During.Failures:N0} | {(s.During.Failures == 0 ? "met" : "**not met**")} |")
+          .AppendLine(c, $"| rows after = generated + inserted by the writers | equal | {s.RowsAfter:N0} vs {s.RowsExpected:N0} | {(s.RowsAfter == s.RowsExpected ? "met" : "**not met**")} |")
+          .AppendLine(c, $"| total time of the split, {s.Rows:N0} todos + {s.AiRows:N0} AI interactions | (reported) | {s.SplitSeconds:0.0} s | n/a |")
+          .AppendLine();
+        md.AppendLine("## The split").AppendLine().AppendLine(c, $"`partitions split --to 32` printed: {s.SplitLine}").AppendLine();
+        md.AppendLine("## Writes").AppendLine()
+          .AppendLine(c, $"{s.Writers} connections as todoscale_app, one transaction per write (SET LOCAL app.user_id, then half inserts of a root, half renames of a generated todo), as fast as they can.").AppendLine()
+          .AppendLine("| window | writes | per s | p50 ms | p99 ms | max ms | failed |").AppendLine("|---|---|---|---|---|---|---|");
+        foreach (var w in new[] { s.Before, s.During, s.After })
+        {
+            md.AppendLine(c, $"| {w.Name} | {w.Writes:N0} in {w.Seconds:0.0} s | {w.PerSecond:N0} | {w.P50Ms:0.00} | {w.P99Ms:0.00} | {w.MaxMs:0.0} | {w.Failures:N0} |");
+        }
+
+        md.AppendLine().AppendLine("## Data and server").AppendLine()
+          .AppendLine(c, $"- todos_active generated with {s.Rows:N0} rows for {s.Users:N0} users (trees of four: a root, two subtasks, one below the first; 30% finished in the last 10 days) and ai_interactions with {s.AiRows:N0}, in {s.Generated.TotalSeconds:0.0} s, 16 partitions each.")
+          .AppendLine(c, $"- {Environment.ProcessorCount} cores ({Machine.Cpu()}), {Machine.MemoryGb():0.0} GiB memory; the stack (primary, replica, Redis, the API, the archiver service), the CLI and the writers share them.")
+          .AppendLine();
+        md.AppendLine("| setting | value |").AppendLine("|---|---|");
+        foreach (var (name, value) in r.Server.OrderBy(p => p.Key, StringComparer.Ordinal))
+        {
+            md.AppendLine(c, $"| {name} | {value} |");
+        }
+
+        var path = Path.Combine(folder, $"{r.Started:yyyy-MM-dd}-{r.Scale.Name}-split.md");
+        File.WriteAllText(path, md.ToString());
+        return path;
+    }
+
     public static string Write(BenchResults r, string folder)
     {
         Directory.CreateDirectory(folder);

@@ -55,10 +55,10 @@ public static partial class LegacyMigrationBench
         say($"  inserts, trigger on: {on.PerSecond:N0}/s, p99 {on.P99Ms:0.00} ms ({on.PerSecond / off.PerSecond - 1:+0%;-0%})");
         await load.StopAsync();
 
-        var backfill = await CliAsync(stack, ["legacy", "backfill"], "legacy backfill: read", cancellationToken);
+        var backfill = await OperatorCli.RunAsync(stack, ["legacy", "backfill"], "legacy backfill: read", cancellationToken);
         say($"  {backfill}");
         var rate = double.Parse(BackfillRate().Match(backfill).Groups["rate"].Value.Replace(",", "", StringComparison.Ordinal), CultureInfo.InvariantCulture);
-        var validate = await CliAsync(stack, ["legacy", "validate"], "legacy validate:", cancellationToken);
+        var validate = await OperatorCli.RunAsync(stack, ["legacy", "validate"], "legacy validate:", cancellationToken);
         say($"  {validate}");
 
         await using var again = new InsertLoad(stack, users);
@@ -66,7 +66,7 @@ public static partial class LegacyMigrationBench
         var switched = await again.DuringAsync("legacy switch", stack, cancellationToken);
         say($"  {switched.Line} ({switched.Seconds:0.0} s; longest insert meanwhile {switched.LongestInsertMs:0.0} ms)");
         await again.StopAsync();
-        var finalize = await CliAsync(stack, ["legacy", "finalize", "--force"], "legacy finalize:", cancellationToken);
+        var finalize = await OperatorCli.RunAsync(stack, ["legacy", "finalize", "--force"], "legacy finalize:", cancellationToken);
         say($"  {finalize}");
         return new LegacyBenchResult(scale.LegacyRows, generated, Writers, off, on, start, switched, backfill, rate, validate, finalize, clock.Elapsed);
     }
@@ -101,26 +101,6 @@ public static partial class LegacyMigrationBench
         return clock.Elapsed;
     }
 
-    /// <summary>Runs a `legacy` verb as the operator does and returns its summary line (the one starting with <paramref name="prefix"/>).</summary>
-    private static async Task<string> CliAsync(BenchStack stack, string[] args, string prefix, CancellationToken cancellationToken)
-    {
-        var info = new ProcessStartInfo("dotnet", [RepositoryPaths.ProjectOutput("TodoScale.Archiver", "TodoScale.Archiver.dll"), .. args])
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        info.Environment["ConnectionStrings__todos"] = stack.PrimaryConnectionString;
-        info.Environment["DOTNET_ENVIRONMENT"] = "Production";
-        using var process = Process.Start(info) ?? throw new InvalidOperationException("could not start the archiver CLI");
-        var output = process.StandardOutput.ReadToEndAsync(cancellationToken);
-        var error = process.StandardError.ReadToEndAsync(cancellationToken);
-        await process.WaitForExitAsync(cancellationToken);
-        var line = (await output).Split('\n').LastOrDefault(l => l.StartsWith(prefix, StringComparison.Ordinal));
-        return process.ExitCode == 0 && line is not null
-            ? line.Trim()
-            : throw new InvalidOperationException($"{string.Join(' ', args)} exited {process.ExitCode}: {await output}{await error}");
-    }
-
     /// <summary>The legacy application: <see cref="Writers"/> connections, each inserting one root per transaction, timed.</summary>
     private sealed class InsertLoad : IAsyncDisposable
     {
@@ -153,7 +133,7 @@ public static partial class LegacyMigrationBench
             var baselineFrom = Stopwatch.GetTimestamp();
             await Task.Delay(TimeSpan.FromSeconds(2), cancellationToken);
             var from = Stopwatch.GetTimestamp();
-            var line = await CliAsync(stack, verb.Split(' '), verb + ":", cancellationToken);
+            var line = await OperatorCli.RunAsync(stack, verb.Split(' '), verb + ":", cancellationToken);
             var to = Stopwatch.GetTimestamp();
             await Task.Delay(TimeSpan.FromMilliseconds(500), cancellationToken);
             var baseline = Between(baselineFrom, from).Select(i => Stopwatch.GetElapsedTime(i.Started, i.Ended).TotalMilliseconds).DefaultIfEmpty(0).Max();
