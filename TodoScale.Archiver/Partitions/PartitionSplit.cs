@@ -221,9 +221,9 @@ public sealed class PartitionSplit(NpgsqlDataSource owner, NpgsqlDataSource arch
                     $"--to {to}: {table} has {current} partitions, and {current} does not divide {to}; a split only multiplies them: --to {current * 2}, {current * 4}...");
             }
 
-            work.AddRange(layout.Values.Where(b => b.Modulus == current && current != to).OrderBy(b => b.Remainder).Select(b => (table, current, b.Remainder)));
-            // A partition swapped but not yet finished (its old table still to drop) is no longer in the layout.
+            // A partition swapped but not yet finished (its old table still to drop) is no longer in the layout: first.
             work.AddRange(unfinished.Where(s => s.Table == table && s.Step == "swapped").Select(s => (table, s.OldModulus, s.Remainder)));
+            work.AddRange(layout.Values.Where(b => b.Modulus == current && current != to).OrderBy(b => b.Remainder).Select(b => (table, current, b.Remainder)));
         }
 
         return work;

@@ -58,6 +58,21 @@ public sealed class BenchSmokeTests
             return Task.CompletedTask;
         });
 
+    [Fact]
+    public Task Tiny_split_run_resplits_under_writes_and_reports_every_figure() =>
+        RunTinyAsync(["--workload", "split"], "*-tiny-split.md", TimeSpan.FromMinutes(4), (_, text) =>
+        {
+            var targets = TargetRows(text);
+            Assert.Equal(4, targets.Count);
+            Assert.Contains("32 old partition(s) split to modulus 32", text, StringComparison.Ordinal);
+            // No write failed and no row was lost or doubled (these two are exact, not timings).
+            Assert.Matches(@"\| writes failed during the split \| 0 \| 0 \| met \|", text);
+            Assert.Matches(@"\| rows after = generated \+ inserted by the writers \| equal \| ([0-9,]+) vs \1 \| met \|", text);
+            Assert.DoesNotContain("NaN", text, StringComparison.Ordinal);
+            Assert.Contains("./build.sh bench --scale tiny --workload split", text, StringComparison.Ordinal);
+            return Task.CompletedTask;
+        });
+
     /// <summary>Runs the built benchmark at its tiny scale into a folder of its own, checks its one report, deletes the folder.</summary>
     private static async Task RunTinyAsync(string[] args, string report, TimeSpan timeout, Func<string, string, Task> check)
     {

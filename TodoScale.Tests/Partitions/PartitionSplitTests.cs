@@ -99,6 +99,7 @@ public sealed class PartitionSplitTests(PostgresServer server, ITestOutputHelper
                 var status = await MigrateCommandTests.RunArchiverAsync(["partitions", "status"], db);
                 Assert.True(status.ExitCode == 0, status.Output);
                 Assert.Contains("re-split: to 32 in progress", status.Output);
+                await AssertPartitionHashFollowsTheLayoutAsync(db, workload.LightUsers.Take(200));
             }
         }
 
@@ -134,6 +135,19 @@ public sealed class PartitionSplitTests(PostgresServer server, ITestOutputHelper
         Assert.Contains(message, result.Output);
         Assert.Equal(0L, await Sql.ScalarAsync<long>(db, "SELECT count(*) FROM partition_split"));
         Assert.Equal(16, (await PartitionRowsGaugeAsync(db, "todos_active")).Count);
+    }
+
+    /// <summary>Mid-split, with children of moduli 16 and 32 side by side: PartitionHash names the partition PostgreSQL stores each user's rows in.</summary>
+    private async Task AssertPartitionHashFollowsTheLayoutAsync(string db, IEnumerable<Guid> users)
+    {
+        await using var connection = await Sql.OpenAsync(db);
+        var layout = (await PartitionSplit.LayoutAsync(connection, "todos_active", CancellationToken.None)).Values.ToHashSet();
+        log.WriteLine($"mid-split layout: {layout.Count(b => b.Modulus == 16)} partitions of modulus 16, {layout.Count(b => b.Modulus == 32)} of 32");
+        foreach (var user in users)
+        {
+            var stored = await Sql.ColumnAsync<string>(connection, $"SELECT DISTINCT tableoid::regclass::text FROM todos_active WHERE user_id = '{user}'");
+            Assert.Equal([PartitionSplit.Name("todos_active", TodoScale.Data.Partitioning.PartitionHash.PartitionIndex(user, layout))], stored);
+        }
     }
 
     private static Process StartSplit(string db, bool slow, System.Text.StringBuilder output)
