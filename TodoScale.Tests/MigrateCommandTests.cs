@@ -148,7 +148,21 @@ public sealed class MigrateCommandTests(PostgresServer server)
         return rows;
     }
 
-    internal static Task<(int ExitCode, string Output)> RunArchiverAsync(string[] args, string? connectionString, params (string Name, string Value)[] settings)
+    internal static Task<(int ExitCode, string Output)> RunArchiverAsync(string[] args, string? connectionString, params (string Name, string Value)[] settings) =>
+        ProcessRunner.RunAsync(ArchiverStartInfo(args, connectionString, settings), Timeout);
+
+    /// <summary>Starts the archiver CLI without waiting (a test that kills it), its output and errors collected into <paramref name="output"/>.</summary>
+    internal static System.Diagnostics.Process StartArchiver(string[] args, string connectionString, System.Text.StringBuilder output, params (string Name, string Value)[] settings)
+    {
+        var process = System.Diagnostics.Process.Start(ArchiverStartInfo(args, connectionString, settings))!;
+        process.OutputDataReceived += (_, e) => { lock (output) { output.AppendLine(e.Data); } };
+        process.ErrorDataReceived += (_, e) => { lock (output) { output.AppendLine(e.Data); } };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return process;
+    }
+
+    private static System.Diagnostics.ProcessStartInfo ArchiverStartInfo(string[] args, string? connectionString, (string Name, string Value)[] settings)
     {
         var info = ProcessRunner.StartInfo("dotnet", [RepositoryPaths.ProjectOutput("TodoScale.Archiver", "TodoScale.Archiver.dll"), .. args]);
         info.Environment.Remove("ConnectionStrings__todos");
@@ -163,6 +177,6 @@ public sealed class MigrateCommandTests(PostgresServer server)
             info.Environment[name] = value;
         }
 
-        return ProcessRunner.RunAsync(info, Timeout);
+        return info;
     }
 }

@@ -94,23 +94,8 @@ public static class LegacyData
         throw new InvalidOperationException();
     }
 
-    public static Process StartBackfill(string connectionString, string batchSize, System.Text.StringBuilder output)
-    {
-        var start = new ProcessStartInfo("dotnet", [RepositoryPaths.ProjectOutput("TodoScale.Archiver", "TodoScale.Archiver.dll"), "legacy", "backfill", "--batch-size", batchSize, "--parallel", "3"])
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        start.Environment["ConnectionStrings__todos"] = connectionString;
-        start.Environment["DOTNET_ENVIRONMENT"] = "Production";
-        var process = Process.Start(start)!;
-        process.OutputDataReceived += (_, e) => { lock (output) { output.AppendLine(e.Data); } };
-        process.ErrorDataReceived += (_, e) => { lock (output) { output.AppendLine(e.Data); } };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        return process;
-    }
+    public static Process StartBackfill(string connectionString, string batchSize, System.Text.StringBuilder output) =>
+        MigrateCommandTests.StartArchiver(["legacy", "backfill", "--batch-size", batchSize, "--parallel", "3"], connectionString, output);
 }
 
 /// <summary>

@@ -150,21 +150,9 @@ public sealed class PartitionSplitTests(PostgresServer server, ITestOutputHelper
         }
     }
 
-    private static Process StartSplit(string db, bool slow, System.Text.StringBuilder output)
-    {
-        var start = ProcessRunner.StartInfo("dotnet",
-            [RepositoryPaths.ProjectOutput("TodoScale.Archiver", "TodoScale.Archiver.dll"), "partitions", "split", "--to", "32", "--batch-size", slow ? "50" : "2000"]);
-        start.RedirectStandardOutput = start.RedirectStandardError = true;
-        start.Environment["ConnectionStrings__todos"] = db;
-        start.Environment["DOTNET_ENVIRONMENT"] = "Production";
-        start.Environment["Split__PauseBetweenBatches"] = slow ? "00:00:00.050" : "00:00:00";
-        var process = Process.Start(start)!;
-        process.OutputDataReceived += (_, e) => { lock (output) { output.AppendLine(e.Data); } };
-        process.ErrorDataReceived += (_, e) => { lock (output) { output.AppendLine(e.Data); } };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        return process;
-    }
+    private static Process StartSplit(string db, bool slow, System.Text.StringBuilder output) =>
+        MigrateCommandTests.StartArchiver(["partitions", "split", "--to", "32", "--batch-size", slow ? "50" : "2000"], db, output,
+            ("Split__PauseBetweenBatches", slow ? "00:00:00.050" : "00:00:00"));
 
     /// <summary>
     /// The archiver's partition gauges as its collector publishes them: a fresh snapshot of the catalog handed to

@@ -173,23 +173,15 @@ public sealed class BenchRun(BenchScale scale, int seed, string output, string c
     /// `--workload legacy`: the migration from `todos` on a fresh stack (TodoScale's tables empty, as a migration
     /// starts), written to bench/results/&lt;date&gt;-&lt;scale&gt;-legacy.md.
     /// </summary>
-    public async Task<string> RunLegacyAsync(CancellationToken cancellationToken)
-    {
-        await using var stack = await StartStackAsync();
-        var results = new BenchResults { Scale = scale, Command = command, Seed = seed };
-        await using (var db = stack.OpenPrimary())
-        {
-            await ReadServerAsync(db, results, cancellationToken);
-        }
-
-        var legacy = await LegacyMigrationBench.RunAsync(stack, scale, Say, cancellationToken);
-        var report = Report.WriteLegacy(legacy, results, output);
-        Say($"report: {report}");
-        return report;
-    }
+    public Task<string> RunLegacyAsync(CancellationToken cancellationToken) =>
+        RunOnFreshStackAsync(stack => LegacyMigrationBench.RunAsync(stack, scale, Say, cancellationToken), (legacy, results) => Report.WriteLegacy(legacy, results, output), cancellationToken);
 
     /// <summary>`--workload split`: the online re-split 16 -> 32 under write load, written to bench/results/&lt;date&gt;-&lt;scale&gt;-split.md.</summary>
-    public async Task<string> RunSplitAsync(CancellationToken cancellationToken)
+    public Task<string> RunSplitAsync(CancellationToken cancellationToken) =>
+        RunOnFreshStackAsync(stack => SplitBench.RunAsync(stack, scale, Say, cancellationToken), (split, results) => Report.WriteSplit(split, results, output), cancellationToken);
+
+    /// <summary>A workload of its own on a fresh stack, with the server's settings in its report.</summary>
+    private async Task<string> RunOnFreshStackAsync<T>(Func<BenchStack, Task<T>> workload, Func<T, BenchResults, string> write, CancellationToken cancellationToken)
     {
         await using var stack = await StartStackAsync();
         var results = new BenchResults { Scale = scale, Command = command, Seed = seed };
@@ -198,8 +190,7 @@ public sealed class BenchRun(BenchScale scale, int seed, string output, string c
             await ReadServerAsync(db, results, cancellationToken);
         }
 
-        var split = await SplitBench.RunAsync(stack, scale, Say, cancellationToken);
-        var report = Report.WriteSplit(split, results, output);
+        var report = write(await workload(stack), results);
         Say($"report: {report}");
         return report;
     }

@@ -51,15 +51,21 @@ public static class Report
           .AppendLine(c, $"- `todos` generated with {l.Rows:N0} rows (trees of four: a root, two subtasks, one below the first; 60% finished) in {l.Generated.TotalSeconds:0.0} s; only its primary key, as the original design had it.")
           .AppendLine(c, $"- {Environment.ProcessorCount} cores ({Machine.Cpu()}), {Machine.MemoryGb():0.0} GiB memory; the stack (primary, replica, Redis, the API, the archiver service), the CLI and the writers share them.")
           .AppendLine();
-        md.AppendLine("| setting | value |").AppendLine("|---|---|");
-        foreach (var (name, value) in r.Server.OrderBy(p => p.Key, StringComparer.Ordinal))
-        {
-            md.AppendLine(c, $"| {name} | {value} |");
-        }
+        AppendSettings(md, r);
 
         var path = Path.Combine(folder, $"{r.Started:yyyy-MM-dd}-{r.Scale.Name}-legacy.md");
         File.WriteAllText(path, md.ToString());
         return path;
+    }
+
+    /// <summary>The PostgreSQL settings the run read from the server, as a table.</summary>
+    private static void AppendSettings(StringBuilder md, BenchResults r)
+    {
+        md.AppendLine("| setting | value |").AppendLine("|---|---|");
+        foreach (var (name, value) in r.Server.OrderBy(p => p.Key, StringComparer.Ordinal))
+        {
+            md.AppendLine(CultureInfo.InvariantCulture, $"| {name} | {value} |");
+        }
     }
 
     public static string WriteSplit(SplitBenchResult s, BenchResults r, string folder)
@@ -91,11 +97,7 @@ public static class Report
           .AppendLine(c, $"- todos_active generated with {s.Rows:N0} rows for {s.Users:N0} users (trees of four: a root, two subtasks, one below the first; 30% finished in the last 10 days) and ai_interactions with {s.AiRows:N0}, in {s.Generated.TotalSeconds:0.0} s, 16 partitions each.")
           .AppendLine(c, $"- {Environment.ProcessorCount} cores ({Machine.Cpu()}), {Machine.MemoryGb():0.0} GiB memory; the stack (primary, replica, Redis, the API, the archiver service), the CLI and the writers share them.")
           .AppendLine();
-        md.AppendLine("| setting | value |").AppendLine("|---|---|");
-        foreach (var (name, value) in r.Server.OrderBy(p => p.Key, StringComparer.Ordinal))
-        {
-            md.AppendLine(c, $"| {name} | {value} |");
-        }
+        AppendSettings(md, r);
 
         var path = Path.Combine(folder, $"{r.Started:yyyy-MM-dd}-{r.Scale.Name}-split.md");
         File.WriteAllText(path, md.ToString());
@@ -208,11 +210,7 @@ public static class Report
           .AppendLine(c, $"- {Environment.ProcessorCount} cores ({Machine.Cpu()}), {Machine.MemoryGb():0.0} GiB memory, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, .NET {Environment.Version}")
           .AppendLine("- The stack: the AppHost in process mode (the test harness's `TestApp`), PostgreSQL primary + streaming replica, Redis, the API; the bench, wrk and every server share these cores.")
           .AppendLine();
-        md.AppendLine("| setting | value |").AppendLine("|---|---|");
-        foreach (var (name, value) in r.Server.OrderBy(p => p.Key, StringComparer.Ordinal))
-        {
-            md.AppendLine(c, $"| {name} | {value} |");
-        }
+        AppendSettings(md, r);
 
         md.AppendLine().AppendLine("## Data").AppendLine();
         if (r.Generated is { } g)
