@@ -108,7 +108,9 @@ public sealed class TodoArchiver(NpgsqlDataSource dataSource, ArchiveOptions opt
         var started = Stopwatch.GetTimestamp();
         try
         {
-            await EnsureArchiveMonthsAsync(clock.GetUtcNow(), cancellationToken);
+            // The month of the pass's own time: every row of the pass is archived at `now`, even when the month
+            // turns while the pass starts.
+            await EnsureArchiveMonthsAsync(now, cancellationToken);
             var partitions = await PartitionsAsync(parent, cancellationToken);
             var queue = new ConcurrentQueue<(string Name, uint Oid, int Index)>(partitions);
             var results = new ConcurrentBag<PartitionResult>();

@@ -3,6 +3,8 @@ using System.Runtime.CompilerServices;
 using System.Diagnostics;
 using Npgsql;
 using TodoScale.Archiver.Archiving;
+using TodoScale.Archiver.ColdStorage;
+using TodoScale.Archiver.Maintenance;
 using TodoScale.Archiver.Partitions;
 using TodoScale.Tests.Infrastructure;
 
@@ -12,7 +14,11 @@ namespace TodoScale.Tests.Archiving;
 [Collection(PostgresCollection.Name)]
 public sealed class ArchiverTests(PostgresServer server)
 {
-    private static readonly DateTimeOffset Now = new(2026, 11, 25, 12, 0, 0, TimeSpan.Zero);
+    /// <summary>
+    /// The archiver's clock in these tests (a <see cref="FixedClock"/>): the time the test started, so the months it
+    /// archives into and counts from are this month's, as the migrations' months (made from the database's now()) are.
+    /// </summary>
+    private readonly DateTimeOffset Now = FixedClock.WallNow();
 
     private static ArchiveOptions Options(int batchSize = 100, int parallel = 2, bool skipRowTriggers = true) =>
         new() { BatchSize = batchSize, Parallel = parallel, PauseBetweenBatches = TimeSpan.Zero, OlderThan = TimeSpan.FromDays(30), SkipRowTriggers = skipRowTriggers };
@@ -52,7 +58,7 @@ public sealed class ArchiverTests(PostgresServer server)
         Assert.Equal(before, await ArchiveData.ChecksumAsync(db));
         await ArchiveData.AssertConsistentAsync(db, Now.AddDays(-30));
         // archived_at is the pass's time: the row sits in that month's partition.
-        Assert.Equal(4L, await Sql.ScalarAsync<long>(connection, "SELECT count(*) FROM todos_archived_y2026m11"));
+        Assert.Equal(4L, await Sql.ScalarAsync<long>(connection, $"SELECT count(*) FROM {ArchiveMonths.PartitionName("todos_archived", Now)}"));
 
         // A second pass finds nothing more to move.
         var again = await new TodoArchiver(dataSource, Options(), new FixedClock(Now)).RunPassAsync(null, default);
@@ -73,12 +79,12 @@ public sealed class ArchiverTests(PostgresServer server)
         var result = await archiver.RunPassAsync(null, default);
 
         Assert.Equal(1, result.RowsMoved);
-        Assert.Equal(1L, await Sql.ScalarAsync<long>(connection, "SELECT count(*) FROM todos_archived_y2027m04"));
+        Assert.Equal(1L, await Sql.ScalarAsync<long>(connection, $"SELECT count(*) FROM {ArchiveMonths.PartitionName("todos_archived", later.Now)}"));
         var partitions = await Sql.ScalarAsync<long>(connection, "SELECT count(*) FROM pg_inherits WHERE inhparent = 'todos_archived'::regclass");
         Assert.Equal(0, await archiver.EnsureArchiveMonthsAsync(later.Now, default));
         Assert.Equal(partitions, await Sql.ScalarAsync<long>(connection, "SELECT count(*) FROM pg_inherits WHERE inhparent = 'todos_archived'::regclass"));
         // Each new month got the tenant wall in the same transaction that made it.
-        Assert.True(await Sql.ScalarAsync<bool>(connection, "SELECT relrowsecurity AND relforcerowsecurity FROM pg_class WHERE relname = 'todos_archived_y2027m07'"));
+        Assert.True(await Sql.ScalarAsync<bool>(connection, $"SELECT relrowsecurity AND relforcerowsecurity FROM pg_class WHERE relname = '{ArchiveMonths.PartitionName("todos_archived", ArchiveMonths.MonthOf(later.Now).AddMonths(3))}'"));
     }
 
     [Theory]
@@ -162,16 +168,19 @@ public sealed class ArchiverTests(PostgresServer server)
     public async Task A_large_move_analyzes_what_it_emptied_and_filled_and_partition_stats_show_sizes_backlog_and_skew()
     {
         var db = await server.FreshMigratedDatabaseAsync("archive_analyze");
-        await ArchiveData.SeedTreesAsync(db, users: 200, rootsPerUser: 10, Now);
+        // Read after the migrations premade their months from the database's clock: the archiver's month is theirs
+        // or a later one, so exactly Premake months follow it whenever the test runs (a month turning included).
+        var now = FixedClock.WallNow();
+        await ArchiveData.SeedTreesAsync(db, users: 200, rootsPerUser: 10, now);
         await using var dataSource = ArchiverDataSource.Create(db, "todoscale_archiver");
         var options = Options(batchSize: 500);
         options.AnalyzeAfterRows = 100;
-        var waiting = await Sql.ScalarAsync<long>(db, $"SELECT count(*) FROM todos_active WHERE status IN ('done', 'cancelled') AND completed_at < '{Now.AddDays(-30):O}'");
+        var waiting = await Sql.ScalarAsync<long>(db, $"SELECT count(*) FROM todos_active WHERE status IN ('done', 'cancelled') AND completed_at < '{now.AddDays(-30):O}'");
 
-        var before = await PartitionStats.ReadAsync(dataSource, options, Now, exact: true, default);
+        var before = await PartitionStats.ReadAsync(dataSource, options, now, exact: true, default);
         var passStart = await Sql.ScalarAsync<DateTime>(db, "SELECT clock_timestamp()");
-        var result = await new TodoArchiver(dataSource, options, new FixedClock(Now)).RunPassAsync(null, default);
-        var after = await PartitionStats.ReadAsync(dataSource, options, Now, exact: true, default);
+        var result = await new TodoArchiver(dataSource, options, new FixedClock(now)).RunPassAsync(null, default);
+        var after = await PartitionStats.ReadAsync(dataSource, options, now, exact: true, default);
 
         Assert.Equal(16, before.Active.Count(p => p.Table == "todos_active"));
         Assert.Equal(16, before.Active.Count(p => p.Table == "ai_interactions"));
@@ -179,12 +188,12 @@ public sealed class ArchiverTests(PostgresServer server)
         Assert.Equal(200L, before.Active.Where(p => p.Table == "todos_active").Sum(p => p.Users));
         Assert.Equal(waiting, before.Active.Where(p => p.Table == "todos_active").Sum(p => p.Waiting));
         Assert.InRange(before.Skew("todos_active"), 1.0, 2.5);
-        Assert.Equal(3, after.MonthsAhead);
-        Assert.Equal(result.RowsMoved, after.ArchiveMonths.Single(m => m.Table == "todos_archived" && m.Key == "2026-11").Rows);
+        Assert.Equal(options.Premake, after.MonthsAhead);
+        Assert.Equal(result.RowsMoved, after.ArchiveMonths.Single(m => m.Table == "todos_archived" && m.Key == ArchiveMonths.Format(ArchiveMonths.MonthOf(now))).Rows);
         Assert.Equal(200L * 10 * 4 - result.RowsMoved, after.Active.Where(p => p.Table == "todos_active").Sum(p => p.Rows));
 
         // Every partition that lost at least 100 rows, and the month that gained them, were analyzed by the pass.
-        var expected = result.Partitions.Where(p => p.RowsMoved >= 100).Select(p => p.Partition).Append("todos_archived_y2026m11").Order().ToList();
+        var expected = result.Partitions.Where(p => p.RowsMoved >= 100).Select(p => p.Partition).Append(ArchiveMonths.PartitionName("todos_archived", now)).Order().ToList();
         Assert.True(expected.Count > 1, "the seed is too small for the threshold");
         Assert.Equal(expected, result.Analyzed.Order());
         var analyzed = await Sql.ColumnAsync<string>(db, $"SELECT relname::text FROM pg_stat_user_tables WHERE last_analyze >= '{passStart:O}'::timestamptz");
@@ -242,6 +251,76 @@ public sealed class ArchiverTests(PostgresServer server)
         // Whatever the interleaving, a third pass finds nothing the two left behind.
         await using var third = ArchiverDataSource.Create(db, "todoscale_archiver");
         Assert.Equal(0, (await new TodoArchiver(third, Options(), new FixedClock(Now)).RunPassAsync(null, default)).RowsMoved);
+    }
+
+    [Fact]
+    public async Task Ten_callers_making_the_same_new_months_at_once_create_each_exactly_once_and_none_fails()
+    {
+        var db = await server.FreshMigratedDatabaseAsync("archive_months_race");
+        // Months nobody made: a year after the archiver's today, and two after that (premade months go 3 ahead).
+        var clock = new FixedClock(Now.AddYears(1));
+        var months = Enumerable.Range(0, 3).Select(i => ArchiveMonths.MonthOf(clock.Now).AddMonths(i)).ToList();
+        var names = months.SelectMany(m => ArchiveMonths.Tables.Select(t => ArchiveMonths.PartitionName(t, m))).ToList();
+        await using var connection = await Sql.OpenAsync(db);
+        foreach (var name in names)
+        {
+            Assert.Null(await Sql.ScalarAsync<string?>(connection, $"SELECT to_regclass('{name}')::text"));
+        }
+
+        // A reader holds todos_archived, so whoever creates a month waits for it (CREATE TABLE .. PARTITION OF takes
+        // the parent's ACCESS EXCLUSIVE lock) while the others arrive: all ten are in flight at once.
+        await using var reader = await Sql.OpenAsync(db);
+        await using var reading = await reader.BeginTransactionAsync();
+        await Sql.ScalarAsync<long>(reader, "SELECT count(*) FROM todos_archived", reading);
+
+        const string app = "months-race";
+        await using var archiver = ArchiverDataSource.Create(db + $";Application Name={app};Maximum Pool Size=20", "todoscale_archiver");
+        await using var owner = ArchiverDataSource.Create(db + $";Application Name={app};Maximum Pool Size=20", role: null);
+        var cold = new MaintenanceOptions { ColdStorageFolder = Directory.CreateTempSubdirectory("todoscale-cold-").FullName };
+        var options = Options();
+        options.Premake = 2;
+        var callers = new List<Task<int>>();
+        try
+        {
+            // The archiver's upkeep before a pass, twice; maintain's upkeep (as the owner), twice; four bare calls as the
+            // archiver role and two as the owner (what `migrate` runs).
+            callers.AddRange(Enumerable.Range(0, 2).Select(_ => Task.Run(() => new TodoArchiver(archiver, options, clock).EnsureArchiveMonthsAsync(clock.Now, default))));
+            callers.AddRange(Enumerable.Range(0, 2).Select(_ => Task.Run(async () =>
+                (await new Upkeep(owner, options, new ColdStore(owner, cold, clock), new IndexMaintenance(owner, cold), clock)
+                    .RunAsync(reindex: false, "operator", "test", null, default)).MonthsCreated)));
+            callers.AddRange(Enumerable.Range(0, 4).Select(_ => Task.Run(() => ArchiveMonths.EnsureAsync(archiver, clock.Now, options.Premake, default))));
+            callers.AddRange(Enumerable.Range(0, 2).Select(_ => Task.Run(() => ArchiveMonths.EnsureAsync(owner, clock.Now, options.Premake, default))));
+
+            // Observed, not slept on: every caller is waiting on a lock before the reader lets go.
+            var waiting = 0L;
+            for (var i = 0; i < 1200 && waiting < callers.Count && !callers.Any(c => c.IsCompleted); i++)
+            {
+                waiting = await Sql.ScalarAsync<long>(connection,
+                    $"SELECT count(*) FROM pg_stat_activity WHERE application_name = '{app}' AND wait_event_type = 'Lock'");
+                await Task.Delay(50);
+            }
+
+            Assert.False(callers.Any(c => c.IsFaulted), string.Join("; ", callers.Where(c => c.IsFaulted).Select(c => c.Exception!.InnerException!.Message)));
+            Assert.Equal(callers.Count, waiting);
+            await reading.CommitAsync();
+            await Task.WhenAll(callers);
+        }
+        finally
+        {
+            Directory.Delete(cold.ColdStorageFolder, recursive: true);
+        }
+
+        // Each month was made by exactly one of them; every month is there once, a partition, with the tenant wall
+        // and the archiver's grants.
+        Assert.Equal(names.Count, callers.Sum(c => c.Result));
+        Assert.All(callers, c => Assert.InRange(c.Result, 0, names.Count));
+        foreach (var name in names)
+        {
+            Assert.True(await Sql.ScalarAsync<bool>(connection,
+                $"SELECT relrowsecurity AND relforcerowsecurity AND has_table_privilege('todoscale_archiver', oid, 'INSERT') FROM pg_class WHERE relname = '{name}' AND relispartition"));
+        }
+
+        Assert.Equal(0, await ArchiveMonths.EnsureAsync(archiver, clock.Now, options.Premake, default));
     }
 
     [Fact]

@@ -9,14 +9,29 @@ using TodoScale.Tests.Infrastructure;
 
 namespace TodoScale.Tests.Archiving;
 
-/// <summary>Retention to cold storage and back, on a real PostgreSQL with real files; the clock is fixed at 2026-11-25.</summary>
+/// <summary>
+/// Retention to cold storage and back, on a real PostgreSQL with real files. Every month is counted back from the
+/// clock the code under test reads: the <see cref="FixedClock"/> set to the time the test started, or, where the
+/// test runs the real CLI, the wall clock (with a month to spare, since the CLI reads it a little later).
+/// </summary>
 [Collection(PostgresCollection.Name)]
 public sealed class ColdStorageTests(PostgresServer server) : IDisposable
 {
-    private static readonly DateTimeOffset Now = new(2026, 11, 25, 12, 0, 0, TimeSpan.Zero);
-    private static readonly DateOnly January = new(2024, 1, 1);
-    private static readonly DateOnly October = new(2024, 10, 1);
-    private static readonly DateOnly November = new(2024, 11, 1);
+    private readonly DateTimeOffset Now = FixedClock.WallNow();
+
+    /// <summary>Long past retention (34 months before the current one).</summary>
+    private DateOnly Oldest => Current.AddMonths(-34);
+
+    /// <summary>One month past retention: the newest month a 24-month retention moves to cold storage.</summary>
+    private DateOnly PastRetention => Current.AddMonths(-25);
+
+    /// <summary>Exactly 24 months before the current month: the oldest month retention keeps.</summary>
+    private DateOnly Kept => Current.AddMonths(-24);
+
+    /// <summary>A month long before anything here was archived.</summary>
+    private DateOnly Never => Current.AddMonths(-120);
+
+    private DateOnly Current => ArchiveMonths.MonthOf(Now);
 
     private readonly string _folder = Directory.CreateTempSubdirectory("todoscale-cold-").FullName;
 
@@ -28,27 +43,27 @@ public sealed class ColdStorageTests(PostgresServer server) : IDisposable
     public async Task Retention_exports_verifies_and_drops_months_past_24_and_restore_brings_back_identical_rows()
     {
         var db = await server.FreshMigratedDatabaseAsync("cold_retention");
-        await SeedArchiveMonthsAsync(db);
+        await SeedArchiveMonthsAsync(db, Oldest, PastRetention, Kept);
         var todosBefore = await ContentAsync(db, "todos_archived");
         var aiBefore = await ContentAsync(db, "ai_interactions_archived");
-        var januaryRows = await Sql.ScalarAsync<long>(db, "SELECT count(*) FROM todos_archived_y2024m01");
+        var januaryRows = await Sql.ScalarAsync<long>(db, $"SELECT count(*) FROM {Part("todos_archived", Oldest)}");
         await using var owner = ArchiverDataSource.Create(db, role: null);
         var cold = new ColdStore(owner, Options(), new FixedClock(Now));
         var upkeep = new Upkeep(owner, new ArchiveOptions(), cold, new IndexMaintenance(owner, Options()), new FixedClock(Now));
 
         var result = await upkeep.RunAsync(reindex: false, "operator", "test", null, default);
 
-        // 24 months before November 2026 is November 2024: October and older go, November stays.
+        // Retention keeps 24 months before the current one: PastRetention and older go, Kept stays.
         Assert.Empty(result.Failed);
-        Assert.Equal(["2024-01", "2024-10"], result.Exported.Select(e => e.Manifest.Month));
-        foreach (var gone in new[] { "todos_archived_y2024m01", "ai_interactions_archived_y2024m01", "todos_archived_y2024m10", "ai_interactions_archived_y2024m10" })
+        Assert.Equal([Format(Oldest), Format(PastRetention)], result.Exported.Select(e => e.Manifest.Month));
+        foreach (var gone in new[] { Part("todos_archived", Oldest), Part("ai_interactions_archived", Oldest), Part("todos_archived", PastRetention), Part("ai_interactions_archived", PastRetention) })
         {
             Assert.Null(await Sql.ScalarAsync<string?>(db, $"SELECT to_regclass('{gone}')::text"));
         }
 
-        Assert.Equal(3000L, await Sql.ScalarAsync<long>(db, "SELECT count(*) FROM todos_archived_y2024m11"));
-        var manifest = cold.ReadManifest(January)!;
-        Assert.Equal("2024-01", manifest.Month);
+        Assert.Equal(3000L, await Sql.ScalarAsync<long>(db, $"SELECT count(*) FROM {Part("todos_archived", Kept)}"));
+        var manifest = cold.ReadManifest(Oldest)!;
+        Assert.Equal(Format(Oldest), manifest.Month);
         // The schema version is the last migration applied (the file name's V<n>).
         var latest = SchemaMigrator.EmbeddedMigrations()[^1];
         Assert.Equal(latest[1..latest.IndexOf("__", StringComparison.Ordinal)], manifest.SchemaVersion);
@@ -56,9 +71,9 @@ public sealed class ColdStorageTests(PostgresServer server) : IDisposable
         Assert.Equal(januaryRows, todos.Rows);
         Assert.Equal(32, todos.ContentChecksum.Length);
         Assert.Equal(1000L, manifest.Tables.Single(t => t.Table == "ai_interactions_archived").Rows);
-        Assert.True(File.Exists(Path.Combine(_folder, "2024-01", "todos_archived.csv.gz")));
+        Assert.True(File.Exists(Path.Combine(_folder, Format(Oldest), "todos_archived.csv.gz")));
         Assert.True(manifest.CompressionRatio > 2, $"compression {manifest.CompressionRatio:0.00}x");
-        Assert.Equal(0L, cold.ReadManifest(October)!.Tables.Single(t => t.Table == "ai_interactions_archived").Rows);
+        Assert.Equal(0L, cold.ReadManifest(PastRetention)!.Tables.Single(t => t.Table == "ai_interactions_archived").Rows);
         Assert.Equal(2L, await Sql.ScalarAsync<long>(db, "SELECT count(*) FROM audit_log WHERE action = 'cold.export'"));
         Assert.Equal(2L, await Sql.ScalarAsync<long>(db, "SELECT count(*) FROM audit_log WHERE action = 'cold.drop'"));
 
@@ -67,30 +82,30 @@ public sealed class ColdStorageTests(PostgresServer server) : IDisposable
         Assert.Empty(again.Exported);
         Assert.Equal(0, again.MonthsCreated);
 
-        var restored = await cold.RestoreAsync(January, "operator", "test", default);
-        await cold.RestoreAsync(October, "operator", "test", default);
+        var restored = await cold.RestoreAsync(Oldest, "operator", "test", default);
+        await cold.RestoreAsync(PastRetention, "operator", "test", default);
 
-        Assert.Equal(["todos_archived_y2024m01", "ai_interactions_archived_y2024m01"], restored.Partitions);
+        Assert.Equal([Part("todos_archived", Oldest), Part("ai_interactions_archived", Oldest)], restored.Partitions);
         Assert.Equal(todosBefore, await ContentAsync(db, "todos_archived"));
         Assert.Equal(aiBefore, await ContentAsync(db, "ai_interactions_archived"));
-        Assert.Equal("FOR VALUES FROM ('2024-01-01 00:00:00+00') TO ('2024-02-01 00:00:00+00')", await Sql.ScalarAsync<string>(db,
-            "SET TimeZone = 'UTC'; SELECT pg_get_expr(relpartbound, oid) FROM pg_class WHERE relname = 'todos_archived_y2024m01'"));
+        Assert.Equal($"FOR VALUES FROM ('{Format(Oldest)}-01 00:00:00+00') TO ('{Format(Oldest.AddMonths(1))}-01 00:00:00+00')", await Sql.ScalarAsync<string>(db,
+            $"SET TimeZone = 'UTC'; SELECT pg_get_expr(relpartbound, oid) FROM pg_class WHERE relname = '{Part("todos_archived", Oldest)}'"));
         // The restored partition has the tenant wall and the grants of its parent, and the parent's indexes.
-        Assert.True(await Sql.ScalarAsync<bool>(db, "SELECT relrowsecurity AND relforcerowsecurity FROM pg_class WHERE relname = 'todos_archived_y2024m01'"));
-        Assert.True(await Sql.ScalarAsync<bool>(db, "SELECT has_table_privilege('todoscale_app', 'todos_archived_y2024m01', 'SELECT')"));
-        Assert.Equal(2L, await Sql.ScalarAsync<long>(db, "SELECT count(*) FROM pg_indexes WHERE tablename = 'todos_archived_y2024m01'"));
+        Assert.True(await Sql.ScalarAsync<bool>(db, $"SELECT relrowsecurity AND relforcerowsecurity FROM pg_class WHERE relname = '{Part("todos_archived", Oldest)}'"));
+        Assert.True(await Sql.ScalarAsync<bool>(db, $"SELECT has_table_privilege('todoscale_app', '{Part("todos_archived", Oldest)}', 'SELECT')"));
+        Assert.Equal(2L, await Sql.ScalarAsync<long>(db, $"SELECT count(*) FROM pg_indexes WHERE tablename = '{Part("todos_archived", Oldest)}'"));
         Assert.Equal(2L, await Sql.ScalarAsync<long>(db, "SELECT count(*) FROM audit_log WHERE action = 'cold.restore'"));
-        var user = await Sql.ScalarAsync<Guid>(db, "SELECT user_id FROM todos_archived_y2024m01 LIMIT 1");
+        var user = await Sql.ScalarAsync<Guid>(db, $"SELECT user_id FROM {Part("todos_archived", Oldest)} LIMIT 1");
         await using (var connection = await Sql.OpenAsync(db))
         await using (var transaction = await connection.BeginTransactionAsync())
         {
             await Sql.ExecuteAsync(connection, $"SET LOCAL ROLE todoscale_app; SET LOCAL app.user_id = '{user}'", transaction);
-            Assert.Equal(await Sql.ScalarAsync<long>(db, $"SELECT count(*) FROM todos_archived_y2024m01 WHERE user_id = '{user}'"),
-                await Sql.ScalarAsync<long>(connection, "SELECT count(*) FROM todos_archived WHERE archived_at < '2024-02-01'", transaction));
+            Assert.Equal(await Sql.ScalarAsync<long>(db, $"SELECT count(*) FROM {Part("todos_archived", Oldest)} WHERE user_id = '{user}'"),
+                await Sql.ScalarAsync<long>(connection, $"SELECT count(*) FROM todos_archived WHERE archived_at < '{Format(Oldest.AddMonths(1))}-01'", transaction));
         }
 
         // Restoring a month that is live again is refused, and nothing changes.
-        var live = await Assert.ThrowsAsync<ColdStorageException>(() => cold.RestoreAsync(January, "operator", "test", default));
+        var live = await Assert.ThrowsAsync<ColdStorageException>(() => cold.RestoreAsync(Oldest, "operator", "test", default));
         Assert.Contains("is live", live.Message);
         Assert.Equal(todosBefore, await ContentAsync(db, "todos_archived"));
     }
@@ -102,86 +117,86 @@ public sealed class ColdStorageTests(PostgresServer server) : IDisposable
     public async Task An_export_that_does_not_read_back_exactly_keeps_the_partition_and_reports_the_failure(string corruption)
     {
         var db = await server.FreshMigratedDatabaseAsync("cold_corrupt");
-        await SeedArchiveMonthsAsync(db);
+        await SeedArchiveMonthsAsync(db, Oldest, PastRetention, Kept);
         var before = await ContentAsync(db, "todos_archived");
         await using var owner = ArchiverDataSource.Create(db, role: null);
         var cold = new ColdStore(owner, Options(), new FixedClock(Now)) { AfterWrite = path => Corrupt(path, corruption) };
 
-        var failure = await Assert.ThrowsAsync<ColdVerificationException>(() => cold.ExportAsync(January, drop: true, "operator", "test", default));
+        var failure = await Assert.ThrowsAsync<ColdVerificationException>(() => cold.ExportAsync(Oldest, drop: true, "operator", "test", default));
 
-        Assert.Contains("todos_archived_y2024m01 is kept", failure.Message);
+        Assert.Contains($"{Part("todos_archived", Oldest)} is kept", failure.Message);
         Assert.Equal(before, await ContentAsync(db, "todos_archived"));
-        Assert.Equal("todos_archived_y2024m01", await Sql.ScalarAsync<string?>(db, "SELECT to_regclass('todos_archived_y2024m01')::text"));
-        Assert.Null(cold.ReadManifest(January));
+        Assert.Equal(Part("todos_archived", Oldest), await Sql.ScalarAsync<string?>(db, $"SELECT to_regclass('{Part("todos_archived", Oldest)}')::text"));
+        Assert.Null(cold.ReadManifest(Oldest));
         Assert.Empty(Directory.GetFileSystemEntries(_folder)); // the staging folder went with the failure
-        Assert.Equal(1L, await Sql.ScalarAsync<long>(db, "SELECT count(*) FROM audit_log WHERE action = 'cold.export.failed' AND target = '2024-01'"));
+        Assert.Equal(1L, await Sql.ScalarAsync<long>(db, $"SELECT count(*) FROM audit_log WHERE action = 'cold.export.failed' AND target = '{Format(Oldest)}'"));
     }
 
     [Fact]
     public async Task A_damaged_file_or_a_changed_table_is_refused_by_restore_with_nothing_created()
     {
         var db = await server.FreshMigratedDatabaseAsync("cold_restore_refused");
-        await SeedArchiveMonthsAsync(db);
+        await SeedArchiveMonthsAsync(db, Oldest, PastRetention, Kept);
         await using var owner = ArchiverDataSource.Create(db, role: null);
         var cold = new ColdStore(owner, Options(), new FixedClock(Now));
-        await cold.ExportAsync(January, drop: true, "operator", "test", default);
+        await cold.ExportAsync(Oldest, drop: true, "operator", "test", default);
 
-        var file = Path.Combine(_folder, "2024-01", "ai_interactions_archived.csv.gz");
+        var file = Path.Combine(_folder, Format(Oldest), "ai_interactions_archived.csv.gz");
         var original = await File.ReadAllBytesAsync(file);
         await Corrupt(file, "change a title");
-        var damaged = await Assert.ThrowsAsync<ColdVerificationException>(() => cold.RestoreAsync(January, "operator", "test", default));
+        var damaged = await Assert.ThrowsAsync<ColdVerificationException>(() => cold.RestoreAsync(Oldest, "operator", "test", default));
         Assert.Contains("sha256", damaged.Message);
-        Assert.Null(await Sql.ScalarAsync<string?>(db, "SELECT to_regclass('todos_archived_y2024m01')::text"));
+        Assert.Null(await Sql.ScalarAsync<string?>(db, $"SELECT to_regclass('{Part("todos_archived", Oldest)}')::text"));
         await File.WriteAllBytesAsync(file, original);
 
         await Sql.ExecuteAsync(db, "ALTER TABLE todos_archived ADD COLUMN labels text");
-        var changed = await Assert.ThrowsAsync<ColdStorageException>(() => cold.RestoreAsync(January, "operator", "test", default));
-        Assert.Contains("has changed since 2024-01 was exported", changed.Message);
-        Assert.Null(await Sql.ScalarAsync<string?>(db, "SELECT to_regclass('todos_archived_y2024m01')::text"));
+        var changed = await Assert.ThrowsAsync<ColdStorageException>(() => cold.RestoreAsync(Oldest, "operator", "test", default));
+        Assert.Contains($"has changed since {Format(Oldest)} was exported", changed.Message);
+        Assert.Null(await Sql.ScalarAsync<string?>(db, $"SELECT to_regclass('{Part("todos_archived", Oldest)}')::text"));
 
         await Sql.ExecuteAsync(db, "ALTER TABLE todos_archived DROP COLUMN labels");
-        Assert.Equal(3000L, (await cold.RestoreAsync(January, "operator", "test", default)).Manifest.Tables[0].Rows);
+        Assert.Equal(3000L, (await cold.RestoreAsync(Oldest, "operator", "test", default)).Manifest.Tables[0].Rows);
     }
 
     [Fact]
     public async Task A_drop_interrupted_during_or_after_the_detach_is_finished_by_the_next_run_with_nothing_lost()
     {
         var db = await server.FreshMigratedDatabaseAsync("cold_interrupted");
-        await SeedArchiveMonthsAsync(db);
+        await SeedArchiveMonthsAsync(db, Oldest, PastRetention, Kept);
         var before = await ContentAsync(db, "todos_archived");
         var aiBefore = await ContentAsync(db, "ai_interactions_archived");
         await using var owner = ArchiverDataSource.Create(db, role: null);
         var cold = new ColdStore(owner, Options(), new FixedClock(Now));
-        await cold.ExportAsync(January, drop: false, "operator", "test", default);
-        await cold.ExportAsync(October, drop: false, "operator", "test", default);
-        // January's AI month was dropped after the export, and the run died before the todos month.
-        await Sql.ExecuteAsync(db, "DROP TABLE ai_interactions_archived_y2024m01");
+        await cold.ExportAsync(Oldest, drop: false, "operator", "test", default);
+        await cold.ExportAsync(PastRetention, drop: false, "operator", "test", default);
+        // The oldest month's AI month was dropped after the export, and the run died before the todos month.
+        await Sql.ExecuteAsync(db, $"DROP TABLE {Part("ai_interactions_archived", Oldest)}");
 
-        // January: a DETACH CONCURRENTLY cut off while it waited for an older transaction: "detach pending".
+        // The oldest month: a DETACH CONCURRENTLY cut off while it waited for an older transaction: "detach pending".
         await using (var reader = await Sql.OpenAsync(db))
         await using (var holding = await reader.BeginTransactionAsync())
         {
             await Sql.ScalarAsync<long>(reader, "SELECT count(*) FROM todos_archived", holding);
             await using var detacher = await Sql.OpenAsync(db);
             await Sql.ExecuteAsync(detacher, "SET statement_timeout = '1s'");
-            await Assert.ThrowsAsync<PostgresException>(() => Sql.ExecuteAsync(detacher, "ALTER TABLE todos_archived DETACH PARTITION todos_archived_y2024m01 CONCURRENTLY"));
+            await Assert.ThrowsAsync<PostgresException>(() => Sql.ExecuteAsync(detacher, $"ALTER TABLE todos_archived DETACH PARTITION {Part("todos_archived", Oldest)} CONCURRENTLY"));
         }
 
-        Assert.True(await Sql.ScalarAsync<bool>(db, "SELECT inhdetachpending FROM pg_inherits WHERE inhrelid = 'todos_archived_y2024m01'::regclass"));
-        // October: detached, then the process died before the drop.
-        await Sql.ExecuteAsync(db, "ALTER TABLE todos_archived DETACH PARTITION todos_archived_y2024m10");
-        var refused = await Assert.ThrowsAsync<ColdStorageException>(() => cold.RestoreAsync(October, "operator", "test", default));
+        Assert.True(await Sql.ScalarAsync<bool>(db, $"SELECT inhdetachpending FROM pg_inherits WHERE inhrelid = '{Part("todos_archived", Oldest)}'::regclass"));
+        // The month past retention: detached, then the process died before the drop.
+        await Sql.ExecuteAsync(db, $"ALTER TABLE todos_archived DETACH PARTITION {Part("todos_archived", PastRetention)}");
+        var refused = await Assert.ThrowsAsync<ColdStorageException>(() => cold.RestoreAsync(PastRetention, "operator", "test", default));
         Assert.Contains("not attached (an interrupted drop)", refused.Message);
 
         var upkeep = new Upkeep(owner, new ArchiveOptions(), cold, new IndexMaintenance(owner, Options()), new FixedClock(Now));
         var result = await upkeep.RunAsync(reindex: false, "operator", "test", null, default);
 
         Assert.Empty(result.Failed);
-        Assert.Equal(["2024-01", "2024-10"], result.Exported.Select(e => e.Manifest.Month));
-        Assert.Equal(0L, await Sql.ScalarAsync<long>(db, "SELECT count(*) FROM pg_class WHERE relname ~ '_y2024m(01|10)$'"));
-        Assert.Equal(["todos_archived", "ai_interactions_archived"], cold.ReadManifest(January)!.Tables.Select(t => t.Table));
-        await cold.RestoreAsync(January, "operator", "test", default);
-        await cold.RestoreAsync(October, "operator", "test", default);
+        Assert.Equal([Format(Oldest), Format(PastRetention)], result.Exported.Select(e => e.Manifest.Month));
+        Assert.Equal(0L, await Sql.ScalarAsync<long>(db, $"SELECT count(*) FROM pg_class WHERE relname IN ('{Part("todos_archived", Oldest)}', '{Part("ai_interactions_archived", Oldest)}', '{Part("todos_archived", PastRetention)}', '{Part("ai_interactions_archived", PastRetention)}')"));
+        Assert.Equal(["todos_archived", "ai_interactions_archived"], cold.ReadManifest(Oldest)!.Tables.Select(t => t.Table));
+        await cold.RestoreAsync(Oldest, "operator", "test", default);
+        await cold.RestoreAsync(PastRetention, "operator", "test", default);
         Assert.Equal(before, await ContentAsync(db, "todos_archived"));
         Assert.Equal(aiBefore, await ContentAsync(db, "ai_interactions_archived"));
     }
@@ -190,43 +205,46 @@ public sealed class ColdStorageTests(PostgresServer server) : IDisposable
     public async Task The_cold_and_partitions_verbs_print_their_tables_and_refuse_bad_input_with_a_message()
     {
         var db = await server.FreshMigratedDatabaseAsync("cold_cli");
-        await SeedArchiveMonthsAsync(db);
+        // The CLI reads the wall clock a little after this test did: the month it keeps is 23 months back, not 24, so
+        // the expectations hold even when the month turns between the two readings.
+        var kept = Current.AddMonths(-23);
+        await SeedArchiveMonthsAsync(db, Oldest, PastRetention, kept);
         var folder = ("Maintenance__ColdStorageFolder", _folder);
 
-        var export = await MigrateCommandTests.RunArchiverAsync(["cold", "export", "2024-01"], db, folder);
+        var export = await MigrateCommandTests.RunArchiverAsync(["cold", "export", Format(Oldest)], db, folder);
         Assert.True(export.ExitCode == 0, export.Output);
-        Assert.Contains("cold export: 2024-01: 4,000 rows", export.Output);
+        Assert.Contains($"cold export: {Format(Oldest)}: 4,000 rows", export.Output);
         Assert.Contains("read back and verified", export.Output);
-        Assert.Equal("todos_archived_y2024m01", await Sql.ScalarAsync<string?>(db, "SELECT to_regclass('todos_archived_y2024m01')::text"));
+        Assert.Equal(Part("todos_archived", Oldest), await Sql.ScalarAsync<string?>(db, $"SELECT to_regclass('{Part("todos_archived", Oldest)}')::text"));
 
         var list = await MigrateCommandTests.RunArchiverAsync(["cold", "list"], db, folder);
         Assert.True(list.ExitCode == 0, list.Output);
-        Assert.Contains("2024-01", list.Output);
+        Assert.Contains(Format(Oldest), list.Output);
         Assert.Contains("live too", list.Output);
         Assert.Contains("cold list: 1 month(s), 4,000 rows", list.Output);
 
         var maintain = await MigrateCommandTests.RunArchiverAsync(["maintain", "--once"], db, folder, ("Maintenance__ReindexMinBytes", "65536"));
         Assert.True(maintain.ExitCode == 0, maintain.Output);
-        Assert.Contains("maintain: 2024-01 to cold storage", maintain.Output);
-        Assert.Contains("maintain: 2024-10 to cold storage", maintain.Output);
+        Assert.Contains($"maintain: {Format(Oldest)} to cold storage", maintain.Output);
+        Assert.Contains($"maintain: {Format(PastRetention)} to cold storage", maintain.Output);
         Assert.Contains("index(es) rebuilt", maintain.Output);
 
         var status = await MigrateCommandTests.RunArchiverAsync(["partitions", "status", "--exact"], db, folder);
         Assert.True(status.ExitCode == 0, status.Output);
         Assert.Contains("todos_active_p15", status.Output);
-        Assert.Contains("2024-11", status.Output);
+        Assert.Contains(Format(kept), status.Output);
         Assert.Contains("partitions: todos_active 16 partitions", status.Output);
 
-        var restore = await MigrateCommandTests.RunArchiverAsync(["cold", "restore", "2024-10"], db, folder);
+        var restore = await MigrateCommandTests.RunArchiverAsync(["cold", "restore", Format(PastRetention)], db, folder);
         Assert.True(restore.ExitCode == 0, restore.Output);
-        Assert.Contains("cold restore: 2024-10: 3,000 rows back in todos_archived_y2024m10", restore.Output);
+        Assert.Contains($"cold restore: {Format(PastRetention)}: 3,000 rows back in {Part("todos_archived", PastRetention)}", restore.Output);
 
         foreach (var (args, exit, message) in new (string[], int, string)[]
                  {
                      (["cold", "restore", "2024-13"], 2, "'2024-13' is not a month; use yyyy-mm"),
-                     (["cold", "restore", "2019-01"], 1, "there is no export of 2019-01"),
-                     (["cold", "export", "2019-01"], 1, "there is no archive partition for 2019-01"),
-                     (["cold", "restore", "2024-10"], 1, "2024-10 is live"),
+                     (["cold", "restore", Format(Never)], 1, $"there is no export of {Format(Never)}"),
+                     (["cold", "export", Format(Never)], 1, $"there is no archive partition for {Format(Never)}"),
+                     (["cold", "restore", Format(PastRetention)], 1, $"{Format(PastRetention)} is live"),
                      (["maintain"], 2, "--once"),
                  })
         {
@@ -238,7 +256,7 @@ public sealed class ColdStorageTests(PostgresServer server) : IDisposable
         var bad = await MigrateCommandTests.RunArchiverAsync(["maintain", "--once"], db, folder, ("Maintenance__RetentionMonths", "0"));
         Assert.Equal(2, bad.ExitCode);
         Assert.Contains("Maintenance:RetentionMonths", bad.Output);
-        Assert.Equal("todos_archived_y2024m11", await Sql.ScalarAsync<string?>(db, "SELECT to_regclass('todos_archived_y2024m11')::text"));
+        Assert.Equal(Part("todos_archived", kept), await Sql.ScalarAsync<string?>(db, $"SELECT to_regclass('{Part("todos_archived", kept)}')::text"));
     }
 
     [Fact]
@@ -283,17 +301,18 @@ public sealed class ColdStorageTests(PostgresServer server) : IDisposable
     }
 
     /// <summary>
-    /// Archive months 2024-01, 2024-10 and 2024-11 (3,000 todos each, 1,000 AI interactions in January and November),
+    /// Archive months <paramref name="oldest"/>, <paramref name="pastRetention"/> and <paramref name="kept"/> (3,000 todos each,
+    /// 1,000 AI interactions in the oldest and the kept month),
     /// with text that CSV must round-trip: quotes, commas, newlines, tabs, backslashes, unicode, NULL beside ''.
     /// </summary>
-    private static async Task SeedArchiveMonthsAsync(string db)
+    private static async Task SeedArchiveMonthsAsync(string db, DateOnly oldest, DateOnly pastRetention, DateOnly kept)
     {
         await Sql.ExecuteAsync(db,
-            """
+            $"""
             SET TimeZone = 'UTC';
             SELECT todoscale_ensure_archive_months(t, d, 0)
               FROM unnest(ARRAY['todos_archived', 'ai_interactions_archived']::regclass[]) t,
-                   unnest(ARRAY[date '2024-01-01', '2024-10-01', '2024-11-01']) d;
+                   unnest(ARRAY[date '{Day(oldest)}', '{Day(pastRetention)}', '{Day(kept)}']) d;
             INSERT INTO todos_archived (id, user_id, parent_todo_id, project_id, title, description, status, priority, due_date,
                                         completed_at, ai_generated, depth, created_at, updated_at, archived_at)
             SELECT gen_random_uuid(), md5((g % 200)::text)::uuid, NULL, CASE WHEN g % 3 = 0 THEN gen_random_uuid() END,
@@ -304,14 +323,20 @@ public sealed class ColdStorageTests(PostgresServer server) : IDisposable
                    m - interval '40 days' + make_interval(secs => g * 7), g % 7 = 0, 0,
                    m - interval '100 days' + make_interval(secs => g * 13) + interval '0.123456 s', m - interval '40 days' + make_interval(secs => g * 7),
                    m + make_interval(secs => g * 600)
-              FROM unnest(ARRAY[timestamptz '2024-01-01', '2024-10-01', '2024-11-01']) m, generate_series(1, 3000) g;
+              FROM unnest(ARRAY[timestamptz '{Day(oldest)}', '{Day(pastRetention)}', '{Day(kept)}']) m, generate_series(1, 3000) g;
             INSERT INTO ai_interactions_archived (user_id, id, todo_id, kind, model, prompt, response, tokens_in, tokens_out, latency_ms, created_at, archived_at)
             SELECT md5((g % 200)::text)::uuid, gen_random_uuid(), gen_random_uuid(), 'subtasks', 'model-1',
                    E'prompt\t"' || g || '"', CASE WHEN g % 2 = 0 THEN NULL ELSE 'response ' || repeat('x', g % 100) END,
                    g, g * 2, g % 1000, m - interval '200 days', m + make_interval(secs => g)
-              FROM unnest(ARRAY[timestamptz '2024-01-01', '2024-11-01']) m, generate_series(1, 1000) g;
+              FROM unnest(ARRAY[timestamptz '{Day(oldest)}', '{Day(kept)}']) m, generate_series(1, 1000) g;
             """);
     }
+
+    private static string Part(string table, DateOnly month) => ArchiveMonths.PartitionName(table, month);
+
+    private static string Format(DateOnly month) => ArchiveMonths.Format(month);
+
+    private static string Day(DateOnly day) => day.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>Every row of an archive table with every column, in key order (UTC text): equal means identical.</summary>
     private static async Task<(long, string)> ContentAsync(string db, string table)

@@ -8,6 +8,16 @@ public sealed class FixedClock(DateTimeOffset now) : TimeProvider
     public DateTimeOffset Now { get; set; } = now;
 
     public override DateTimeOffset GetUtcNow() => Now;
+
+    /// <summary>
+    /// The wall clock's time to the whole millisecond, for a test's fixed clock: PostgreSQL keeps microseconds, and
+    /// a time with 100 ns ticks compares differently as a parameter (truncated) and as SQL text (rounded).
+    /// </summary>
+    public static DateTimeOffset WallNow()
+    {
+        var now = DateTimeOffset.UtcNow;
+        return now.AddTicks(-(now.Ticks % TimeSpan.TicksPerMillisecond));
+    }
 }
 
 /// <summary>Seeds todo trees and checks the archive invariants: every row in exactly one table, content unchanged.</summary>

@@ -131,8 +131,10 @@ public sealed class RowLevelSecurityTests(PostgresServer server)
 
         var owners = await Sql.ColumnAsync<Guid>(connection, "SELECT DISTINCT user_id FROM todos_active ORDER BY 1");
         Assert.Equal(new[] { a, b }.Order(), owners);
-        Assert.Equal(1, await Sql.ScalarAsync<int>(connection, "SELECT todoscale_ensure_archive_months('todos_archived', (now() + interval '4 months')::date, 0)"));
-        Assert.Equal(0, await Sql.ScalarAsync<int>(connection, "SELECT todoscale_ensure_archive_months('todos_archived', (now() + interval '4 months')::date, 0)"));
+        // Four months after the database's today: after any month the migrations premade (3 ahead of theirs).
+        var month = await Sql.ScalarAsync<DateTime>(connection, "SELECT (now() AT TIME ZONE 'UTC' + interval '4 months')::date::timestamp");
+        Assert.Equal(1, await Sql.ScalarAsync<int>(connection, $"SELECT todoscale_ensure_archive_months('todos_archived', '{month:yyyy-MM-dd}', 0)"));
+        Assert.Equal(0, await Sql.ScalarAsync<int>(connection, $"SELECT todoscale_ensure_archive_months('todos_archived', '{month:yyyy-MM-dd}', 0)"));
         var refused = await Assert.ThrowsAsync<PostgresException>(() => Sql.ScalarAsync<int>(connection, "SELECT todoscale_ensure_archive_months('todos_active', now()::date, 0)"));
         Assert.Equal(PostgresErrorCodes.InvalidParameterValue, refused.SqlState);
     }
