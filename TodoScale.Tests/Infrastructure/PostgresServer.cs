@@ -18,7 +18,16 @@ public sealed class PostgresServer : IAsyncLifetime
     private readonly ConcurrentDictionary<Type, Lazy<Task<string>>> _databases = new();
     private readonly ConcurrentDictionary<Type, Lazy<Task<string>>> _migrated = new();
     private readonly ConcurrentDictionary<Type, Lazy<Task>> _shared = new();
+    private readonly FakeClock? _clock;
+    private readonly Queue<string> _output = new();
     private Process? _server;
+
+    public PostgresServer()
+    {
+    }
+
+    /// <summary>A server whose clock (now(), and every timestamp it takes) is <paramref name="clock"/>'s.</summary>
+    internal PostgresServer(FakeClock clock) => _clock = clock;
 
     public string Directory { get; private set; } = "";
 
@@ -88,12 +97,13 @@ public sealed class PostgresServer : IAsyncLifetime
         {
             Port = FreePort();
             // Durability is not under test here: fsync off keeps schema-heavy tests fast.
-            _server = Process.Start(ProcessRunner.StartInfo(Path.Combine(BinDirectory, "postgres"),
+            var start = ProcessRunner.StartInfo(Path.Combine(BinDirectory, "postgres"),
             [
                 "-D", data, "-p", Port.ToString(System.Globalization.CultureInfo.InvariantCulture),
                 "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=", "-c", "max_connections=300",
                 "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-            ], asPostgres: true))!;
+            ], asPostgres: true, _clock?.ServerEnvironment());
+            _server = Process.Start(start)!;
             DrainOutput(_server);
             if (await WaitUntilAcceptingAsync(_server))
             {
@@ -102,7 +112,13 @@ public sealed class PostgresServer : IAsyncLifetime
 
             if (attempt == 3)
             {
-                throw new InvalidOperationException($"the test PostgreSQL server did not start (port {Port})");
+                string output;
+                lock (_output)
+                {
+                    output = string.Join('\n', _output);
+                }
+
+                throw new InvalidOperationException($"the test PostgreSQL server did not start (port {Port}): {output}");
             }
         }
     }
@@ -156,10 +172,28 @@ public sealed class PostgresServer : IAsyncLifetime
         return false;
     }
 
-    private static void DrainOutput(Process process)
+    /// <summary>Keeps the server's last lines of output, for the error when it does not start.</summary>
+    private void DrainOutput(Process process)
     {
-        process.OutputDataReceived += (_, _) => { };
-        process.ErrorDataReceived += (_, _) => { };
+        void Keep(string? line)
+        {
+            if (line is null)
+            {
+                return;
+            }
+
+            lock (_output)
+            {
+                _output.Enqueue(line);
+                while (_output.Count > 20)
+                {
+                    _output.Dequeue();
+                }
+            }
+        }
+
+        process.OutputDataReceived += (_, e) => Keep(e.Data);
+        process.ErrorDataReceived += (_, e) => Keep(e.Data);
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
     }

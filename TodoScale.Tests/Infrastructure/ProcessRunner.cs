@@ -8,11 +8,25 @@ internal static partial class ProcessRunner
 {
     public static bool IsRoot => Environment.UserName == "root" || geteuid() == 0;
 
-    public static ProcessStartInfo StartInfo(string program, IEnumerable<string> args, bool asPostgres = false)
+    /// <param name="environment">
+    /// Variables for the program itself. When it runs as postgres they are given to it by env(1) after setpriv, so a
+    /// preloaded library (libfaketime) loads in the program only, not in setpriv running as root.
+    /// </param>
+    public static ProcessStartInfo StartInfo(string program, IEnumerable<string> args, bool asPostgres = false, IReadOnlyList<(string Name, string Value)>? environment = null)
     {
+        environment ??= [];
         var info = asPostgres && IsRoot
-            ? new ProcessStartInfo("setpriv", ["--reuid=postgres", "--regid=postgres", "--init-groups", program, .. args])
+            ? new ProcessStartInfo("setpriv",
+                ["--reuid=postgres", "--regid=postgres", "--init-groups", "env", .. environment.Select(e => $"{e.Name}={e.Value}"), program, .. args])
             : new ProcessStartInfo(program, args);
+        if (!(asPostgres && IsRoot))
+        {
+            foreach (var (name, value) in environment)
+            {
+                info.Environment[name] = value;
+            }
+        }
+
         info.RedirectStandardOutput = true;
         info.RedirectStandardError = true;
         info.UseShellExecute = false;

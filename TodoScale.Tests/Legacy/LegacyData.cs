@@ -62,37 +62,63 @@ public static class LegacyData
     }
 
     /// <summary>
-    /// `legacy backfill` as a process, killed (kill -9 of the process tree) at random moments at least
-    /// <paramref name="kills"/> times with small batches, then run to the end; fails the test when it never finishes.
+    /// `legacy backfill` as a process with small batches, killed (kill -9 of the process tree) exactly
+    /// <paramref name="kills"/> times, then run to the end. Each kill lands when legacy_migration's count of copied rows
+    /// is seen to have grown by a random 1 to <see cref="KillAfterRowsAtMost"/> rows since that run started: mid-work
+    /// on a fast machine and on a slow one, where a kill after a fixed time could come before the first batch or after
+    /// the last. Fails the test when a run meant to be killed finished first, or the last run never finishes; with
+    /// <paramref name="writer"/>, also when the legacy writer made no change between the first run's start and the last kill.
     /// </summary>
-    public static async Task<(int Kills, HashSet<long> Positions, string LastOutput)> BackfillKilledAsync(string db, int kills, ITestOutputHelper log)
+    public static async Task<(int Kills, HashSet<long> Positions, string LastOutput)> BackfillKilledAsync(
+        string db, int kills, ITestOutputHelper log, LegacyWriter? writer = null)
     {
         await using var connection = await Sql.OpenAsync(db);
         var random = new Random(20261126);
-        var killed = 0;
         var positions = new HashSet<long>();
-        for (var attempt = 0; attempt < 60; attempt++)
+        var changesBefore = writer?.Changes ?? 0;
+        for (var killed = 0; killed < kills; killed++)
         {
             var output = new System.Text.StringBuilder();
-            using var process = StartBackfill(db, killed < kills ? "50" : "2000", output);
-            if (process.WaitForExit(killed < kills ? random.Next(700, 1_600) : 120_000))
+            var start = await Sql.ScalarAsync<long>(connection, CopiedRows);
+            var rows = random.Next(1, KillAfterRowsAtMost + 1);
+            using var process = StartBackfill(db, "50", output);
+            var copied = await Progress.UntilAsync<long>(connection, CopiedRows, now => now >= start + rows, process,
+                $"backfill run {killed + 1}: {rows} rows copied after {start}");
+            if (copied)
             {
-                process.WaitForExit(); // the output's last lines
-                Assert.True(process.ExitCode == 0, $"backfill exited {process.ExitCode}: {output}");
-                log.WriteLine(output.ToString().Trim());
-                Assert.True(killed >= kills, $"killed only {killed} times: the backfill finished first");
-                return (killed, positions, output.ToString());
+                process.Kill(entireProcessTree: true);
             }
 
-            process.Kill(entireProcessTree: true);
             await process.WaitForExitAsync();
-            killed++;
-            positions.Add(await Sql.ScalarAsync<long>(connection, "SELECT backfill_rows FROM legacy_migration"));
+            process.WaitForExit(); // the output's last lines
+            if (!copied || process.ExitCode == 0) // it ended on its own before the kill landed
+            {
+                Assert.True(process.ExitCode == 0, $"backfill exited {process.ExitCode}: {output}");
+                Assert.Fail($"killed only {killed} times: the backfill finished first");
+            }
+
+            positions.Add(await Sql.ScalarAsync<long>(connection, CopiedRows));
         }
 
-        Assert.Fail("the backfill never finished");
-        throw new InvalidOperationException();
+        if (writer is not null)
+        {
+            Assert.True(writer.Changes > changesBefore,
+                $"the legacy writer made no change while the backfill was killed {kills} times ({changesBefore} -> {writer.Changes} changes)");
+        }
+
+        var last = new System.Text.StringBuilder();
+        using var final = StartBackfill(db, "2000", last);
+        await Progress.ExitAsync(final, "the backfill run to the end", TimeSpan.FromMinutes(10));
+        Assert.True(final.ExitCode == 0, $"backfill exited {final.ExitCode}: {last}");
+        log.WriteLine(last.ToString().Trim());
+        return (kills, positions, last.ToString());
     }
+
+    /// <summary>Rows the backfill has copied so far, committed with each batch (so exact across kills).</summary>
+    private const string CopiedRows = "SELECT backfill_rows FROM legacy_migration";
+
+    /// <summary>The most rows a run to be killed is watched copying first: two rounds of the three workers' 50-row batches.</summary>
+    private const int KillAfterRowsAtMost = 2 * 3 * 50;
 
     public static Process StartBackfill(string connectionString, string batchSize, System.Text.StringBuilder output) =>
         MigrateCommandTests.StartArchiver(["legacy", "backfill", "--batch-size", batchSize, "--parallel", "3"], connectionString, output);

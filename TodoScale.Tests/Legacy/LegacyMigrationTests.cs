@@ -37,7 +37,7 @@ public sealed class LegacyMigrationTests(PostgresServer server, ITestOutputHelpe
         using var stop = new CancellationTokenSource();
         var writer = new LegacyWriter(db, badUser);
         var writing = writer.RunAsync(stop.Token);
-        var (kills, positions, last) = await LegacyData.BackfillKilledAsync(db, kills: 10, log);
+        var (kills, positions, last) = await LegacyData.BackfillKilledAsync(db, kills: 10, log, writer);
         log.WriteLine($"backfill killed {kills} times, at positions {string.Join(", ", positions)}; the writer made {writer.Changes} changes so far");
         Assert.Contains("batches (3 at once)", last); // kills land while three batches are in flight, ending out of order
         Assert.DoesNotContain("per-row triggers on", last);
@@ -62,9 +62,12 @@ public sealed class LegacyMigrationTests(PostgresServer server, ITestOutputHelpe
         var live = await MigrateCommandTests.RunArchiverAsync(["legacy", "validate"], db);
         Assert.True(live.ExitCode == 0, live.Output);
 
+        // The writer goes on until it has made enough changes to have inserted and deleted (seen, whatever this
+        // machine's speed); that it wrote while the backfill ran is checked by BackfillKilledAsync.
+        await Progress.UntilAsync(() => writing.IsCompleted || (writer.Changes >= 300 && writer.Inserted.Count > 0 && writer.Deleted.Count > 0),
+            () => $"the writer made {writer.Changes} changes ({writer.Inserted.Count} inserted, {writer.Deleted.Count} deleted)");
         await stop.CancelAsync();
         await writing;
-        Assert.True(writer.Changes > 300, $"the writer made only {writer.Changes} changes");
         var final = await MigrateCommandTests.RunArchiverAsync(["legacy", "validate"], db);
         Assert.True(final.ExitCode == 0, final.Output);
         Assert.Contains("0 mismatch(es)", final.Output);
@@ -121,12 +124,19 @@ public sealed class LegacyMigrationTests(PostgresServer server, ITestOutputHelpe
             """, transaction);
 
         await using var owner = Archiver.Archiving.ArchiverDataSource.Create(db, role: null);
-        await using var archiverRole = Archiver.Archiving.ArchiverDataSource.Create(db, "todoscale_archiver");
+        const string app = "legacy-race";
+        await using var archiverRole = Archiver.Archiving.ArchiverDataSource.Create(db + $";Application Name={app}", "todoscale_archiver");
         var migration = new LegacyMigration(owner, archiverRole, new LegacyOptions { BatchSize = 10_000, SkipRowTriggers = skipRowTriggers }, TimeProvider.System);
         var backfill = migration.BackfillAsync("test", null, CancellationToken.None);
-        // The backfill's batch meets the legacy transaction's locks and gives way (lock_timeout, retry) until it ends.
-        await Task.Delay(1_500);
-        Assert.False(backfill.IsCompleted, "the backfill copied rows a legacy transaction was deleting, without waiting for it");
+        // The backfill's batch meets the legacy transaction's locks and gives way (lock_timeout, retry) until it ends:
+        // observed, not slept on, as one of its sessions waiting on a lock the legacy transaction holds.
+        var waited = await Progress.UntilAsync<long>(connection,
+            $"SELECT count(*) FROM pg_stat_activity WHERE application_name = '{app}' AND wait_event_type = 'Lock' AND {legacy.ProcessID} = ANY(pg_blocking_pids(pid))",
+            n => n > 0, () => backfill.IsCompleted, "the backfill waiting on the legacy transaction's locks");
+        Assert.True(waited, backfill.IsFaulted
+            ? $"the backfill failed instead of waiting: {backfill.Exception!.GetBaseException().Message}"
+            : "the backfill copied rows a legacy transaction was deleting, without waiting for it");
+        Assert.False(backfill.IsCompleted, "the backfill ended while the legacy transaction still held its rows");
         await transaction.CommitAsync();
         var result = await backfill;
 

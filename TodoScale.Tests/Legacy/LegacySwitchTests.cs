@@ -55,7 +55,7 @@ public sealed class LegacySwitchTests(AppHostFixture fixture, ITestOutputHelper 
             // The legacy application keeps writing from here on; the backfill is killed 10 times and resumed.
             var writer = new LegacyWriter(db, leaveAlone: api.UserId);
             writing = writer.RunAsync(stop.Token);
-            var (kills, positions, _) = await LegacyData.BackfillKilledAsync(db, kills: 10, log);
+            var (kills, positions, _) = await LegacyData.BackfillKilledAsync(db, kills: 10, log, writer);
             log.WriteLine($"backfill killed {kills} times, at positions {string.Join(", ", positions)}; the writer made {writer.Changes} changes so far");
             var validate = await MigrateCommandTests.RunArchiverAsync(["legacy", "validate"], db);
             Assert.True(validate.ExitCode == 0 && validate.Output.Contains(" 0 mismatch(es)", StringComparison.Ordinal), validate.Output);
@@ -66,8 +66,10 @@ public sealed class LegacySwitchTests(AppHostFixture fixture, ITestOutputHelper 
             Assert.True(switched.ExitCode == 0, switched.Output);
             log.WriteLine(switched.Output.Trim());
             await ServingFromAsync(admin, "todoscale");
+            // The legacy application writes on after the switch (seen: a few more changes, not a guessed time).
             var changesAtSwitch = writer.Changes;
-            await Task.Delay(1_500);
+            await Progress.UntilAsync(() => writing.IsCompleted || writer.Changes >= changesAtSwitch + 20,
+                () => $"the legacy writer made {writer.Changes - changesAtSwitch} changes after the switch");
 
             // Writes through the API on TodoScale's tables, each carried back to `todos` by the reverse trigger.
             var project = (await api.PostAsync("/api/projects", new { name = "after the switch" })).Is(HttpStatusCode.Created).Id;

@@ -25,13 +25,21 @@ public sealed class PartitionSplitTests(PostgresServer server, ITestOutputHelper
         var traffic = new SplitTraffic(db, workload.LightUsers.Take(100).ToList());
         using var stop = new CancellationTokenSource();
         var running = traffic.RunAsync(writers: 2, stop.Token);
-        await Task.Delay(500);
+        // The traffic is under way (seen on its counters, not slept on) before the first split starts.
+        await Progress.UntilAsync(() => running.IsCompleted || (traffic.Writes >= 20 && traffic.Reads >= 5),
+            () => $"the traffic made {traffic.Writes} writes, {traffic.Reads} reads");
+        Assert.False(running.IsCompleted, $"the traffic stopped before the splits: {running.Exception?.GetBaseException().Message}");
 
         foreach (var to in new[] { 32, 64 })
         {
+            var (writes, reads) = (traffic.Writes, traffic.Reads);
             var split = await MigrateCommandTests.RunArchiverAsync(["partitions", "split", "--to", $"{to}", "--batch-size", "500"], db);
-            log.WriteLine($"{DateTimeOffset.UtcNow:HH:mm:ss.fff} {split.Output.Trim().Split('\n')[^1]}");
+            var during = (Writes: traffic.Writes - writes, Reads: traffic.Reads - reads);
+            log.WriteLine($"{DateTimeOffset.UtcNow:HH:mm:ss.fff} {split.Output.Trim().Split('\n')[^1]} ({during.Writes} writes, {during.Reads} reads during the split)");
             Assert.True(split.ExitCode == 0, split.Output);
+            // Writes and reads went on while the split ran (counts, not rates: whatever this machine's speed), so
+            // the split was done under live traffic rather than beside it.
+            Assert.True(during.Writes > 0 && during.Reads > 0, $"during the split to {to}: {during.Writes} writes, {during.Reads} reads");
             Assert.Contains($"{to} old partition(s) split to modulus {to}", split.Output);
             Assert.Equal(to, (await PartitionRowsGaugeAsync(db, "todos_active")).Count);
             Assert.Equal(to, (await PartitionRowsGaugeAsync(db, "ai_interactions")).Count);
@@ -43,12 +51,15 @@ public sealed class PartitionSplitTests(PostgresServer server, ITestOutputHelper
             Assert.True(again.ExitCode == 0 && again.Output.Contains($"already have {to} partitions", StringComparison.Ordinal), again.Output);
         }
 
-        await Task.Delay(300);
+        // A few more writes land on the 64-partition layout (seen) before the traffic stops.
+        var afterSplits = traffic.Writes;
+        await Progress.UntilAsync(() => running.IsCompleted || traffic.Writes >= afterSplits + 20,
+            () => $"the traffic made {traffic.Writes - afterSplits} writes after the last split");
         await stop.CancelAsync();
         await running;
         log.WriteLine($"traffic: {traffic.Writes} writes (longest {traffic.LongestWrite.TotalMilliseconds:0} ms), {traffic.Reads} reads of frozen users; slowest: {string.Join("; ", traffic.Slowest.Select(w => $"{w.Elapsed.TotalMilliseconds:0} ms at {w.At:HH:mm:ss.fff} {w.Sql}"))}");
         Assert.True(traffic.Failures.Count == 0, string.Join("\n", traffic.Failures.Take(5)));
-        Assert.True(traffic.Writes > 500 && traffic.Reads > 100, $"{traffic.Writes} writes, {traffic.Reads} reads");
+        Assert.True(traffic.Writes >= afterSplits + 20, $"{traffic.Writes - afterSplits} writes after the last split");
 
         foreach (var (table, shadow) in new[] { ("todos_active", "shadow_todos"), ("ai_interactions", "shadow_ai") })
         {
@@ -69,27 +80,44 @@ public sealed class PartitionSplitTests(PostgresServer server, ITestOutputHelper
         var traffic = new SplitTraffic(db, workload.LightUsers.Take(50).ToList());
         using var stop = new CancellationTokenSource();
         var running = traffic.RunAsync(writers: 1, stop.Token);
+        await using var connection = await Sql.OpenAsync(db);
         var random = new Random(20261126);
         var steps = new List<string>();
-        var killed = 0;
-        string? last = null;
-        for (var attempt = 0; attempt < 40 && last is null; attempt++)
+        const int kills = 10;
+        for (var killed = 0; killed < kills;)
         {
+            // Killed once partition_split is seen to change since the run started (a batch copied, a step taken, a
+            // partition begun), then after 0 to 3 more changes: every kill lands mid-work, on a fast machine and a
+            // slow one, where a kill after a fixed time could come before the first change or after the last.
             var output = new System.Text.StringBuilder();
-            using var process = StartSplit(db, killed < 10, output);
-            if (process.WaitForExit(killed < 10 ? random.Next(800, 1_600) : 300_000))
+            var seen = await Sql.ScalarAsync<string>(connection, SplitState);
+            var further = random.Next(0, 4);
+            var changes = 0;
+            using var process = StartSplit(db, killed < kills, output);
+            var changed = await Progress.UntilAsync<string>(connection, SplitState, now =>
             {
-                process.WaitForExit();
-                Assert.True(process.ExitCode == 0, $"split exited {process.ExitCode}: {output}");
-                Assert.True(killed >= 10, $"killed only {killed} times: the split finished first");
-                last = output.ToString();
-                break;
+                if (now != seen)
+                {
+                    (seen, changes) = (now, changes + 1);
+                }
+
+                return changes > further;
+            }, process, $"split run {killed + 1}: {further + 1} change(s) of partition_split");
+            if (changed)
+            {
+                process.Kill(entireProcessTree: true);
             }
 
-            process.Kill(entireProcessTree: true);
             await process.WaitForExitAsync();
+            process.WaitForExit(); // the output's last lines
+            if (!changed || process.ExitCode == 0) // it ended on its own before the kill landed
+            {
+                Assert.True(process.ExitCode == 0, $"split exited {process.ExitCode}: {output}");
+                Assert.Fail($"killed only {killed} times: the split finished first");
+            }
+
             killed++;
-            steps.Add(await Sql.ScalarAsync<string>(db,
+            steps.Add(await Sql.ScalarAsync<string>(connection,
                 "SELECT coalesce((SELECT table_name || ' p' || remainder || ' ' || step || ' ' || copied FROM partition_split ORDER BY updated_at DESC LIMIT 1), 'nothing yet')"));
             if (killed == 3)
             {
@@ -103,10 +131,17 @@ public sealed class PartitionSplitTests(PostgresServer server, ITestOutputHelper
             }
         }
 
-        log.WriteLine($"killed {killed} times, at: {string.Join("; ", steps)}");
-        log.WriteLine(last?.Trim().Split('\n')[^1]);
-        Assert.NotNull(last);
-        Assert.True(steps.Distinct().Count() >= 8, "the kills did not land at different points");
+        var finalOutput = new System.Text.StringBuilder();
+        using (var final = StartSplit(db, slow: false, finalOutput))
+        {
+            await Progress.ExitAsync(final, "the split run to the end", TimeSpan.FromMinutes(10));
+            Assert.True(final.ExitCode == 0, $"split exited {final.ExitCode}: {finalOutput}");
+        }
+
+        var last = finalOutput.ToString();
+        log.WriteLine($"killed {kills} times, at: {string.Join("; ", steps)}");
+        log.WriteLine(last.Trim().Split('\n')[^1]);
+        Assert.True(steps.Distinct().Count() >= 8, $"the kills did not land at different points: {string.Join("; ", steps)}");
         await stop.CancelAsync();
         await running;
         Assert.True(traffic.Failures.Count == 0, string.Join("\n", traffic.Failures.Take(5)));
@@ -149,6 +184,13 @@ public sealed class PartitionSplitTests(PostgresServer server, ITestOutputHelper
             Assert.Equal([PartitionSplit.Name("todos_active", TodoScale.Data.Partitioning.PartitionHash.PartitionIndex(user, layout))], stored);
         }
     }
+
+    /// <summary>
+    /// Every old partition's split as partition_split records it, in one string: it changes with each batch copied
+    /// (copied grows) and each step taken, and only then (a killed run's uncommitted work is not in it).
+    /// </summary>
+    private const string SplitState =
+        "SELECT count(*) || ': ' || coalesce(string_agg(table_name || ' p' || remainder || ' ' || step || ' ' || copied, ', ' ORDER BY table_name, remainder), '') FROM partition_split";
 
     private static Process StartSplit(string db, bool slow, System.Text.StringBuilder output) =>
         MigrateCommandTests.StartArchiver(["partitions", "split", "--to", "32", "--batch-size", slow ? "50" : "2000"], db, output,

@@ -1,0 +1,106 @@
+using System.Diagnostics;
+using System.Globalization;
+using Npgsql;
+
+namespace TodoScale.Tests.Infrastructure;
+
+/// <summary>
+/// One wall clock, set by the test, for the PostgreSQL servers and CLI processes it starts: libfaketime (Debian's
+/// libfaketime, which ./build.sh installs) preloaded into them, reading its offset from a file this clock writes.
+/// Every process given <see cref="ServerEnvironment"/> or <see cref="ProcessEnvironment"/> sees the same time (real time plus the offset, so it runs), and a
+/// <see cref="Set"/> reaches running processes within a second or two (libfaketime re-reads the file at most every
+/// second): wait for it with <see cref="WaitUntilServerSeesAsync"/>, never with a sleep.
+/// </summary>
+public sealed class FakeClock : IDisposable
+{
+    private static readonly string[] Libraries =
+    [
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/faketime/libfaketimeMT.so.1",
+    ];
+
+    private readonly string _directory;
+    private readonly string _file;
+    private long _offsetSeconds;
+
+    public FakeClock(DateTimeOffset start)
+    {
+        Library = Libraries.FirstOrDefault(File.Exists)
+            ?? throw new InvalidOperationException(
+                $"libfaketime is not installed (looked for {string.Join(", ", Libraries)}): run ./build.sh test, which installs the faketime package");
+        _directory = Directory.CreateTempSubdirectory("todoscale-clock-").FullName;
+        ProcessRunner.MakeTraversable(_directory); // the postgres user reads the file too
+        _file = Path.Combine(_directory, "faketimerc");
+        Set(start);
+    }
+
+    public string Library { get; }
+
+    /// <summary>What the faked processes read as the time now (to the second the offset is kept in).</summary>
+    public DateTimeOffset Now => DateTimeOffset.UtcNow.AddSeconds(Interlocked.Read(ref _offsetSeconds));
+
+    /// <summary>Moves the clock of every faked process so that it reads <paramref name="at"/> now, and runs on from there.</summary>
+    public void Set(DateTimeOffset at)
+    {
+        var offset = (long)Math.Round((at - DateTimeOffset.UtcNow).TotalSeconds);
+        var temporary = _file + ".new";
+        File.WriteAllText(temporary, offset.ToString("+0;-0", CultureInfo.InvariantCulture) + "\n");
+        if (!OperatingSystem.IsWindows())
+        {
+            File.SetUnixFileMode(temporary, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+        }
+
+        File.Move(temporary, _file, overwrite: true); // readers see the old line or the new one, never half of one
+        Interlocked.Exchange(ref _offsetSeconds, offset);
+    }
+
+    /// <summary>
+    /// The environment that puts the PostgreSQL server on this clock. It gets it through
+    /// <see cref="ProcessRunner.StartInfo"/>: preloaded into setpriv (root), libfaketime makes a semaphore that the
+    /// server, once it is the postgres user, may not open ("sem_open failed ... Permission denied"). Its monotonic
+    /// clock stays real, so a <see cref="Set"/> moves no timeout of a running server.
+    /// </summary>
+    public (string Name, string Value)[] ServerEnvironment() => [.. Common(), ("FAKETIME_DONT_FAKE_MONOTONIC", "1")];
+
+    /// <summary>
+    /// The environment that puts a .NET process (the CLI) on this clock. Its monotonic clock moves by the same
+    /// offset: with only the wall clock faked, every Npgsql read failed at once with "Timeout during reading
+    /// attempt" (measured). Set the clock before starting such a process, not while it runs.
+    /// </summary>
+    public (string Name, string Value)[] ProcessEnvironment() => Common();
+
+    private (string Name, string Value)[] Common() =>
+    [
+        ("LD_PRELOAD", Library),
+        ("FAKETIME_TIMESTAMP_FILE", _file),
+        ("FAKETIME_CACHE_DURATION", "1"),
+    ];
+
+    /// <summary>Waits until a new session of the server reads now() at or after <paramref name="at"/> (it follows a <see cref="Set"/> within seconds).</summary>
+    public static async Task<DateTimeOffset> WaitUntilServerSeesAsync(string connectionString, DateTimeOffset at, TimeSpan patience)
+    {
+        var waited = Stopwatch.StartNew();
+        while (true)
+        {
+            await using var connection = new NpgsqlConnection(connectionString + ";Pooling=false");
+            await connection.OpenAsync();
+            await using var command = new NpgsqlCommand("SELECT now()", connection);
+            var now = (DateTime)(await command.ExecuteScalarAsync())!;
+            var seen = new DateTimeOffset(DateTime.SpecifyKind(now, DateTimeKind.Utc));
+            if (seen >= at)
+            {
+                return seen;
+            }
+
+            if (waited.Elapsed > patience)
+            {
+                throw new TimeoutException($"the server's clock reads {seen:O}, not yet {at:O}, after {waited.Elapsed}");
+            }
+
+            await Task.Delay(100);
+        }
+    }
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+}
