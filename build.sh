@@ -2,7 +2,9 @@
 # TodoScale's one entry point.
 #
 #   ./build.sh run  [AppHost args]   install what is missing, build, start the whole stack (Ctrl+C stops it)
-#   ./build.sh test [dotnet test args] install what is missing, build, run every test; ends with "N passed, N failed"
+#   ./build.sh test [--at "YYYY-MM-DD hh:mm:ss"] [dotnet test args]
+#                                    install what is missing, build, run every test; ends with "N passed, N failed".
+#                                    --at: the run (tests, servers, CLIs) on a clock starting then, UTC (libfaketime)
 #   ./build.sh bench [--scale tiny|small|medium|large] [--seed N] [--workload all|legacy]
 #                                    install what is missing, build Release, run the benchmarks; writes
 #                                    bench/results/<date>-<scale>.md and its plots (legacy: <date>-<scale>-legacy.md)
@@ -44,6 +46,7 @@ ensure_local_servers() {
   command -v prometheus-postgres-exporter >/dev/null || missing+=(prometheus-postgres-exporter)
   command -v setpriv >/dev/null || missing+=(util-linux)
   command -v wrk >/dev/null || missing+=(wrk) # the benchmark's HTTP load generator (its tiny run is a test)
+  faketime_library >/dev/null || missing+=(faketime) # libfaketime: the tests that cross midnight, and test --at
   [ ${#missing[@]} -eq 0 ] && return 0
 
   if [ "$(id -u)" -ne 0 ]; then
@@ -65,6 +68,15 @@ then run ./build.sh again."
       esac
     done
   fi
+}
+
+# libfaketime's multi-threaded build (Debian: package libfaketime, pulled in by faketime).
+faketime_library() {
+  local lib
+  for lib in /usr/lib/*-linux-gnu/faketime/libfaketimeMT.so.1 /usr/lib/faketime/libfaketimeMT.so.1; do
+    [ -e "$lib" ] && { echo "$lib"; return 0; }
+  done
+  return 1
 }
 
 ensure_dotnet() {
@@ -104,15 +116,33 @@ EOF
 }
 
 cmd_test() {
+  local at=""
+  if [ "${1:-}" = --at ]; then
+    [ $# -ge 2 ] || die "--at needs a time, e.g. --at \"2027-12-31 23:59:30\" (UTC)"
+    at=$2
+    shift 2
+  fi
   ensure_dotnet
   ensure_local_servers # the tests start real servers in process mode, whatever engine is present
   build
 
   local results
   results=$(mktemp -d "${TMPDIR:-/tmp}/todoscale-test-results.XXXXXX")
+  local clock=()
+  if [ -n "$at" ]; then
+    # The whole run on one clock that starts at $at and runs on: libfaketime preloaded into dotnet test and so into
+    # every test host, PostgreSQL server and CLI it starts, all reading one offset in whole seconds from real time.
+    local target lib
+    target=$(date -u -d "$at UTC" +%s 2>/dev/null) || die "--at '$at' is not a time date(1) reads, e.g. \"2027-12-31 23:59:30\""
+    lib=$(faketime_library) || die "--at needs libfaketime (apt-get install faketime)"
+    printf '%+d\n' $((target - $(date -u +%s))) >"$results/faketime"
+    chmod a+rx "$results" && chmod a+r "$results/faketime" # the servers run as the postgres user
+    clock=(env LD_PRELOAD="$lib" FAKETIME_TIMESTAMP_FILE="$results/faketime")
+    say "the test run's clock starts at $(date -u -d "@$target" '+%Y-%m-%d %H:%M:%S') UTC"
+  fi
   say "dotnet test"
   local status=0
-  dotnet test TodoScale.sln -c "${CONFIGURATION:-Debug}" --no-build -nologo \
+  "${clock[@]}" dotnet test TodoScale.sln -c "${CONFIGURATION:-Debug}" --no-build -nologo \
     --results-directory "$results" --logger "trx" --logger "console;verbosity=normal" \
     --blame-hang-timeout 10m "$@" || status=$?
 

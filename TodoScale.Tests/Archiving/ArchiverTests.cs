@@ -324,21 +324,35 @@ public sealed class ArchiverTests(PostgresServer server)
     }
 
     [Fact]
-    public async Task The_archive_verb_killed_at_random_moments_20_times_and_rerun_ends_exactly()
+    public async Task The_archive_verb_killed_20_times_mid_pass_on_observed_progress_and_rerun_ends_exactly()
     {
         var db = await server.FreshMigratedDatabaseAsync("archive_kill");
         await ArchiveData.SeedTreesAsync(db, users: 1000, rootsPerUser: 12, DateTimeOffset.UtcNow);
+        await using var connection = await Sql.OpenAsync(db);
         var before = await ArchiveData.ChecksumAsync(db);
         var random = new Random(20261125);
-        var kills = 0;
-        for (var attempt = 0; attempt < 80 && kills < 20; attempt++)
+        const string archived = "SELECT count(*) FROM todos_archived";
+        var (kills, finishedFirst) = (0, 0);
+        while (kills < 20)
         {
+            // Killed once todos_archived is seen to have grown by a random 1 to 75 rows (a batch of 25 finished trees
+            // or a few) since the pass started: mid-work on a fast machine and a slow one alike, where a kill after a
+            // fixed time could come before the first batch or after the last.
+            var start = await Sql.ScalarAsync<long>(connection, archived);
+            var rows = random.Next(1, 3 * 25 + 1);
             using var process = StartArchive(db, "--batch-size", "25");
-            var finished = process.WaitForExit(random.Next(150, 1200));
-            if (!finished)
+            var moved = await Progress.UntilAsync<long>(connection, archived, now => now >= start + rows, process,
+                $"archive pass {kills + finishedFirst + 1}: {rows} rows archived after {start}");
+            if (moved)
             {
                 process.Kill(entireProcessTree: true);
-                await process.WaitForExitAsync();
+            }
+
+            await process.WaitForExitAsync();
+            var finished = process.ExitCode == 0; // it ran to its end before the kill landed (or found too little to move)
+            Assert.True(moved || finished, $"the archive pass exited {process.ExitCode} on its own");
+            if (!finished)
+            {
                 kills++;
             }
 
@@ -348,18 +362,18 @@ public sealed class ArchiverTests(PostgresServer server)
             {
                 // A pass that ran to its end left nothing to interrupt: give the next ones new trees to move, so the
                 // count of kills does not depend on how fast this machine archives.
+                finishedFirst++;
+                Assert.True(finishedFirst <= 20, $"{finishedFirst} passes ended before they were seen to move {rows} rows ({kills} kills)");
                 await ArchiveData.SeedTreesAsync(db, users: 300, rootsPerUser: 12, DateTimeOffset.UtcNow);
                 before = await ArchiveData.ChecksumAsync(db);
             }
         }
 
-        Assert.True(kills >= 20, $"the pass ended before it could be killed 20 times ({kills})");
         var (exitCode, output) = await MigrateCommandTests.RunArchiverAsync(["archive", "--once", "--batch-size", "500"], db);
         Assert.True(exitCode == 0, output);
         Assert.Contains("archive: moved ", output);
         Assert.Equal(before, await ArchiveData.ChecksumAsync(db));
         await ArchiveData.AssertConsistentAsync(db, DateTimeOffset.UtcNow.AddDays(-30));
-        await using var connection = await Sql.OpenAsync(db);
         // Every qualifying tree moved: no finished root older than the cut-off whose whole tree qualifies is left.
         Assert.Equal(0L, await Sql.ScalarAsync<long>(connection,
             """

@@ -38,12 +38,12 @@ public sealed class FakeClock : IDisposable
     public string Library { get; }
 
     /// <summary>What the faked processes read as the time now (to the second the offset is kept in).</summary>
-    public DateTimeOffset Now => DateTimeOffset.UtcNow.AddSeconds(Interlocked.Read(ref _offsetSeconds));
+    public DateTimeOffset Now => RealNow().AddSeconds(Interlocked.Read(ref _offsetSeconds));
 
     /// <summary>Moves the clock of every faked process so that it reads <paramref name="at"/> now, and runs on from there.</summary>
     public void Set(DateTimeOffset at)
     {
-        var offset = (long)Math.Round((at - DateTimeOffset.UtcNow).TotalSeconds);
+        var offset = (long)Math.Round((at - RealNow()).TotalSeconds);
         var temporary = _file + ".new";
         File.WriteAllText(temporary, offset.ToString("+0;-0", CultureInfo.InvariantCulture) + "\n");
         if (!OperatingSystem.IsWindows())
@@ -100,6 +100,31 @@ public sealed class FakeClock : IDisposable
 
             await Task.Delay(100);
         }
+    }
+
+    /// <summary>
+    /// The real time, which libfaketime's offsets count from. When the whole test run is itself on a faked clock
+    /// (<c>./build.sh test --at ...</c> sets LD_PRELOAD and FAKETIME_TIMESTAMP_FILE for it), this process reads the
+    /// faked time, so that file's offset is taken off again.
+    /// </summary>
+    private static DateTimeOffset RealNow()
+    {
+        var now = DateTimeOffset.UtcNow;
+        if (System.Environment.GetEnvironmentVariable("LD_PRELOAD") is not { } preload || !preload.Contains("faketime", StringComparison.Ordinal))
+        {
+            return now;
+        }
+
+        var setting = System.Environment.GetEnvironmentVariable("FAKETIME")
+            ?? (System.Environment.GetEnvironmentVariable("FAKETIME_TIMESTAMP_FILE") is { } file && File.Exists(file) ? File.ReadAllText(file).Trim() : null);
+        if (setting is null)
+        {
+            return now;
+        }
+
+        return long.TryParse(setting, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var seconds)
+            ? now.AddSeconds(-seconds)
+            : throw new InvalidOperationException($"this test run is on a faked clock set to '{setting}': FakeClock can only undo an offset in whole seconds (+N or -N)");
     }
 
     public void Dispose() => Directory.Delete(_directory, recursive: true);
