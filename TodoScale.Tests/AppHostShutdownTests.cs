@@ -10,6 +10,7 @@ namespace TodoScale.Tests;
 /// Stops and restarts its own AppHost on one data root (the shared app must stay up for its collection):
 /// nothing is left running after a stop, the clusters are clean, and the data and replication survive a restart.
 /// </summary>
+[Trait(Traits.Needs, Traits.AppHost)]
 public sealed class AppHostShutdownTests
 {
     [Fact]

@@ -13,6 +13,7 @@ using TodoScale.Tests.Infrastructure;
 namespace TodoScale.Tests;
 
 /// <summary>The whole stack started by the real AppHost in process mode.</summary>
+[Trait(Traits.Needs, Traits.AppHost)]
 [Collection(AppHostCollection.Name)]
 public sealed class AppHostTests(AppHostFixture fixture)
 {
@@ -267,6 +268,7 @@ public sealed class AppHostTests(AppHostFixture fixture)
 }
 
 /// <summary>Dashboards and alerts query only names the live services really expose.</summary>
+[Trait(Traits.Needs, Traits.AppHost)]
 [Collection(AppHostCollection.Name)]
 public sealed class DashboardQueryTests(AppHostFixture fixture)
 {

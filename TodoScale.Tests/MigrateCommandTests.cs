@@ -93,6 +93,7 @@ public sealed class MigrateCommandTests(PostgresServer server)
         Assert.Equal(0L, await Sql.ScalarAsync<long>(connectionString, "SELECT count(*) FROM pg_class WHERE relname = 'todos_active'"));
     }
 
+    [Trait(Traits.Needs, Traits.ServerTimers)]
     [Fact]
     public async Task A_table_lock_migrate_cannot_take_within_the_lock_timeout_exits_1_with_the_reason()
     {

@@ -15,6 +15,7 @@ namespace TodoScale.Tests;
 /// recording rule and the TodoScalePartitionSkew alert say so. The AppHost runs with Infra:AlertFor=2s (the
 /// rule file keeps its 15 minutes) and 1 s scrapes; the archiver refreshes its gauges every second.
 /// </summary>
+[Trait(Traits.Needs, Traits.AppHost)]
 [Collection(AppHostCollection.Name)]
 public sealed class SkewAlertTests(AppHostFixture fixture, ITestOutputHelper output)
 {

@@ -9,6 +9,7 @@ using TodoScale.Tests.Infrastructure;
 namespace TodoScale.Tests.Api;
 
 /// <summary>TodoScale.Api.http runs top to bottom against the real API, each request answering as its comment says.</summary>
+[Trait(Traits.Needs, Traits.AppHost)]
 [Collection(AppHostCollection.Name)]
 public sealed partial class HttpFileTests(AppHostFixture fixture)
 {

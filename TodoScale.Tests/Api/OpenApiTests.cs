@@ -5,6 +5,7 @@ using TodoScale.Tests.Infrastructure;
 namespace TodoScale.Tests.Api;
 
 /// <summary>The OpenAPI document describes every endpoint; the browsable UI is served in Development.</summary>
+[Trait(Traits.Needs, Traits.AppHost)]
 [Collection(AppHostCollection.Name)]
 public sealed class OpenApiTests(AppHostFixture fixture)
 {

@@ -5,6 +5,7 @@ using static System.Net.HttpStatusCode;
 namespace TodoScale.Tests.Api;
 
 /// <summary>Projects and AI interactions through the real API.</summary>
+[Trait(Traits.Needs, Traits.AppHost)]
 [Collection(AppHostCollection.Name)]
 public sealed class ProjectsAndAiApiTests(AppHostFixture fixture)
 {

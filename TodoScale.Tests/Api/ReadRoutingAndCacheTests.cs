@@ -14,6 +14,7 @@ namespace TodoScale.Tests.Api;
 /// replica's replay is paused, the replica stopped, Redis unreachable (keeping its data) and Redis stopped.
 /// Each test puts back what it broke and waits until the API reports Healthy again.
 /// </summary>
+[Trait(Traits.Needs, Traits.AppHost)]
 [Collection(AppHostCollection.Name)]
 public sealed class ReadRoutingAndCacheTests(AppHostFixture fixture)
 {

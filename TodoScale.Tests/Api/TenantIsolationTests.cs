@@ -4,6 +4,7 @@ using static System.Net.HttpStatusCode;
 namespace TodoScale.Tests.Api;
 
 /// <summary>User B gets 404 on every one of user A's resources, for every verb, and A's data is untouched afterwards.</summary>
+[Trait(Traits.Needs, Traits.AppHost)]
 [Collection(AppHostCollection.Name)]
 public sealed class TenantIsolationTests(AppHostFixture fixture)
 {

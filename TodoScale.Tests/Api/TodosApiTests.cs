@@ -7,6 +7,7 @@ using static System.Net.HttpStatusCode;
 namespace TodoScale.Tests.Api;
 
 /// <summary>The todo and subtask endpoints of the real API (AppHost: primary + replica + Redis), each happy path and its errors.</summary>
+[Trait(Traits.Needs, Traits.AppHost)]
 [Collection(AppHostCollection.Name)]
 public sealed class TodosApiTests(AppHostFixture fixture)
 {

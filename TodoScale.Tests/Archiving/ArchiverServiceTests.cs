@@ -8,6 +8,7 @@ using TodoScale.Tests.Infrastructure;
 namespace TodoScale.Tests.Archiving;
 
 /// <summary>The archiver worker (`serve`) inside the started AppHost.</summary>
+[Trait(Traits.Needs, Traits.AppHost)]
 [Collection(AppHostCollection.Name)]
 public sealed class ArchiverServiceTests(AppHostFixture fixture)
 {

@@ -7,12 +7,13 @@ using TodoScale.Archiver.ColdStorage;
 using TodoScale.Archiver.Maintenance;
 using TodoScale.Archiver.Partitions;
 using TodoScale.Tests.Infrastructure;
+using Xunit.Abstractions;
 
 namespace TodoScale.Tests.Archiving;
 
 /// <summary>Archival passes on a real PostgreSQL, each test on a database of its own (a pass touches every row).</summary>
 [Collection(PostgresCollection.Name)]
-public sealed class ArchiverTests(PostgresServer server)
+public sealed class ArchiverTests(PostgresServer server, ITestOutputHelper log)
 {
     /// <summary>
     /// The archiver's clock in these tests (a <see cref="FixedClock"/>): the time the test started, so the months it
@@ -302,8 +303,10 @@ public sealed class ArchiverTests(PostgresServer server)
 
             Assert.False(callers.Any(c => c.IsFaulted), string.Join("; ", callers.Where(c => c.IsFaulted).Select(c => c.Exception!.InnerException!.Message)));
             Assert.Equal(callers.Count, waiting);
+            log.WriteLine($"{waiting} callers waiting on a lock at once for {string.Join(", ", names)}");
             await reading.CommitAsync();
             await Task.WhenAll(callers);
+            log.WriteLine($"months created per caller (upkeep x2, maintain x2, archiver role x4, owner x2): {string.Join(", ", callers.Select(c => c.Result))}");
         }
         finally
         {

@@ -158,6 +158,7 @@ public sealed class ColdStorageTests(PostgresServer server) : IDisposable
         Assert.Equal(3000L, (await cold.RestoreAsync(Oldest, "operator", "test", default)).Manifest.Tables[0].Rows);
     }
 
+    [Trait(Traits.Needs, Traits.ServerTimers)]
     [Fact]
     public async Task A_drop_interrupted_during_or_after_the_detach_is_finished_by_the_next_run_with_nothing_lost()
     {

@@ -7,6 +7,7 @@ namespace TodoScale.Tests.Bench;
 /// workloads and writes a complete report with its plots. Speed is not checked here (that is the report's job);
 /// completeness is.
 /// </summary>
+[Trait(Traits.Needs, Traits.AppHost)]
 public sealed class BenchSmokeTests
 {
     [Fact]

@@ -13,6 +13,7 @@ namespace TodoScale.Tests.Legacy;
 /// from `todos` until the switch, from TodoScale's tables after it, from `todos` again after a rollback, and never
 /// restarts.
 /// </summary>
+[Trait(Traits.Needs, Traits.AppHost)]
 [Collection(LegacyStackCollection.Name)]
 public sealed class LegacySwitchTests(AppHostFixture fixture, ITestOutputHelper log)
 {

@@ -16,6 +16,7 @@ namespace TodoScale.Tests.Partitions;
 [Collection(PostgresCollection.Name)]
 public sealed class PartitionSplitTests(PostgresServer server, ITestOutputHelper log)
 {
+    [Trait(Traits.Needs, Traits.ServerTimers)]
     [Fact]
     public async Task Splits_16_to_32_to_64_under_live_writes_and_reads_and_keeps_every_row_as_written()
     {
@@ -71,6 +72,7 @@ public sealed class PartitionSplitTests(PostgresServer server, ITestOutputHelper
         await AssertSixtyFourCompletePartitionsAsync(db);
     }
 
+    [Trait(Traits.Needs, Traits.ServerTimers)]
     [Fact]
     public async Task A_split_killed_10_times_resumes_and_finishes_exactly_and_refuses_another_modulus_meanwhile()
     {
