@@ -13,7 +13,7 @@ public sealed record LegacyState(
     DateTimeOffset? BackfilledAt, DateTimeOffset? ValidatedAt, DateTimeOffset? SwitchedAt, DateTimeOffset? RolledBackAt,
     DateTimeOffset? FinalizedAt);
 
-/// <summary>A verb asked for at the wrong moment: nothing was changed.</summary>
+/// <summary>A verb refused: asked for at the wrong moment, or on a `todos` it cannot take; nothing was changed.</summary>
 public sealed class LegacyOrderException(string message) : Exception(message);
 
 /// <summary>Backfill progress, after every batch.</summary>
@@ -51,17 +51,24 @@ public sealed class LegacyMigration(NpgsqlDataSource owner, NpgsqlDataSource arc
 
     private const string Columns = LegacySchema.Columns;
 
+    /// <summary><see cref="Columns"/> of `todos` in todos_active's types, named as there.</summary>
+    private const string ServedColumns =
+        "id, user_id, parent_todo_id, project_id, title::varchar(500) AS title, description::text AS description, status::text AS status, " +
+        "priority::smallint AS priority, due_date, completed_at, ai_generated, depth::smallint AS depth, created_at, updated_at";
+
     /// <summary>
     /// What the API serves from before the switch (see V9): `todos` under TodoScale's table names, the tenant's rows
-    /// only (the view names app.user_id as row-level security does), writes through todoscale_legacy_serve.
+    /// only (the view names app.user_id as row-level security does), writes through todoscale_legacy_serve. The
+    /// columns have TodoScale's types whatever `todos` has (the original design's INTEGER priority and depth,
+    /// VARCHAR(20) status), so the API reads both sides alike.
     /// </summary>
     private const string ServingViews =
         $"""
         CREATE SCHEMA IF NOT EXISTS {LegacySchema.ServingSchema};
         CREATE OR REPLACE VIEW {LegacySchema.ServingSchema}.todos_active WITH (security_barrier) AS
-            SELECT {Columns} FROM public.todos WHERE user_id = nullif(current_setting('app.user_id', true), '')::uuid;
+            SELECT {ServedColumns} FROM public.todos WHERE user_id = nullif(current_setting('app.user_id', true), '')::uuid;
         CREATE OR REPLACE VIEW {LegacySchema.ServingSchema}.todos_archived AS
-            SELECT {Columns}, completed_at AS archived_at FROM public.todos WHERE false;
+            SELECT {ServedColumns}, completed_at AS archived_at FROM public.todos WHERE false;
         CREATE OR REPLACE TRIGGER todos_active_serve INSTEAD OF INSERT OR UPDATE OR DELETE ON {LegacySchema.ServingSchema}.todos_active
             FOR EACH ROW EXECUTE FUNCTION public.todoscale_legacy_serve();
         GRANT USAGE ON SCHEMA {LegacySchema.ServingSchema} TO todoscale_app;
@@ -102,6 +109,7 @@ public sealed class LegacyMigration(NpgsqlDataSource owner, NpgsqlDataSource arc
     public async Task<(bool Created, TimeSpan LongestLockWait)> StartAsync(string actor, CancellationToken cancellationToken)
     {
         await RequireLegacyTableAsync(cancellationToken);
+        await LegacyColumns.RequireAsync(owner, cancellationToken);
         var state = await StateAsync(cancellationToken);
         if (state is not null && state.Phase != LegacyPhase.Started)
         {
@@ -234,12 +242,21 @@ public sealed class LegacyMigration(NpgsqlDataSource owner, NpgsqlDataSource arc
         return result;
     }
 
-    /// <summary>The next depth of `todos` after <paramref name="level"/>, or null past the deepest.</summary>
+    /// <summary>
+    /// The next depth of `todos` after <paramref name="level"/>, or null past the deepest. The column may be smallint,
+    /// integer (the original design) or bigint: it is read as bigint, never cast by type test (an INTEGER read
+    /// `as short?` was null, and a backfill once took a full table for an empty one).
+    /// </summary>
     private static async Task<short?> NextLevelAsync(NpgsqlConnection connection, short level, CancellationToken cancellationToken)
     {
-        await using var command = new NpgsqlCommand("SELECT min(depth) FROM todos WHERE depth > @level", connection);
+        await using var command = new NpgsqlCommand("SELECT min(depth)::bigint FROM todos WHERE depth > @level", connection);
         command.Parameters.Add(new NpgsqlParameter<short>("level", NpgsqlDbType.Smallint) { TypedValue = level });
-        return await command.ExecuteScalarAsync(cancellationToken) as short?;
+        return await command.ExecuteScalarAsync(cancellationToken) switch
+        {
+            null or DBNull => null,
+            long next when next <= short.MaxValue => (short)next,
+            var next => throw new LegacyOrderException($"`todos` holds a depth of {next}, beyond any tree TodoScale can hold; fix those rows at the source"),
+        };
     }
 
     /// <summary>

@@ -3,7 +3,8 @@ namespace TodoScale.Data.Legacy;
 /// <summary>
 /// The original design's single table, `todos`, as an existing installation has it: every todo of every user,
 /// active or finished, in one unpartitioned heap with only its primary key. TodoScale migrates away from it
-/// (the `legacy` verbs) and the benchmark measures against it; neither creates it in a real installation.
+/// (the `legacy` verbs) and the benchmark measures against it; neither creates it in a real installation (the tests
+/// and the benchmark create the original design's table: TodoScale.Tests/Legacy/LegacyTable.cs).
 /// </summary>
 public static class LegacySchema
 {
@@ -27,23 +28,4 @@ public static class LegacySchema
     /// over a `project_id` column; V8's todoscale_legacy_ensure_project names it the same way.
     /// </summary>
     public const string ImportedProjectName = "'Imported project ' || project_id";
-
-    public const string CreateTable = """
-        CREATE TABLE IF NOT EXISTS todos (
-            id             uuid PRIMARY KEY,
-            user_id        uuid         NOT NULL,
-            parent_todo_id uuid,
-            project_id     uuid,
-            title          varchar(500) NOT NULL,
-            description    text,
-            status         text         NOT NULL DEFAULT 'todo',
-            priority       smallint     NOT NULL DEFAULT 3,
-            due_date       timestamptz,
-            completed_at   timestamptz,
-            ai_generated   boolean      NOT NULL DEFAULT false,
-            depth          smallint     NOT NULL DEFAULT 0,
-            created_at     timestamptz  NOT NULL DEFAULT now(),
-            updated_at     timestamptz  NOT NULL DEFAULT now()
-        )
-        """;
 }

@@ -35,7 +35,7 @@ public static class LegacyData
     public static async Task SeedAsync(string db, int users, int rootsPerUser, Guid? alsoUser = null)
     {
         await using var connection = await Sql.OpenAsync(db);
-        await Sql.ExecuteAsync(connection, LegacySchema.CreateTable);
+        await Sql.ExecuteAsync(connection, LegacyTable.CreateTable);
         await using var seed = new NpgsqlCommand(
             """
             CREATE TEMP TABLE seed AS

@@ -157,7 +157,7 @@ public sealed class LegacyMigrationTests(PostgresServer server, ITestOutputHelpe
         var noTable = await MigrateCommandTests.RunArchiverAsync(["legacy", "start"], plain);
         Assert.True(noTable.ExitCode == 1, noTable.Output);
         Assert.Contains("there is no legacy table `todos`", noTable.Output);
-        await Sql.ExecuteAsync(plain, $"{LegacySchema.CreateTable}; INSERT INTO todos_active (id, user_id, title) VALUES (gen_random_uuid(), gen_random_uuid(), 'already here')");
+        await Sql.ExecuteAsync(plain, $"{LegacyTable.CreateTable}; INSERT INTO todos_active (id, user_id, title) VALUES (gen_random_uuid(), gen_random_uuid(), 'already here')");
         var occupied = await MigrateCommandTests.RunArchiverAsync(["legacy", "start"], plain);
         Assert.True(occupied.ExitCode == 1, occupied.Output);
         Assert.Contains("TodoScale's tables already hold todos", occupied.Output);
@@ -233,10 +233,63 @@ public sealed class LegacyMigrationTests(PostgresServer server, ITestOutputHelpe
         Assert.True(late.ExitCode == 1 && late.Output.Contains("the migration is finalized", StringComparison.Ordinal), late.Output);
 
         // A finalize stopped between its two steps (phase finalized, `todos` not dropped yet): the rerun drops it.
-        await Sql.ExecuteAsync(db, LegacySchema.CreateTable);
+        await Sql.ExecuteAsync(db, LegacyTable.CreateTable);
         var rerun = await MigrateCommandTests.RunArchiverAsync(["legacy", "finalize"], db);
         Assert.True(rerun.ExitCode == 0 && rerun.Output.Contains("already finalized", StringComparison.Ordinal), rerun.Output);
         Assert.False(await Sql.ScalarAsync<bool>(db, "SELECT to_regclass('todos') IS NOT NULL"));
+    }
+
+    [Fact]
+    public async Task Start_refuses_a_column_it_cannot_take_naming_it_with_nothing_created()
+    {
+        var db = await server.FreshMigratedDatabaseAsync("legacy_types_refused");
+        await Sql.ExecuteAsync(db, LegacyTable.CreateTable);
+        await Sql.ExecuteAsync(db, "ALTER TABLE todos ALTER COLUMN depth TYPE numeric, ALTER COLUMN priority TYPE text, DROP COLUMN ai_generated");
+
+        var start = await MigrateCommandTests.RunArchiverAsync(["legacy", "start"], db);
+
+        Assert.True(start.ExitCode == 1, start.Output);
+        Assert.Contains("`todos` cannot be migrated as it is", start.Output);
+        Assert.Contains("column priority is text, which the migration cannot take (smallint, integer or bigint expected)", start.Output);
+        Assert.Contains("column depth is numeric, which the migration cannot take (smallint, integer or bigint expected)", start.Output);
+        Assert.Contains("column ai_generated is missing (boolean expected)", start.Output);
+        Assert.Contains("nothing was created", start.Output);
+        Assert.Equal(0L, await Sql.ScalarAsync<long>(db, "SELECT count(*) FROM legacy_migration"));
+        Assert.Equal(0L, await Sql.ScalarAsync<long>(db, "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'todos'::regclass AND NOT tgisinternal"));
+        Assert.Equal(0L, await Sql.ScalarAsync<long>(db, "SELECT count(*) FROM pg_indexes WHERE tablename = 'todos' AND indexname <> 'todos_pkey'"));
+        Assert.False(await Sql.ScalarAsync<bool>(db, "SELECT to_regnamespace('todoscale_legacy') IS NOT NULL"));
+    }
+
+    [Fact]
+    public async Task The_same_columns_as_smallint_bigint_text_and_varchar_in_another_order_migrate_row_for_row()
+    {
+        var db = await server.FreshMigratedDatabaseAsync("legacy_types_kin");
+        // Not the original's order or types: depth bigint first, priority smallint, texts as text and varchar(n).
+        await Sql.ExecuteAsync(db,
+            """
+            CREATE TABLE todos (
+                depth bigint DEFAULT 0, title text NOT NULL, status text DEFAULT 'todo', id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+                priority smallint DEFAULT 3, user_id uuid NOT NULL, updated_at timestamptz DEFAULT now(), created_at timestamptz DEFAULT now(),
+                ai_generated boolean DEFAULT false, completed_at timestamptz, due_date timestamptz, description varchar(2000),
+                project_id uuid, parent_todo_id uuid);
+            INSERT INTO todos (id, user_id, title, status, priority, depth, completed_at, description)
+            SELECT md5('root' || u || g)::uuid, md5('user' || u)::uuid, 'root ' || g, 'done', 1 + g % 5, 0, now() - interval '1 day', 'd ' || g
+              FROM generate_series(1, 30) u, generate_series(1, 5) g;
+            INSERT INTO todos (id, user_id, parent_todo_id, title, depth)
+            SELECT md5('child' || id)::uuid, user_id, id, 'child of ' || title, 1 FROM todos WHERE depth = 0;
+            INSERT INTO todos (id, user_id, parent_todo_id, title, depth)
+            SELECT md5('grandchild' || id)::uuid, user_id, id, 'grandchild', 2 FROM todos WHERE depth = 1;
+            """);
+
+        var start = await MigrateCommandTests.RunArchiverAsync(["legacy", "start"], db);
+        Assert.True(start.ExitCode == 0, start.Output);
+        var backfill = await MigrateCommandTests.RunArchiverAsync(["legacy", "backfill"], db);
+        Assert.True(backfill.ExitCode == 0, backfill.Output);
+        Assert.Contains("copied 450 (0 were already there), 0 rejected", backfill.Output);
+        var validate = await MigrateCommandTests.RunArchiverAsync(["legacy", "validate"], db);
+        Assert.True(validate.ExitCode == 0, validate.Output);
+        Assert.Contains("450 rows in todos, 450 in TodoScale, 0 mismatch(es)", validate.Output);
+        Assert.Equal(await Sql.ScalarAsync<string>(db, LegacyData.LegacyChecksum), await Sql.ScalarAsync<string>(db, LegacyData.TodoScaleChecksum));
     }
 
     /// <summary>A migrated TodoScale database that also holds a legacy `todos` table with trees.</summary>

@@ -49,7 +49,7 @@ public sealed class LegacySwitchTests(AppHostFixture fixture, ITestOutputHelper 
             // bad parent refused with the same 4xx as after the switch.
             var root = await api.CreateTodoAsync("written through the API before the switch");
             var child = await api.CreateTodoAsync("its subtask", parent: root);
-            Assert.Equal(1, await Sql.ScalarAsync<short>(db, $"SELECT depth FROM todos WHERE id = '{child}'"));
+            Assert.Equal(1, await Sql.ScalarAsync<int>(db, $"SELECT depth FROM todos WHERE id = '{child}'"));
             Assert.Equal(1, await Sql.ScalarAsync<short>(db, $"SELECT depth FROM todos_active WHERE user_id = '{api.UserId}' AND id = '{child}'"));
             (await api.PostAsync($"/api/todos/{Guid.CreateVersion7()}/subtasks", new { title = "no such parent" })).IsProblem(HttpStatusCode.NotFound);
 
@@ -84,7 +84,7 @@ public sealed class LegacySwitchTests(AppHostFixture fixture, ITestOutputHelper 
             (await api.DeleteAsync($"/api/todos/{legacyTree}")).Is(HttpStatusCode.NoContent);
             (await api.DeleteAsync($"/api/projects/{project}")).Is(HttpStatusCode.NoContent);
             Assert.Equal("renamed after the switch", await Sql.ScalarAsync<string>(db, $"SELECT title FROM todos WHERE id = '{root}'"));
-            Assert.Equal(2, await Sql.ScalarAsync<short>(db, $"SELECT t.depth FROM todos t JOIN todos p ON p.id = t.parent_todo_id WHERE p.id = '{freshChild}'"));
+            Assert.Equal(2, await Sql.ScalarAsync<int>(db, $"SELECT t.depth FROM todos t JOIN todos p ON p.id = t.parent_todo_id WHERE p.id = '{freshChild}'"));
             Assert.Equal(0L, await Sql.ScalarAsync<long>(db, $"SELECT count(*) FROM todos WHERE id = '{legacyTree}' OR parent_todo_id = '{legacyTree}'"));
             Assert.Equal(0L, await Sql.ScalarAsync<long>(db, $"SELECT count(*) FROM todos WHERE project_id = '{project}'"));
 

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Npgsql;
 using TodoScale.Data.Legacy;
+using TodoScale.Tests.Legacy;
 
 namespace TodoScale.Bench.Data;
 
@@ -44,7 +45,7 @@ public static class Baselines
 
         await ExecuteAsync(connection, $"""
             DROP TABLE IF EXISTS {LegacySchema.Table};
-            {LegacySchema.CreateTable};
+            {LegacyTable.CreateTable};
             INSERT INTO {LegacySchema.Table} ({LegacySchema.Columns})
                 SELECT {LegacySchema.Columns} FROM todos_active
                 UNION ALL SELECT {LegacySchema.Columns} FROM todos_archived;

@@ -8,6 +8,7 @@ using TodoScale.Bench.Data;
 using TodoScale.Bench.Reporting;
 using TodoScale.Bench.Stack;
 using TodoScale.Data.Legacy;
+using TodoScale.Tests.Legacy;
 using TodoScale.Tests.Infrastructure;
 
 namespace TodoScale.Bench.Workloads;
@@ -78,7 +79,7 @@ public static partial class LegacyMigrationBench
     private static async Task<TimeSpan> GenerateAsync(NpgsqlConnection db, long rows, int users, CancellationToken cancellationToken)
     {
         var clock = Stopwatch.StartNew();
-        await Baselines.ExecuteAsync(db, LegacySchema.CreateTable, cancellationToken);
+        await Baselines.ExecuteAsync(db, LegacyTable.CreateTable, cancellationToken);
         for (long from = 0; from < rows; from += 1_000_000)
         {
             var to = Math.Min(rows, from + 1_000_000) - 1;
