@@ -7,9 +7,11 @@ namespace TodoScale.Tests.Infrastructure;
 /// <summary>
 /// One wall clock, set by the test, for the PostgreSQL servers and CLI processes it starts: libfaketime (Debian's
 /// libfaketime, which ./build.sh installs) preloaded into them, reading its offset from a file this clock writes.
-/// Every process given <see cref="ServerEnvironment"/> or <see cref="ProcessEnvironment"/> sees the same time (real time plus the offset, so it runs), and a
-/// <see cref="Set"/> reaches running processes within a second or two (libfaketime re-reads the file at most every
-/// second): wait for it with <see cref="WaitUntilServerSeesAsync"/>, never with a sleep.
+/// Every process given <see cref="ServerEnvironment"/> or <see cref="ProcessEnvironment"/> sees the same time (real
+/// time plus the offset, so it runs), and a <see cref="Set"/> reaches running processes within a second or two
+/// (libfaketime re-reads the file at most every second): wait for it with <see cref="WaitUntilServerSeesAsync"/>,
+/// never with a sleep. On a faked server PostgreSQL's own timers do not fire (statement_timeout, lock_timeout,
+/// deadlock detection: see <see cref="Traits.ServerTimers"/>), so a test on this clock must not rely on them.
 /// </summary>
 public sealed class FakeClock : IDisposable
 {
