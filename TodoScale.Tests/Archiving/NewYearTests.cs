@@ -38,7 +38,7 @@ public sealed class NewYearTests(ITestOutputHelper log) : IAsyncLifetime, IDispo
     [Fact]
     public async Task Archive_upkeep_retention_and_status_run_across_midnight_on_new_years_eve_and_rows_land_in_the_month_they_were_archived()
     {
-        var db = _db = await _server.CreateDatabaseAsync("new_year");
+        var db = _db = await _server.CreateDatabaseAsync("new_year"); // _db: what CliAsync runs against
         var migrate = await CliAsync("migrate");
         Assert.True(migrate.ExitCode == 0, migrate.Output);
         Assert.Equal(["2027-09", "2027-10", "2027-11", "2027-12"], await MonthsAsync(db, "todos_archived"));
@@ -51,9 +51,9 @@ public sealed class NewYearTests(ITestOutputHelper log) : IAsyncLifetime, IDispo
         var before = await CliAsync("archive", "--once", "--batch-size", "50");
         Assert.True(before.ExitCode == 0, before.Output);
         var december = await ArchivedAsync(db, "todos_archived", "before");
-        Assert.Equal((200L, "todos_archived_y2027m12"), (december.Rows, december.Partition));
+        Assert.Equal((200L, "todos_archived_y2027m12"), december.Place);
         Assert.True(december.Latest < Midnight, $"the pass before midnight archived at {december.Latest:O}: it started more than 10 s late");
-        Assert.Equal((50L, "ai_interactions_archived_y2027m12"), (await ArchivedAsync(db, "ai_interactions_archived", "before")).Pick());
+        Assert.Equal((50L, "ai_interactions_archived_y2027m12"), (await ArchivedAsync(db, "ai_interactions_archived", "before")).Place);
 
         await AtTenToMidnightAsync(db);
         var upkeep = await CliAsync("maintain", "--once");
@@ -77,9 +77,9 @@ public sealed class NewYearTests(ITestOutputHelper log) : IAsyncLifetime, IDispo
         var passes = await Task.WhenAll(CliAsync("archive", "--once", "--batch-size", "50"), CliAsync("archive", "--once", "--batch-size", "50"));
         Assert.All(passes, pass => Assert.True(pass.ExitCode == 0, pass.Output));
         var january = await ArchivedAsync(db, "todos_archived", "after");
-        Assert.Equal((200L, "todos_archived_y2028m01"), (january.Rows, january.Partition));
+        Assert.Equal((200L, "todos_archived_y2028m01"), january.Place);
         Assert.True(january.Earliest >= Midnight, $"archived at {january.Earliest:O}");
-        Assert.Equal((50L, "ai_interactions_archived_y2028m01"), (await ArchivedAsync(db, "ai_interactions_archived", "after")).Pick());
+        Assert.Equal((50L, "ai_interactions_archived_y2028m01"), (await ArchivedAsync(db, "ai_interactions_archived", "after")).Place);
 
         // Upkeep in the new year: December 2025 is now past retention; January to April 2028 exist (Premake=3).
         var newYearUpkeep = await CliAsync(["maintain", "--once"], ("Archive__Premake", "3"));
@@ -140,18 +140,24 @@ public sealed class NewYearTests(ITestOutputHelper log) : IAsyncLifetime, IDispo
     {
         var filter = table == "todos_archived" ? $"title LIKE '{batch}%'" : $"prompt = '{batch}'";
         await using var connection = await Sql.OpenAsync(db);
-        var partitions = await Sql.ColumnAsync<string>(connection, $"SELECT DISTINCT tableoid::regclass::text FROM {table} WHERE {filter}");
-        Assert.True(partitions.Count == 1, $"{batch} rows of {table} are in {string.Join(", ", partitions)}");
-        return new Archived(
-            await Sql.ScalarAsync<long>(connection, $"SELECT count(*) FROM {table} WHERE {filter}"),
-            partitions[0],
-            new DateTimeOffset(DateTime.SpecifyKind(await Sql.ScalarAsync<DateTime>(connection, $"SELECT min(archived_at) FROM {table} WHERE {filter}"), DateTimeKind.Utc)),
-            new DateTimeOffset(DateTime.SpecifyKind(await Sql.ScalarAsync<DateTime>(connection, $"SELECT max(archived_at) FROM {table} WHERE {filter}"), DateTimeKind.Utc)));
+        await using var command = new Npgsql.NpgsqlCommand(
+            $"SELECT tableoid::regclass::text, count(*), min(archived_at), max(archived_at) FROM {table} WHERE {filter} GROUP BY 1", connection);
+        var found = new List<Archived>();
+        await using (var reader = await command.ExecuteReaderAsync())
+        {
+            while (await reader.ReadAsync())
+            {
+                found.Add(new Archived(reader.GetInt64(1), reader.GetString(0), reader.GetFieldValue<DateTimeOffset>(2), reader.GetFieldValue<DateTimeOffset>(3)));
+            }
+        }
+
+        Assert.True(found.Count == 1, $"{batch} rows of {table} are in {string.Join(", ", found.Select(f => f.Partition))}");
+        return found[0];
     }
 
     private sealed record Archived(long Rows, string Partition, DateTimeOffset Earliest, DateTimeOffset Latest)
     {
-        public (long, string) Pick() => (Rows, Partition);
+        public (long Rows, string Partition) Place => (Rows, Partition);
     }
 
     /// <summary>50 users, each with 2 finished roots with a finished subtask (completed in November 2027) and an AI interaction from August.</summary>

@@ -1,6 +1,4 @@
-using System.Diagnostics;
 using System.Globalization;
-using Npgsql;
 
 namespace TodoScale.Tests.Infrastructure;
 
@@ -82,26 +80,13 @@ public sealed class FakeClock : IDisposable
     /// <summary>Waits until a new session of the server reads now() at or after <paramref name="at"/> (it follows a <see cref="Set"/> within seconds).</summary>
     public static async Task<DateTimeOffset> WaitUntilServerSeesAsync(string connectionString, DateTimeOffset at, TimeSpan patience)
     {
-        var waited = Stopwatch.StartNew();
-        while (true)
-        {
-            await using var connection = new NpgsqlConnection(connectionString + ";Pooling=false");
-            await connection.OpenAsync();
-            await using var command = new NpgsqlCommand("SELECT now()", connection);
-            var now = (DateTime)(await command.ExecuteScalarAsync())!;
-            var seen = new DateTimeOffset(DateTime.SpecifyKind(now, DateTimeKind.Utc));
-            if (seen >= at)
-            {
-                return seen;
-            }
-
-            if (waited.Elapsed > patience)
-            {
-                throw new TimeoutException($"the server's clock reads {seen:O}, not yet {at:O}, after {waited.Elapsed}");
-            }
-
-            await Task.Delay(100);
-        }
+        // One session: a server process re-reads the clock file at most a second after it changed.
+        await using var connection = await Sql.OpenAsync(connectionString + ";Pooling=false");
+        var seen = DateTimeOffset.MinValue;
+        await Progress.UntilAsync<DateTime>(connection, "SELECT now()",
+            now => (seen = new DateTimeOffset(DateTime.SpecifyKind(now, DateTimeKind.Utc))) >= at,
+            () => false, $"the server's clock at {at:O}", patience);
+        return seen;
     }
 
     /// <summary>
