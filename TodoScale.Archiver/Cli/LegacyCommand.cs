@@ -127,7 +127,7 @@ internal static class LegacyCommand
             var progress = status.LegacyRows > 0 ? $" (about {Math.Min(100, 100.0 * state.BackfillRows / status.LegacyRows):0.#}%)" : "";
             table.AddRow("backfill", state.BackfilledAt is { } done
                 ? $"done {Format(done)}, {state.BackfillRows:N0} rows copied"
-                : $"{state.BackfillRows:N0} rows copied{progress}, at depth {state.BackfillDepth?.ToString() ?? "-"}, id {state.BackfillId?.ToString() ?? "-"}");
+                : $"{state.BackfillRows:N0} rows copied{progress}, done up to id {state.BackfillId?.ToString() ?? "-"}");
             table.AddRow("validated", state.ValidatedAt is { } validated ? Format(validated) : "no");
             table.AddRow("switched", state.SwitchedAt is { } switched
                 ? $"{Format(switched)}; window ends {Format(switched + status.RetentionWindow)} ({Left(switched + status.RetentionWindow - DateTimeOffset.UtcNow)})"
@@ -155,7 +155,7 @@ internal static class LegacyCommand
                 var now = Environment.TickCount64;
                 if (now - Interlocked.Exchange(ref last, now) >= 2_000)
                 {
-                    Console.WriteLine($"legacy backfill: {p.Copied:N0} of about {p.Total:N0} rows, depth {p.Depth}");
+                    Console.WriteLine($"legacy backfill: {p.Read:N0} of about {p.Total:N0} rows read");
                 }
             }), cancellationToken);
         }
@@ -169,8 +169,7 @@ internal static class LegacyCommand
                     var outcome = await migration.BackfillAsync(Environment.UserName, new Progress<BackfillProgress>(p =>
                     {
                         task.MaxValue = Math.Max(p.Total, 1);
-                        task.Value = Math.Max(task.Value, p.Copied); // workers report in any order
-                        task.Description = $"backfill (depth {p.Depth})";
+                        task.Value = Math.Max(task.Value, p.Read); // workers report in any order
                     }), cancellationToken);
                     task.Value = task.MaxValue;
                     return outcome;
@@ -184,14 +183,18 @@ internal static class LegacyCommand
         }
 
         var seconds = Math.Max(result.Elapsed.TotalSeconds, 0.001);
+        var what = result.RetriedRejects ? "retried the rejected rows: read" : "read";
         AnsiConsole.WriteLine(
-            $"legacy backfill: read {result.Scanned:N0} rows, copied {result.Copied:N0} ({result.Scanned - result.Copied - result.Rejected:N0} were already there), " +
-            $"{result.Rejected:N0} rejected, in {result.Batches} batches ({result.Parallel} at once), {seconds:0.0} s ({result.Scanned / seconds:N0} rows/s); " +
+            $"legacy backfill: {what} {result.Scanned:N0} rows: {result.Scanned - result.Rejected:N0} taken, {result.Rejected:N0} rejected; " +
+            $"copied {result.Copied:N0} (the rest of the taken were there already: written by the trigger, a previous run, or copied ahead as an ancestor), " +
+            $"in {result.Batches} batches ({result.Parallel} at once), {seconds:0.0} s ({result.Scanned / seconds:N0} rows/s); " +
             $"{result.TotalCopied:N0} copied in all; next: legacy validate" +
             (result.RowTriggersSkipped ? "" : "; per-row triggers on (Legacy:SkipRowTriggers is false, or the archiver's role may not set session_replication_role)"));
         if (result.Rejected > 0)
         {
-            AnsiConsole.MarkupLine("[yellow]legacy backfill: rejected rows are listed by `legacy validate`, with the reason; fix them in todos (the trigger copies the fixed row)[/]");
+            AnsiConsole.MarkupLine(
+                "[yellow]legacy backfill: rejected rows are listed by `legacy validate`, with the reason; fix them in todos (the trigger copies a fixed row), " +
+                "or run `legacy backfill` again to retry them all[/]");
         }
 
         return ExitCodes.Success;
@@ -209,11 +212,14 @@ internal static class LegacyCommand
             : await AnsiConsole.Status().StartAsync("validating...", _ => migration.ValidateAsync(Environment.UserName, sample, cancellationToken));
         foreach (var mismatch in result.Mismatches)
         {
-            Console.WriteLine($"mismatch: user {mismatch.UserId} todo {mismatch.Id}: {mismatch.Kind}{(mismatch.Reason is null ? "" : $" ({mismatch.Reason})")}");
+            Console.WriteLine($"mismatch: user {mismatch.UserId} todo {mismatch.Id}: {mismatch.Kind}{(mismatch.Reason is null ? "" : $" (rejected, {mismatch.Reason}: {mismatch.Message})")}");
         }
 
         var scope = result.Sample ? $"{result.BucketsChecked} of {result.Buckets} user buckets (sample)" : $"all {result.Buckets} user buckets";
-        var line = $"legacy validate: {scope}, {result.LegacyRows:N0} rows in todos, {result.TodoScaleRows:N0} in TodoScale, {result.Mismatches.Count:N0} mismatch(es), {result.Elapsed.TotalSeconds:0.0} s";
+        var reasons = result.Rejected == 0 ? "" : $" ({string.Join(", ", result.RejectedByReason.Select(r => $"{r.Reason} {r.Rows:N0}"))})";
+        var line = $"legacy validate: {scope}, {result.LegacyRows:N0} rows in todos: {result.Taken:N0} taken, {result.Rejected:N0} rejected{reasons}, " +
+                   $"{result.Unexplained:N0} other; {result.TodoScaleRows:N0} rows in TodoScale, {result.Mismatches.Count(m => m.Kind == Mismatch.OnlyInTodoScale):N0} only there; " +
+                   $"{result.Mismatches.Count:N0} mismatch(es), {result.Elapsed.TotalSeconds:0.0} s";
         if (result.Mismatches.Count > 0)
         {
             AnsiConsole.MarkupLineInterpolated($"[red]{line}[/]");

@@ -19,12 +19,12 @@ public sealed class LegacyMigrationTests(PostgresServer server, ITestOutputHelpe
     {
         var db = await LegacyDatabaseAsync("legacy_flow", users: 2_000, rootsPerUser: 12);
         await using var connection = await Sql.OpenAsync(db);
-        // Two rows the new tables refuse: a finished todo without completed_at, a subtask whose parent does not exist.
+        // Two rows the rules reject: a status that is none of TodoScale's four, a subtask whose parent does not exist.
         var (badUser, bad) = (Guid.CreateVersion7(), Guid.CreateVersion7());
         var orphan = Guid.CreateVersion7();
         await Sql.ExecuteAsync(connection,
             $"""
-            INSERT INTO todos (id, user_id, title, status) VALUES ('{bad}', '{badUser}', 'done without a date', 'done');
+            INSERT INTO todos (id, user_id, title, status) VALUES ('{bad}', '{badUser}', 'an unknown status', 'parked');
             INSERT INTO todos (id, user_id, parent_todo_id, title, depth) VALUES ('{orphan}', '{badUser}', '{Guid.CreateVersion7()}', 'orphan', 1);
             """);
 
@@ -43,17 +43,19 @@ public sealed class LegacyMigrationTests(PostgresServer server, ITestOutputHelpe
         Assert.DoesNotContain("per-row triggers on", last);
         Assert.True(positions.Count >= 5, $"the kills did not come between batches: positions {string.Join(", ", positions)}");
         Assert.Equal("backfilled", await Sql.ScalarAsync<string>(connection, "SELECT phase FROM legacy_migration"));
+        // Run again once backfilled, the backfill retries the rejected rows (still rejected: nothing was fixed).
         var rerun = await MigrateCommandTests.RunArchiverAsync(["legacy", "backfill"], db);
-        Assert.True(rerun.ExitCode == 0 && rerun.Output.Contains("already done", StringComparison.Ordinal), rerun.Output);
+        Assert.True(rerun.ExitCode == 0 && rerun.Output.Contains("retried the rejected rows: read 2 rows: 0 taken, 2 rejected", StringComparison.Ordinal), rerun.Output);
 
-        // The two refused rows are mismatches, with their reasons; fixing them in `todos` (the legacy application's
+        // The two rejected rows are mismatches, with their reasons; fixing them in `todos` (the legacy application's
         // own write) carries them over.
         var failing = await MigrateCommandTests.RunArchiverAsync(["legacy", "validate"], db);
         Assert.True(failing.ExitCode == 1, failing.Output);
-        Assert.Contains($"todo {bad}: missing in TodoScale (23514", failing.Output);
-        Assert.Contains($"todo {orphan}: missing in TodoScale (23503", failing.Output);
+        Assert.Contains($"todo {bad}: missing in TodoScale (rejected, unknown_status: status 'parked' is none of todo, in_progress, done, cancelled)", failing.Output);
+        Assert.Contains($"todo {orphan}: missing in TodoScale (rejected, parent_missing: parent todo ", failing.Output);
+        Assert.Contains("2 rejected (parent_missing 1, unknown_status 1), 0 other;", failing.Output);
         Assert.Contains("2 mismatch(es)", failing.Output);
-        await Sql.ExecuteAsync(connection, $"UPDATE todos SET completed_at = now() WHERE id = '{bad}'; DELETE FROM todos WHERE id = '{orphan}'");
+        await Sql.ExecuteAsync(connection, $"UPDATE todos SET status = 'done', completed_at = now() WHERE id = '{bad}'; DELETE FROM todos WHERE id = '{orphan}'");
 
         // With the writer still writing: validate compares one snapshot of both sides.
         var sample = await MigrateCommandTests.RunArchiverAsync(["legacy", "validate", "--sample", "10"], db);
@@ -285,10 +287,10 @@ public sealed class LegacyMigrationTests(PostgresServer server, ITestOutputHelpe
         Assert.True(start.ExitCode == 0, start.Output);
         var backfill = await MigrateCommandTests.RunArchiverAsync(["legacy", "backfill"], db);
         Assert.True(backfill.ExitCode == 0, backfill.Output);
-        Assert.Contains("copied 450 (0 were already there), 0 rejected", backfill.Output);
+        Assert.Contains("read 450 rows: 450 taken, 0 rejected; copied 450", backfill.Output);
         var validate = await MigrateCommandTests.RunArchiverAsync(["legacy", "validate"], db);
         Assert.True(validate.ExitCode == 0, validate.Output);
-        Assert.Contains("450 rows in todos, 450 in TodoScale, 0 mismatch(es)", validate.Output);
+        Assert.Contains("450 rows in todos: 450 taken, 0 rejected, 0 other; 450 rows in TodoScale, 0 only there; 0 mismatch(es)", validate.Output);
         Assert.Equal(await Sql.ScalarAsync<string>(db, LegacyData.LegacyChecksum), await Sql.ScalarAsync<string>(db, LegacyData.TodoScaleChecksum));
     }
 
