@@ -70,7 +70,7 @@ public static class LegacyData
     /// <paramref name="writer"/>, also when the legacy writer made no change between the first run's start and the last kill.
     /// </summary>
     public static async Task<(int Kills, HashSet<long> Positions, string LastOutput)> BackfillKilledAsync(
-        string db, int kills, ITestOutputHelper log, LegacyWriter? writer = null)
+        string db, int kills, ITestOutputHelper log, LegacyWriter? writer = null, params (string Name, string Value)[] settings)
     {
         await using var connection = await Sql.OpenAsync(db);
         var random = new Random(20261126);
@@ -81,7 +81,7 @@ public static class LegacyData
             var output = new System.Text.StringBuilder();
             var start = await Sql.ScalarAsync<long>(connection, CopiedRows);
             var rows = random.Next(1, KillAfterRowsAtMost + 1);
-            using var process = StartBackfill(db, "50", output);
+            using var process = StartBackfill(db, "50", output, settings);
             var copied = await Progress.UntilAsync<long>(connection, CopiedRows, now => now >= start + rows, process,
                 $"backfill run {killed + 1}: {rows} rows copied after {start}");
             if (copied)
@@ -107,7 +107,7 @@ public static class LegacyData
         }
 
         var last = new System.Text.StringBuilder();
-        using var final = StartBackfill(db, "2000", last);
+        using var final = StartBackfill(db, "2000", last, settings);
         await Progress.ExitAsync(final, "the backfill run to the end", TimeSpan.FromMinutes(10));
         Assert.True(final.ExitCode == 0, $"backfill exited {final.ExitCode}: {last}");
         log.WriteLine(last.ToString().Trim());
@@ -120,17 +120,23 @@ public static class LegacyData
     /// <summary>The most rows a run to be killed is watched copying first: two rounds of the three workers' 50-row batches.</summary>
     private const int KillAfterRowsAtMost = 2 * 3 * 50;
 
-    public static Process StartBackfill(string connectionString, string batchSize, System.Text.StringBuilder output) =>
-        MigrateCommandTests.StartArchiver(["legacy", "backfill", "--batch-size", batchSize, "--parallel", "3"], connectionString, output);
+    public static Process StartBackfill(string connectionString, string batchSize, System.Text.StringBuilder output, params (string Name, string Value)[] settings) =>
+        MigrateCommandTests.StartArchiver(["legacy", "backfill", "--batch-size", batchSize, "--parallel", "3"], connectionString, output, settings);
 }
 
 /// <summary>
 /// The legacy application: writes straight to `todos` (no tenant setting, no TodoScale rules), one transaction
 /// per change: new roots, subtasks (also under rows the backfill has not reached), renames, completions, and
-/// deletes of whole subtrees. Any failure of its writes fails the test: the migration must never fail it.
+/// deletes of whole subtrees. Any failure of its writes fails the test: the migration must never fail it. With
+/// <paramref name="dirty"/> it writes as a careless application does, values the rules take (NULL status, priority,
+/// depth and created_at; 'In Progress', ' Done ', priority 0 and 9; 'Done' without a completed_at).
 /// </summary>
-public sealed class LegacyWriter(string connectionString, Guid leaveAlone)
+public sealed class LegacyWriter(string connectionString, IReadOnlyCollection<Guid> leaveAlone, bool dirty = false)
 {
+    public LegacyWriter(string connectionString, Guid leaveAlone) : this(connectionString, [leaveAlone])
+    {
+    }
+
     public List<Guid> Inserted { get; } = [];
 
     public List<Guid> Deleted { get; } = [];
@@ -141,31 +147,46 @@ public sealed class LegacyWriter(string connectionString, Guid leaveAlone)
     {
         await using var connection = await Sql.OpenAsync(connectionString);
         var random = new Random(7);
+        var others = $"user_id <> ALL('{{{string.Join(",", leaveAlone)}}}'::uuid[])";
+        string[] statuses = ["NULL", "'In Progress'", "' Done '", "'TODO'", "'todo'"];
+        string[] priorities = ["NULL", "0", "9", "2"];
         while (!stop.IsCancellationRequested)
         {
             // A random existing todo, uniformly over the ids (any depth, any progress of the backfill).
             var pick = await Sql.ScalarAsync<string>(connection,
                 $"""
                 SELECT coalesce(
-                    (SELECT id::text || ' ' || user_id::text || ' ' || depth FROM todos WHERE id >= gen_random_uuid() AND user_id <> '{leaveAlone}' ORDER BY id LIMIT 1),
-                    (SELECT id::text || ' ' || user_id::text || ' ' || depth FROM todos WHERE user_id <> '{leaveAlone}' LIMIT 1))
+                    (SELECT id::text || ' ' || user_id::text || ' ' || coalesce(depth, 0) FROM todos WHERE id >= gen_random_uuid() AND {others} ORDER BY id LIMIT 1),
+                    (SELECT id::text || ' ' || user_id::text || ' ' || coalesce(depth, 0) FROM todos WHERE {others} LIMIT 1))
                 """);
             var parts = pick.Split(' ');
             var (id, user, depth) = (Guid.Parse(parts[0]), Guid.Parse(parts[1]), int.Parse(parts[2], System.Globalization.CultureInfo.InvariantCulture));
             var newId = Guid.CreateVersion7();
             switch (random.Next(6))
             {
+                case 0 when dirty:
+                    await Sql.ExecuteAsync(connection,
+                        $"""
+                        INSERT INTO todos (id, user_id, title, status, priority, depth, created_at)
+                        VALUES ('{newId}', '{user}', 'new root', {statuses[random.Next(statuses.Length)]}, {priorities[random.Next(priorities.Length)]}, NULL, NULL)
+                        """);
+                    Inserted.Add(newId);
+                    break;
                 case 0:
                     await Sql.ExecuteAsync(connection, $"INSERT INTO todos (id, user_id, title) VALUES ('{newId}', '{user}', 'new root')");
                     Inserted.Add(newId);
                     break;
                 case 1 when depth < 4:
+                    var status = dirty ? statuses[random.Next(statuses.Length)] : "'todo'";
                     await Sql.ExecuteAsync(connection,
-                        $"INSERT INTO todos (id, user_id, parent_todo_id, title, depth) VALUES ('{newId}', '{user}', '{id}', 'new subtask', {depth + 1})");
+                        $"INSERT INTO todos (id, user_id, parent_todo_id, title, depth, status) VALUES ('{newId}', '{user}', '{id}', 'new subtask', {depth + 1}, {status})");
                     Inserted.Add(newId);
                     break;
                 case 2:
                     await Sql.ExecuteAsync(connection, $"UPDATE todos SET title = title || '!', updated_at = now() WHERE id = '{id}'");
+                    break;
+                case 3 when dirty:
+                    await Sql.ExecuteAsync(connection, $"UPDATE todos SET status = 'Done', updated_at = now() WHERE id = '{id}'");
                     break;
                 case 3:
                     await Sql.ExecuteAsync(connection,
