@@ -33,7 +33,16 @@ public sealed class LegacySwitchTests(AppHostFixture fixture, ITestOutputHelper 
             // empty first page is cached.
             Assert.Empty((await api.GetAsync("/api/todos")).Is(HttpStatusCode.OK).Items);
             await LegacyData.SeedAsync(db, users: 1_500, rootsPerUser: 8, alsoUser: api.UserId);
-            var legacyRoots = await Sql.ScalarAsync<long>(db, $"SELECT count(*) FROM todos WHERE user_id = '{api.UserId}' AND depth = 0");
+            // Two rows as a careless legacy application wrote them: one the rules take (odd status, NULL priority,
+            // depth, ai_generated and created_at), one they reject (a status TodoScale does not know).
+            var (dirty, unknown) = (Guid.CreateVersion7(), Guid.CreateVersion7());
+            await Sql.ExecuteAsync(db,
+                $"""
+                INSERT INTO todos (id, user_id, title, status, priority, depth, ai_generated, created_at, updated_at)
+                VALUES ('{dirty}', '{api.UserId}', 'written carelessly', 'In Progress', NULL, NULL, NULL, NULL, '2026-01-11 11:00+00'),
+                       ('{unknown}', '{api.UserId}', 'an unknown status', 'archived', 3, 0, false, now(), now())
+                """);
+            var legacyRoots = await Sql.ScalarAsync<long>(db, $"SELECT count(*) FROM todos WHERE user_id = '{api.UserId}' AND parent_todo_id IS NULL AND id <> '{unknown}'");
 
             var start = await MigrateCommandTests.RunArchiverAsync(["legacy", "start"], db);
             Assert.True(start.ExitCode == 0, start.Output);
@@ -44,6 +53,16 @@ public sealed class LegacySwitchTests(AppHostFixture fixture, ITestOutputHelper 
             var page = (await api.GetAsync("/api/todos?limit=100")).Is(HttpStatusCode.OK);
             Assert.Equal(legacyRoots, page.Items.Count(i => i!["parentId"] is null));
             Assert.NotEqual("cache", page.ReadSource);
+
+            // Served by the rules: the careless row as TodoScale will hold it, the rejected one not at all (as after the switch).
+            var served = (await api.GetAsync($"/api/todos/{dirty}")).Is(HttpStatusCode.OK).Body!;
+            Assert.Equal("in_progress", served["status"]!.GetValue<string>());
+            Assert.Equal(3, served["priority"]!.GetValue<int>());
+            Assert.Equal(0, served["depth"]!.GetValue<int>());
+            Assert.False(served["aiGenerated"]!.GetValue<bool>());
+            Assert.Equal(new DateTimeOffset(2026, 1, 11, 11, 0, 0, TimeSpan.Zero), served["createdAt"]!.GetValue<DateTimeOffset>());
+            (await api.GetAsync($"/api/todos/{unknown}")).IsProblem(HttpStatusCode.NotFound);
+            Assert.DoesNotContain(page.Items, i => i!["id"]!.GetValue<Guid>() == unknown);
 
             // The API writes `todos` (and the trigger the new tables) under TodoScale's rules: depth computed, a
             // bad parent refused with the same 4xx as after the switch.
@@ -58,6 +77,12 @@ public sealed class LegacySwitchTests(AppHostFixture fixture, ITestOutputHelper 
             writing = writer.RunAsync(stop.Token);
             var (kills, positions, _) = await LegacyData.BackfillKilledAsync(db, kills: 10, log, writer);
             log.WriteLine($"backfill killed {kills} times, at positions {string.Join(", ", positions)}; the writer made {writer.Changes} changes so far");
+            var refused = await MigrateCommandTests.RunArchiverAsync(["legacy", "validate"], db);
+            Assert.True(refused.ExitCode == 1, refused.Output);
+            Assert.Contains($"todo {unknown}: missing in TodoScale (rejected, unknown_status: status 'archived' is none of", refused.Output);
+            // Fixed at the source: the trigger takes it, and the API serves it.
+            await Sql.ExecuteAsync(db, $"UPDATE todos SET status = 'todo' WHERE id = '{unknown}'");
+            (await api.GetAsync($"/api/todos/{unknown}")).Is(HttpStatusCode.OK);
             var validate = await MigrateCommandTests.RunArchiverAsync(["legacy", "validate"], db);
             Assert.True(validate.ExitCode == 0 && validate.Output.Contains(" 0 mismatch(es)", StringComparison.Ordinal), validate.Output);
             log.WriteLine(validate.Output.Trim());
@@ -78,6 +103,9 @@ public sealed class LegacySwitchTests(AppHostFixture fixture, ITestOutputHelper 
             var freshChild = await api.CreateTodoAsync("its subtask", parent: fresh);
             await api.CreateTodoAsync("a grandchild", parent: freshChild);
             (await api.PatchAsync($"/api/todos/{root}", new { title = "renamed after the switch" })).Is(HttpStatusCode.OK);
+            // The careless row, edited on TodoScale's side, reaches `todos` as TodoScale holds it.
+            (await api.PatchAsync($"/api/todos/{dirty}", new { title = "edited after the switch" })).Is(HttpStatusCode.OK);
+            Assert.Equal("in_progress 3 0", await Sql.ScalarAsync<string>(db, $"SELECT status || ' ' || priority || ' ' || depth FROM todos WHERE id = '{dirty}'"));
             (await api.PostAsync($"/api/todos/{fresh}/complete?cascade=true")).Is(HttpStatusCode.OK);
             (await api.PostAsync($"/api/todos/{freshChild}/move", new { parentId = root })).Is(HttpStatusCode.OK);
             var legacyTree = page.Items.First(i => i!["parentId"] is null)!["id"]!.GetValue<Guid>();
