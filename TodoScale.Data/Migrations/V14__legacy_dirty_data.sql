@@ -209,7 +209,9 @@ BEGIN
             IF problem IS NOT NULL THEN
                 RAISE check_violation USING HINT = problem, MESSAGE = todoscale_legacy_refusal_message(problem, NEW.title, NEW.status);
             END IF;
-            started := (SELECT started_at FROM legacy_migration);
+            IF NEW.created_at IS NULL OR NEW.updated_at IS NULL THEN
+                started := (SELECT started_at FROM legacy_migration); -- only a row without either time needs it
+            END IF;
             IF NEW.parent_todo_id IS NOT NULL THEN
                 PERFORM todoscale_legacy_take_chain(NEW.user_id, NEW.id, NEW.parent_todo_id, started);
             END IF;

@@ -48,7 +48,7 @@ public static class Report
           .AppendLine(c, $"| `legacy finalize --force` | {l.FinalizeLine} | | |")
           .AppendLine();
         md.AppendLine("## Data and server").AppendLine()
-          .AppendLine(c, $"- `todos` generated with {l.Rows:N0} rows (trees of four: a root, two subtasks, one below the first; 60% finished) in {l.Generated.TotalSeconds:0.0} s; only its primary key, as the original design had it.")
+          .AppendLine(c, $"- `todos` generated with {l.Rows:N0} rows (trees of four: a root, two subtasks, one below the first; 60% finished) in {l.Generated.TotalSeconds:0.0} s; only its primary key, as the original design had it; with the dirt real applications leave, which the migration's rules take: a status in another spelling on one row in ten ('Done', ' done ', 'In Progress'), NULL on one open row in twenty, a NULL priority on one row in 25, a NULL depth on one in 30.")
           .AppendLine(c, $"- {Environment.ProcessorCount} cores ({Machine.Cpu()}), {Machine.MemoryGb():0.0} GiB memory; the stack (primary, replica, Redis, the API, the archiver service), the CLI and the writers share them.")
           .AppendLine();
         AppendSettings(md, r);

@@ -74,7 +74,9 @@ public static partial class LegacyMigrationBench
 
     /// <summary>
     /// `todos` as the original design had it: trees of four (a root, two subtasks, a subtask of the first), 60%
-    /// finished, spread over the users, written in chunks of a million rows.
+    /// finished, spread over the users, written in chunks of a million rows; written as real applications write, with
+    /// values the migration's rules take: a status in another spelling on one row in ten ('Done', ' done ',
+    /// 'In Progress') or NULL on one in twenty of the open ones, a NULL priority on one row in 25, a NULL depth on one in 30.
     /// </summary>
     private static async Task<TimeSpan> GenerateAsync(NpgsqlConnection db, long rows, int users, CancellationToken cancellationToken)
     {
@@ -89,10 +91,12 @@ public static partial class LegacyMigrationBench
                 SELECT md5('t' || i)::uuid, md5('u' || (i / 4) % {users})::uuid,
                        CASE i % 4 WHEN 0 THEN NULL WHEN 3 THEN md5('t' || (i - 2))::uuid ELSE md5('t' || (i - i % 4))::uuid END,
                        'todo ' || i, CASE WHEN i % 3 = 0 THEN 'notes for ' || i END,
-                       CASE WHEN (i / 4) % 10 < 6 THEN 'done' ELSE 'todo' END, 1 + i % 5,
+                       CASE WHEN (i / 4) % 10 < 6 THEN (CASE i % 20 WHEN 1 THEN 'Done' WHEN 2 THEN ' done ' ELSE 'done' END)
+                            ELSE (CASE i % 20 WHEN 1 THEN NULL WHEN 2 THEN 'In Progress' ELSE 'todo' END) END,
+                       CASE WHEN i % 25 = 0 THEN NULL ELSE 1 + i % 5 END,
                        CASE WHEN i % 7 = 0 THEN now() + make_interval(days => (i % 90)::int) END,
                        CASE WHEN (i / 4) % 10 < 6 THEN now() - make_interval(days => ((i / 4) % 700)::int) END,
-                       CASE i % 4 WHEN 0 THEN 0 WHEN 3 THEN 2 ELSE 1 END,
+                       CASE WHEN i % 30 = 0 THEN NULL ELSE (CASE i % 4 WHEN 0 THEN 0 WHEN 3 THEN 2 ELSE 1 END) END,
                        now() - make_interval(days => ((i / 4) % 700)::int + 3), now() - make_interval(days => ((i / 4) % 700)::int)
                   FROM generate_series({from}::bigint, {to}::bigint) i
                 """, cancellationToken);
