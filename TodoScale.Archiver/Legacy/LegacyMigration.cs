@@ -427,7 +427,8 @@ public sealed class LegacyMigration(NpgsqlDataSource owner, NpgsqlDataSource arc
         try
         {
             return await InTransactionAsync(connection, skipRowTriggers, transaction =>
-                RunBatchAsync(connection, transaction, filter, command => AddRange(command, range), started, cancellationToken), cancellationToken);
+                RunBatchAsync(connection, transaction, filter, range.Source == BatchSource.Rejects, command => AddRange(command, range), started, cancellationToken),
+                cancellationToken);
         }
         catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.ForeignKeyViolation or PostgresErrorCodes.CheckViolation
                                               or PostgresErrorCodes.NotNullViolation or PostgresErrorCodes.StringDataRightTruncation
@@ -437,12 +438,20 @@ public sealed class LegacyMigration(NpgsqlDataSource owner, NpgsqlDataSource arc
         }
     }
 
-    /// <summary>Runs <see cref="CopyBatch"/> over the rows of `todos` that <paramref name="filter"/> names.</summary>
+    /// <summary>
+    /// Runs <see cref="CopyBatch"/> over the rows of `todos` that <paramref name="filter"/> names. A <paramref name="retry"/>
+    /// of rejected rows copies over an earlier copy todos_active still holds of them (the version taken before the
+    /// write that was rejected), so it locks the rows FOR SHARE: no legacy update can slip in between its read and its write.
+    /// </summary>
     private static async Task<Batch> RunBatchAsync(
-        NpgsqlConnection connection, NpgsqlTransaction transaction, string filter, Action<NpgsqlCommand> parameters, DateTimeOffset started,
+        NpgsqlConnection connection, NpgsqlTransaction transaction, string filter, bool retry, Action<NpgsqlCommand> parameters, DateTimeOffset started,
         CancellationToken cancellationToken)
     {
-        await using var command = new NpgsqlCommand(CopyBatch.Replace("{filter}", filter, StringComparison.Ordinal), connection, transaction);
+        var sql = CopyBatch.Replace("{filter}", filter, StringComparison.Ordinal)
+            .Replace("{lock}", retry ? "SHARE" : "KEY SHARE", StringComparison.Ordinal)
+            .Replace("{retry}", retry ? "true" : "false", StringComparison.Ordinal)
+            .Replace("{conflict}", retry ? CopyOverEarlierCopy : "DO NOTHING", StringComparison.Ordinal);
+        await using var command = new NpgsqlCommand(sql, connection, transaction);
         parameters(command);
         command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("started", started));
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
@@ -455,32 +464,42 @@ public sealed class LegacyMigration(NpgsqlDataSource owner, NpgsqlDataSource arc
         return new Batch(reader.GetInt64(0), reader.GetInt64(1), reader.GetInt64(2));
     }
 
+    private const string CopyOverEarlierCopy =
+        """
+        DO UPDATE SET parent_todo_id = EXCLUDED.parent_todo_id, project_id = EXCLUDED.project_id, title = EXCLUDED.title,
+            description = EXCLUDED.description, status = EXCLUDED.status, priority = EXCLUDED.priority, due_date = EXCLUDED.due_date,
+            completed_at = EXCLUDED.completed_at, ai_generated = EXCLUDED.ai_generated, depth = EXCLUDED.depth,
+            created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at
+        """;
+
     /// <summary>A <see cref="BackfillRange"/>'s ids (custom plans: the NULL tests fold away, the bounds use the primary key).</summary>
     private const string RangeFilter = "(@after::uuid IS NULL OR id > @after) AND (@upper::uuid IS NULL OR id <= @upper)";
 
     /// <summary>
-    /// One batch, in one statement. `batch`: its rows of `todos`, locked FOR KEY SHARE. `walk`: each row's chain up
-    /// `todos` (by the primary key) to a root, or to the first row the rules reject on its own values, a parent
-    /// missing or another user's, a cycle, or Schema:MaxDepth ancestors. `plan`: from where each walk ended, the row's
-    /// depth (the chain's: the depth column is never read) or the reason it is rejected, by the same rules as
-    /// todoscale_legacy_take_chain (V14), the trigger's. `nodes`: the rows to copy, the batch's taken rows and their
-    /// ancestors, each with its depth; the ancestors are locked FOR KEY SHARE too (what the foreign key would lock,
-    /// for the batches that run without row triggers): if one of them was deleted since the walk read it, the batch
-    /// copies nothing and reports it (`vanished`), to be retried. Then the projects, the copy (parents first; an
-    /// ancestor todos_active holds already stays as it is), the rejects (kept, or cleared for the rows taken now) and
-    /// the count, and the batch reports (read, copied, rejected, vanished).
-    /// Under session_replication_role = replica no row trigger runs (measured on 2M rows before: 1,800 ms per 10,000
-    /// subtasks with todos_active_before_write and the foreign keys' checks, 490 ms without): what they guarantee
-    /// holds by construction, and check constraints apply either way.
+    /// One batch, in one statement. `batch`: its rows of `todos`, locked FOR KEY SHARE (a retry: FOR SHARE), their
+    /// values as locked. `walk`: each row's chain up `todos` (by the primary key) to a root, or to the first row the
+    /// rules reject on its own values, a parent missing or another user's, a cycle, or Schema:MaxDepth ancestors.
+    /// `plan`: from where each walk ended, the row's depth (the chain's: the depth column is never read) or the
+    /// reason it is rejected, by the same rules as todoscale_legacy_take_chain (V14), the trigger's. `nodes`: the rows
+    /// to copy, the batch's taken rows and the ancestors they need that todos_active does not hold yet, each with
+    /// its depth (a row todos_active holds already is not written again: the trigger's copy is newer; a retry writes
+    /// its own rows over their earlier copies). `ancestors`: those ancestors, locked FOR KEY SHARE too; `parents`:
+    /// the rows of todos_active the copies hang from, locked FOR KEY SHARE as their foreign key would lock them (for
+    /// the batches that run without row triggers). If one of either was deleted since the walk read it, the batch
+    /// copies nothing and reports it (`vanished`), to be retried. Then the projects, the copy (parents first), the
+    /// rejects (recorded, or cleared for the rows taken now) and the count, and the batch reports (read, copied,
+    /// rejected, vanished). Under session_replication_role = replica no row trigger runs (measured on 2M rows before:
+    /// 1,800 ms per 10,000 subtasks with todos_active_before_write and the foreign keys' checks, 490 ms without):
+    /// what they guarantee holds by construction, and check constraints apply either way.
     /// </summary>
     private static readonly string CopyBatch =
         $"""
         WITH RECURSIVE batch AS MATERIALIZED (
-            SELECT id FROM todos WHERE {"{filter}"} ORDER BY id FOR KEY SHARE
+            SELECT {Columns} FROM todos WHERE {"{filter}"} ORDER BY id FOR {"{lock}"}
         ), walk AS (
             SELECT t.id AS origin, t.id, t.user_id, t.parent_todo_id, 0 AS hops, ARRAY[t.id] AS path,
                    todoscale_legacy_refusal(t.title, t.status) AS refusal, t.title::text AS title, t.status::text AS status
-              FROM batch b JOIN todos t ON t.id = b.id
+              FROM batch t
             UNION ALL
             SELECT w.origin, p.id, p.user_id, p.parent_todo_id, w.hops + 1, w.path || p.id,
                    todoscale_legacy_refusal(p.title, p.status), p.title::text, p.status::text
@@ -500,7 +519,7 @@ public sealed class LegacyMigration(NpgsqlDataSource owner, NpgsqlDataSource arc
               FROM ends e
               LEFT JOIN todos p ON p.id = e.parent_todo_id
         ), plan AS MATERIALIZED (
-            SELECT origin, user_id, hops AS depth,
+            SELECT origin, user_id, hops AS depth, path,
                    CASE WHEN outcome LIKE 'ancestor%' THEN 'ancestor_rejected' ELSE outcome END AS reason,
                    CASE WHEN outcome IN ('parent_missing', 'parent_other_user', 'ancestor_parent_missing', 'ancestor_parent_other_user')
                         THEN '23503' ELSE '23514' END AS sqlstate,
@@ -516,16 +535,32 @@ public sealed class LegacyMigration(NpgsqlDataSource owner, NpgsqlDataSource arc
                         ELSE todoscale_legacy_refusal_message(refusal, title, status) END AS message
               FROM outcomes
         ), nodes AS MATERIALIZED (
-            SELECT DISTINCT ON (w.id) w.id, (p.depth - w.hops)::smallint AS depth
-              FROM plan p JOIN walk w ON w.origin = p.origin
-             WHERE p.reason IS NULL
-             ORDER BY w.id
-        ), locked AS MATERIALIZED (
-            SELECT t.id FROM todos t WHERE t.id IN (SELECT id FROM nodes EXCEPT SELECT id FROM batch) FOR KEY SHARE
+            -- From each taken row's path (itself, then its ancestors up to the root), not from a join of plan and walk:
+            -- planned as a nested loop over the two CTEs, that join cost more than the rest of the batch.
+            SELECT * FROM (
+                SELECT DISTINCT ON (n.id) n.id, p.user_id, p.path[n.ord + 1] AS parent_todo_id, n.ord = 1 AS read,
+                       (p.depth - n.ord + 1)::smallint AS depth
+                  FROM plan p, unnest(p.path) WITH ORDINALITY AS n(id, ord)
+                 WHERE p.reason IS NULL
+                 ORDER BY n.id, n.ord
+            ) n
+            -- one probe per row (a scalar subquery, evaluated only here, not an anti-join planned as a scan of todos_active)
+            WHERE {"{retry}"} AND n.read OR (SELECT true FROM todos_active a WHERE a.user_id = n.user_id AND a.id = n.id LIMIT 1) IS NULL
+        ), ancestors AS MATERIALIZED (
+            SELECT {Columns} FROM todos WHERE id IN (SELECT id FROM nodes WHERE NOT read) FOR {"{lock}"}
+        ), parents AS MATERIALIZED (
+            SELECT a.id FROM todos_active a
+             WHERE (a.user_id, a.id) IN (SELECT user_id, parent_todo_id FROM nodes WHERE parent_todo_id NOT IN (SELECT id FROM nodes))
+               FOR KEY SHARE
         ), vanished AS MATERIALIZED (
-            SELECT FROM (SELECT id FROM nodes EXCEPT SELECT id FROM batch EXCEPT SELECT id FROM locked) v LIMIT 1
+            SELECT FROM (SELECT id FROM nodes WHERE NOT read EXCEPT SELECT id FROM ancestors) v
+            UNION ALL
+            SELECT FROM (SELECT parent_todo_id FROM nodes WHERE parent_todo_id NOT IN (SELECT id FROM nodes) EXCEPT SELECT id FROM parents) v
+            LIMIT 1
         ), taken AS MATERIALIZED (
-            SELECT t.*, n.depth AS chain_depth FROM nodes n JOIN todos t ON t.id = n.id WHERE NOT EXISTS (SELECT FROM vanished)
+            SELECT t.*, n.depth AS chain_depth
+              FROM nodes n JOIN (SELECT * FROM batch UNION ALL SELECT * FROM ancestors) t ON t.id = n.id
+             WHERE NOT EXISTS (SELECT FROM vanished)
         ), used_projects AS MATERIALIZED (
             SELECT p.user_id, p.id FROM projects p
              WHERE (p.user_id, p.id) IN (SELECT user_id, project_id FROM taken WHERE project_id IS NOT NULL)
@@ -538,7 +573,7 @@ public sealed class LegacyMigration(NpgsqlDataSource owner, NpgsqlDataSource arc
         ), copied AS (
             INSERT INTO todos_active ({Columns})
             SELECT {Taken} FROM taken r ORDER BY r.chain_depth
-            ON CONFLICT (user_id, id) DO NOTHING
+            ON CONFLICT (user_id, id) {"{conflict}"}
             RETURNING 1
         ), rejected AS (
             INSERT INTO legacy_rejects (user_id, id, operation, sqlstate, message, reason)
@@ -547,7 +582,8 @@ public sealed class LegacyMigration(NpgsqlDataSource owner, NpgsqlDataSource arc
             ON CONFLICT (user_id, id) DO UPDATE SET operation = EXCLUDED.operation, sqlstate = EXCLUDED.sqlstate,
                 message = EXCLUDED.message, reason = EXCLUDED.reason, at = EXCLUDED.at
         ), cleared AS (
-            DELETE FROM legacy_rejects j USING taken r WHERE j.user_id = r.user_id AND j.id = r.id
+            DELETE FROM legacy_rejects j USING plan p
+             WHERE p.reason IS NULL AND j.user_id = p.user_id AND j.id = p.origin AND NOT EXISTS (SELECT FROM vanished)
         ), saved AS (
             UPDATE legacy_migration SET backfill_rows = backfill_rows + (SELECT count(*) FROM copied), updated_at = now()
         )
@@ -579,7 +615,7 @@ public sealed class LegacyMigration(NpgsqlDataSource owner, NpgsqlDataSource arc
                 await transaction.SaveAsync("row", cancellationToken);
                 try
                 {
-                    var one = await RunBatchAsync(connection, transaction, "id = @id",
+                    var one = await RunBatchAsync(connection, transaction, "id = @id", range.Source == BatchSource.Rejects,
                         command => command.Parameters.Add(new NpgsqlParameter<Guid>("id", row.Id)), started, cancellationToken);
                     total = new Batch(total.Scanned + one.Scanned, total.Copied + one.Copied, total.Rejected + one.Rejected);
                     await transaction.ReleaseAsync("row", cancellationToken);

@@ -255,6 +255,10 @@ END $$;
 DROP FUNCTION todoscale_legacy_ensure_ancestors(uuid, uuid);
 REVOKE ALL ON FUNCTION todoscale_legacy_take_chain(uuid, uuid, uuid, timestamptz) FROM PUBLIC;
 GRANT SELECT, INSERT, UPDATE, DELETE ON legacy_rejects TO todoscale_archiver;
+-- `legacy backfill` run again retries the rejected rows, writing each over the copy todos_active kept of it (the
+-- version taken before the write that was rejected): as the archiver role.
+GRANT UPDATE (parent_todo_id, project_id, title, description, status, priority, due_date, completed_at, ai_generated, depth,
+              created_at, updated_at) ON todos_active TO todoscale_archiver;
 
 -- The API's writes through the views over `todos` (as in V13), returning the stored row as the rules take it.
 CREATE OR REPLACE FUNCTION todoscale_legacy_serve() RETURNS trigger

@@ -117,6 +117,11 @@ public sealed class DirtyRows
         CycleB = b;
         FixedByRetry.AddRange([b, c]);
 
+        // A todo moved under a parent that is written only later (at the fix): rejected until then; the trigger's
+        // earlier copy (a root) is written over by the retry.
+        MovedUnderLater = Row("moved under a parent written later", "todo", fate: new RejectedFor("parent_missing"));
+        FixedByRetry.Add(MovedUnderLater);
+
         // A parent deleted under its subtask (DeleteParent): the subtask is left with a missing parent.
         DeletedParent = Row("deleted parent", "todo", fate: new Deleted());
         Row("under a deleted parent", "todo", parent: DeletedParent, depth: 1, fate: new RejectedFor("parent_missing"));
@@ -134,16 +139,25 @@ public sealed class DirtyRows
 
     public Guid DeletedParent { get; }
 
+    public Guid MovedUnderLater { get; }
+
+    /// <summary>The parent <see cref="MovedUnderLater"/> is moved under, written only by <see cref="FixAtSourceSql"/>.</summary>
+    public Guid WrittenLater { get; } = Guid.CreateVersion7();
+
     /// <summary>Rows rejected only for an ancestor or a cycle that the fixes in <see cref="FixAtSourceSql"/> remove: a backfill run again takes them.</summary>
     public List<Guid> FixedByRetry { get; } = [];
 
-    /// <summary>The legacy application's later writes: the move that closes the cycle, the delete of a parent alone.</summary>
+    /// <summary>The legacy application's later writes: the move that closes the cycle, the delete of a parent alone, a move under a parent not written yet.</summary>
     public string LaterWritesSql =>
-        $"UPDATE todos SET parent_todo_id = '{CycleB}' WHERE id = '{CycleA}'; DELETE FROM todos WHERE id = '{DeletedParent}';";
+        $"""
+        UPDATE todos SET parent_todo_id = '{CycleB}' WHERE id = '{CycleA}';
+        DELETE FROM todos WHERE id = '{DeletedParent}';
+        UPDATE todos SET parent_todo_id = '{WrittenLater}', depth = 1 WHERE id = '{MovedUnderLater}';
+        """;
 
     /// <summary>
-    /// Fixing the rejected rows at the source, as an operator would: the unknown status spelled as a known one, the
-    /// cycle broken (A a root again); every other rejected row deleted.
+    /// Fixing the rejected rows at the source, as an operator would: the missing parent written, the unknown status
+    /// spelled as a known one, the cycle broken (A a root again); every other rejected row deleted.
     /// </summary>
     public string FixAtSourceSql
     {
@@ -152,6 +166,7 @@ public sealed class DirtyRows
             var keep = FixedByRetry.Append(UnknownStatus).Append(CycleA).ToHashSet();
             var delete = _rows.Where(r => r.Fate is RejectedFor && !keep.Contains(r.Id)).Select(r => $"'{r.Id}'");
             return $"""
+                INSERT INTO todos (id, user_id, title) VALUES ('{WrittenLater}', '{UserId}', 'written later');
                 UPDATE todos SET status = 'Done' WHERE id = '{UnknownStatus}';
                 UPDATE todos SET parent_todo_id = NULL WHERE id = '{CycleA}';
                 DELETE FROM todos WHERE id IN ({string.Join(", ", delete)});
