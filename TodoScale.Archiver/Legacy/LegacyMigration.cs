@@ -546,12 +546,14 @@ public sealed class LegacyMigration(NpgsqlDataSource owner, NpgsqlDataSource arc
             ) n
             -- one probe per row (a scalar subquery, evaluated only here, not an anti-join planned as a scan of todos_active)
             WHERE {"{retry}"} AND n.read OR (SELECT true FROM todos_active a WHERE a.user_id = n.user_id AND a.id = n.id LIMIT 1) IS NULL
+        -- Probes by key, one per row (LATERAL): never a join the planner could turn into a scan of a whole table
+        -- (a hash semi join over todos_active's partitions made a batch's time grow with every row copied).
         ), ancestors AS MATERIALIZED (
-            SELECT {Columns} FROM todos WHERE id IN (SELECT id FROM nodes WHERE NOT read) FOR {"{lock}"}
+            SELECT t.* FROM (SELECT id FROM nodes WHERE NOT read) n
+             CROSS JOIN LATERAL (SELECT {Columns} FROM todos WHERE id = n.id FOR {"{lock}"}) t
         ), parents AS MATERIALIZED (
-            SELECT a.id FROM todos_active a
-             WHERE (a.user_id, a.id) IN (SELECT user_id, parent_todo_id FROM nodes WHERE parent_todo_id NOT IN (SELECT id FROM nodes))
-               FOR KEY SHARE
+            SELECT a.id FROM (SELECT DISTINCT user_id, parent_todo_id FROM nodes WHERE parent_todo_id NOT IN (SELECT id FROM nodes)) n
+             CROSS JOIN LATERAL (SELECT a.id FROM todos_active a WHERE a.user_id = n.user_id AND a.id = n.parent_todo_id FOR KEY SHARE) a
         ), vanished AS MATERIALIZED (
             SELECT FROM (SELECT id FROM nodes WHERE NOT read EXCEPT SELECT id FROM ancestors) v
             UNION ALL
@@ -562,9 +564,8 @@ public sealed class LegacyMigration(NpgsqlDataSource owner, NpgsqlDataSource arc
               FROM nodes n JOIN (SELECT * FROM batch UNION ALL SELECT * FROM ancestors) t ON t.id = n.id
              WHERE NOT EXISTS (SELECT FROM vanished)
         ), used_projects AS MATERIALIZED (
-            SELECT p.user_id, p.id FROM projects p
-             WHERE (p.user_id, p.id) IN (SELECT user_id, project_id FROM taken WHERE project_id IS NOT NULL)
-               FOR KEY SHARE
+            SELECT p.user_id, p.id FROM (SELECT DISTINCT user_id, project_id FROM taken WHERE project_id IS NOT NULL) u
+             CROSS JOIN LATERAL (SELECT p.user_id, p.id FROM projects p WHERE p.user_id = u.user_id AND p.id = u.project_id FOR KEY SHARE) p
         ), made_projects AS (
             INSERT INTO projects (user_id, id, name)
             SELECT DISTINCT user_id, project_id, {LegacySchema.ImportedProjectName} FROM taken r
