@@ -447,8 +447,17 @@ public sealed class LegacyMigration(NpgsqlDataSource owner, NpgsqlDataSource arc
         NpgsqlConnection connection, NpgsqlTransaction transaction, string filter, bool retry, Action<NpgsqlCommand> parameters, DateTimeOffset started,
         CancellationToken cancellationToken)
     {
+        // The batch's rows are locked first, in a statement of their own: the batch statement's snapshot, taken
+        // after, sees each of them as locked (a row updated meanwhile in its newer version, a row deleted not at all).
+        var rowLock = retry ? "SHARE" : "KEY SHARE";
+        await using (var lockRows = new NpgsqlCommand($"SELECT count(*) FROM (SELECT FROM todos WHERE {filter} ORDER BY id FOR {rowLock}) l", connection, transaction))
+        {
+            parameters(lockRows);
+            await lockRows.ExecuteNonQueryAsync(cancellationToken);
+        }
+
         var sql = CopyBatch.Replace("{filter}", filter, StringComparison.Ordinal)
-            .Replace("{lock}", retry ? "SHARE" : "KEY SHARE", StringComparison.Ordinal)
+            .Replace("{lock}", rowLock, StringComparison.Ordinal)
             .Replace("{retry}", retry ? "true" : "false", StringComparison.Ordinal)
             .Replace("{conflict}", retry ? CopyOverEarlierCopy : "DO NOTHING", StringComparison.Ordinal);
         await using var command = new NpgsqlCommand(sql, connection, transaction);
@@ -476,8 +485,8 @@ public sealed class LegacyMigration(NpgsqlDataSource owner, NpgsqlDataSource arc
     private const string RangeFilter = "(@after::uuid IS NULL OR id > @after) AND (@upper::uuid IS NULL OR id <= @upper)";
 
     /// <summary>
-    /// One batch, in one statement. `batch`: its rows of `todos`, locked FOR KEY SHARE (a retry: FOR SHARE), their
-    /// values as locked. `walk`: each row's chain up `todos` (by the primary key) to a root, or to the first row the
+    /// One batch, in one statement (its rows locked just before, FOR KEY SHARE; a retry: FOR SHARE). `batch`: its
+    /// rows of `todos`. `walk`: each row's chain up `todos` (by the primary key) to a root, or to the first row the
     /// rules reject on its own values, a parent missing or another user's, a cycle, or Schema:MaxDepth ancestors.
     /// `plan`: from where each walk ended, the row's depth (the chain's: the depth column is never read) or the
     /// reason it is rejected, by the same rules as todoscale_legacy_take_chain (V14), the trigger's. `nodes`: the rows
@@ -495,7 +504,7 @@ public sealed class LegacyMigration(NpgsqlDataSource owner, NpgsqlDataSource arc
     private static readonly string CopyBatch =
         $"""
         WITH RECURSIVE batch AS MATERIALIZED (
-            SELECT {Columns} FROM todos WHERE {"{filter}"} ORDER BY id FOR {"{lock}"}
+            SELECT {Columns} FROM todos WHERE {"{filter}"}
         ), walk AS (
             SELECT t.id AS origin, t.id, t.user_id, t.parent_todo_id, 0 AS hops, ARRAY[t.id] AS path,
                    todoscale_legacy_refusal(t.title, t.status) AS refusal, t.title::text AS title, t.status::text AS status
@@ -549,7 +558,7 @@ public sealed class LegacyMigration(NpgsqlDataSource owner, NpgsqlDataSource arc
         -- Probes by key, one per row (LATERAL): never a join the planner could turn into a scan of a whole table
         -- (a hash semi join over todos_active's partitions made a batch's time grow with every row copied).
         ), ancestors AS MATERIALIZED (
-            SELECT t.* FROM (SELECT id FROM nodes WHERE NOT read) n
+            SELECT t.*, n.depth AS chain_depth FROM (SELECT id, depth FROM nodes WHERE NOT read) n
              CROSS JOIN LATERAL (SELECT {Columns} FROM todos WHERE id = n.id FOR {"{lock}"}) t
         ), parents AS MATERIALIZED (
             SELECT a.id FROM (SELECT DISTINCT user_id, parent_todo_id FROM nodes WHERE parent_todo_id NOT IN (SELECT id FROM nodes)) n
@@ -560,16 +569,20 @@ public sealed class LegacyMigration(NpgsqlDataSource owner, NpgsqlDataSource arc
             SELECT FROM (SELECT parent_todo_id FROM nodes WHERE parent_todo_id NOT IN (SELECT id FROM nodes) EXCEPT SELECT id FROM parents) v
             LIMIT 1
         ), taken AS MATERIALIZED (
-            SELECT t.*, n.depth AS chain_depth
-              FROM nodes n JOIN (SELECT * FROM batch UNION ALL SELECT * FROM ancestors) t ON t.id = n.id
+            -- No join of two CTEs (estimated at a row each, planned as nested loops, they cost minutes at 10,000
+            -- rows): the batch's own rows by key again (locked before this statement), the ancestors as locked.
+            SELECT t.*, n.depth AS chain_depth FROM (SELECT id, depth FROM nodes WHERE read) n
+             CROSS JOIN LATERAL (SELECT {Columns} FROM todos WHERE id = n.id) t
              WHERE NOT EXISTS (SELECT FROM vanished)
+            UNION ALL
+            SELECT * FROM ancestors WHERE NOT EXISTS (SELECT FROM vanished)
         ), used_projects AS MATERIALIZED (
             SELECT p.user_id, p.id FROM (SELECT DISTINCT user_id, project_id FROM taken WHERE project_id IS NOT NULL) u
              CROSS JOIN LATERAL (SELECT p.user_id, p.id FROM projects p WHERE p.user_id = u.user_id AND p.id = u.project_id FOR KEY SHARE) p
         ), made_projects AS (
             INSERT INTO projects (user_id, id, name)
             SELECT DISTINCT user_id, project_id, {LegacySchema.ImportedProjectName} FROM taken r
-             WHERE project_id IS NOT NULL AND NOT EXISTS (SELECT FROM used_projects u WHERE u.user_id = r.user_id AND u.id = r.project_id)
+             WHERE project_id IS NOT NULL AND (user_id, project_id) NOT IN (SELECT user_id, id FROM used_projects) -- a hashed subplan
             ON CONFLICT DO NOTHING
         ), copied AS (
             INSERT INTO todos_active ({Columns})
