@@ -292,6 +292,20 @@ public sealed class LegacyMigrationTests(PostgresServer server, ITestOutputHelpe
         Assert.True(validate.ExitCode == 0, validate.Output);
         Assert.Contains("450 rows in todos: 450 taken, 0 rejected, 0 other; 450 rows in TodoScale, 0 only there; 0 mismatch(es)", validate.Output);
         Assert.Equal(await Sql.ScalarAsync<string>(db, LegacyData.LegacyChecksum), await Sql.ScalarAsync<string>(db, LegacyData.TodoScaleChecksum));
+
+        // What only such a table can hold, written through the trigger: a title longer than TodoScale's 500
+        // characters, and an update that moves a todo to another user. Both writes succeed; both rows are rejected.
+        var (longTitle, moved) = (Guid.CreateVersion7(), await Sql.ScalarAsync<Guid>(db, "SELECT id FROM todos WHERE depth = 2 ORDER BY id LIMIT 1"));
+        await Sql.ExecuteAsync(db,
+            $"""
+            INSERT INTO todos (id, user_id, title) VALUES ('{longTitle}', gen_random_uuid(), repeat('x', 501));
+            UPDATE todos SET user_id = gen_random_uuid() WHERE id = '{moved}';
+            """);
+        Assert.Equal(["title_too_long: the title is 501 characters long (500 at most)", $"user_changed: todo {moved} changed user: user_id never changes in TodoScale"],
+            await Sql.ColumnAsync<string>(db, $"SELECT reason || ': ' || message FROM legacy_rejects ORDER BY id = '{moved}'"));
+        var rejected = await MigrateCommandTests.RunArchiverAsync(["legacy", "validate"], db);
+        Assert.True(rejected.ExitCode == 1, rejected.Output);
+        Assert.Contains("451 rows in todos: 449 taken, 2 rejected (title_too_long 1, user_changed 1), 0 other;", rejected.Output);
     }
 
     /// <summary>A migrated TodoScale database that also holds a legacy `todos` table with trees.</summary>
