@@ -4,6 +4,7 @@ using System.IO.Compression;
 using System.Security.Cryptography;
 using System.Text;
 using Npgsql;
+using TodoScale.Archiver.Database;
 using NpgsqlTypes;
 using TodoScale.Archiver.Archiving;
 using TodoScale.Archiver.Maintenance;
@@ -557,45 +558,10 @@ public sealed class ColdStore(NpgsqlDataSource owner, MaintenanceOptions options
         return columns;
     }
 
-    /// <summary>A session advisory lock on the month, released when the returned handle is disposed.</summary>
-    private async Task<MonthLock> LockMonthAsync(DateOnly month, CancellationToken cancellationToken)
-    {
-        var connection = await owner.OpenConnectionAsync(cancellationToken);
-        var key = month.Year * 100 + month.Month;
-        await using var command = new NpgsqlCommand("SELECT pg_try_advisory_lock(@class, @object)", connection);
-        command.Parameters.Add(new NpgsqlParameter<int>("class", AdvisoryLockClass));
-        command.Parameters.Add(new NpgsqlParameter<int>("object", key));
-        if (!(bool)(await command.ExecuteScalarAsync(cancellationToken))!)
-        {
-            await connection.DisposeAsync();
-            throw new ColdStorageException($"another cold-storage operation on {ArchiveMonths.Format(month)} is running; try again when it ends");
-        }
-
-        return new MonthLock(connection, key);
-    }
-
-    /// <summary>Unlocks explicitly: a pooled connection's session (and its advisory locks) outlives Close.</summary>
-    private sealed class MonthLock(NpgsqlConnection connection, int key) : IAsyncDisposable
-    {
-        public async ValueTask DisposeAsync()
-        {
-            try
-            {
-                await using var command = new NpgsqlCommand("SELECT pg_advisory_unlock(@class, @object)", connection);
-                command.Parameters.Add(new NpgsqlParameter<int>("class", AdvisoryLockClass));
-                command.Parameters.Add(new NpgsqlParameter<int>("object", key));
-                await command.ExecuteScalarAsync(CancellationToken.None);
-            }
-            catch (NpgsqlException)
-            {
-                // A broken connection is not returned to the pool: its session, and the lock, ended with it.
-            }
-            finally
-            {
-                await connection.DisposeAsync();
-            }
-        }
-    }
+    /// <summary>A session advisory lock on the month (<see cref="SessionLock"/>), released when the returned handle is disposed.</summary>
+    private async Task<SessionLock> LockMonthAsync(DateOnly month, CancellationToken cancellationToken) =>
+        await SessionLock.TryTakeAsync(owner, AdvisoryLockClass, month.Year * 100 + month.Month, cancellationToken)
+        ?? throw new ColdStorageException($"another cold-storage operation on {ArchiveMonths.Format(month)} is running; try again when it ends");
 
     private static async Task<string> Sha256Async(string path, CancellationToken cancellationToken)
     {

@@ -3,6 +3,7 @@ using System.Runtime.CompilerServices;
 using Npgsql;
 using NpgsqlTypes;
 using TodoScale.Archiver.Archiving;
+using TodoScale.Archiver.Database;
 using TodoScale.Data.Legacy;
 
 namespace TodoScale.Archiver.Legacy;
@@ -239,15 +240,9 @@ public sealed class LegacyMigration(NpgsqlDataSource owner, NpgsqlDataSource arc
             return new BackfillResult(0, 0, 0, 0, Stopwatch.GetElapsedTime(started), state.BackfillRows, AlreadyDone: true);
         }
 
-        await using var connection = await archiver.OpenConnectionAsync(cancellationToken);
-        await using (var lockCommand = new NpgsqlCommand("SELECT pg_try_advisory_lock(@key)", connection))
-        {
-            lockCommand.Parameters.Add(new NpgsqlParameter<long>("key", BackfillLockKey));
-            if (!(bool)(await lockCommand.ExecuteScalarAsync(cancellationToken))!)
-            {
-                throw new LegacyOrderException("another backfill is running (advisory lock held); wait for it or stop it");
-            }
-        }
+        await using var backfillLock = await SessionLock.TryTakeAsync(archiver, BackfillLockKey, cancellationToken)
+            ?? throw new LegacyOrderException("another backfill is running (advisory lock held); wait for it or stop it");
+        var connection = backfillLock.Connection;
 
         var skipRowTriggers = options.SkipRowTriggers && await ArchiverDataSource.MaySkipRowTriggersAsync(connection, cancellationToken);
         var counts = new BackfillCounts(state.BackfillRows);

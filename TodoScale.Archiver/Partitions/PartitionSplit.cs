@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Numerics;
 using System.Text;
 using Npgsql;
+using TodoScale.Archiver.Database;
 using NpgsqlTypes;
 using TodoScale.Archiver.Archiving;
 using TodoScale.Data.Legacy;
@@ -130,14 +131,9 @@ public sealed class PartitionSplit(NpgsqlDataSource owner, NpgsqlDataSource arch
     public async Task<SplitResult> SplitAsync(int to, string actor, IProgress<SplitProgress>? progress, CancellationToken cancellationToken)
     {
         var started = Stopwatch.GetTimestamp();
-        await using var guard = await owner.OpenConnectionAsync(cancellationToken);
-        await using (var lockCommand = new NpgsqlCommand($"SELECT pg_try_advisory_lock({SplitLockKey})", guard))
-        {
-            if (!(bool)(await lockCommand.ExecuteScalarAsync(cancellationToken))!)
-            {
-                throw new SplitRefusedException("another `partitions split` is running on this database; wait for it (or stop it: a rerun resumes)");
-            }
-        }
+        await using var splitLock = await SessionLock.TryTakeAsync(owner, SplitLockKey, cancellationToken)
+            ?? throw new SplitRefusedException("another `partitions split` is running on this database; wait for it (or stop it: a rerun resumes)");
+        var guard = splitLock.Connection;
 
         var work = await PlanAsync(guard, to, cancellationToken);
         if (work.Count == 0)
