@@ -2,7 +2,13 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using Npgsql;
 using NpgsqlTypes;
+using Polly;
 using static TodoScale.Data.SqlText;
+using TodoScale.Archiver.Database;
+using TodoScale.Archiver.Settings;
+using TodoScale.Archiver.Telemetry;
+using TodoScale.Data.Partitioning;
+using TodoScale.Data.Locking;
 
 namespace TodoScale.Archiver.Archiving;
 
@@ -53,7 +59,8 @@ public sealed class TodoArchiver(NpgsqlDataSource dataSource, ArchiveOptions opt
     /// <summary>Advisory-lock class of archive work (with the partition's oid as the object id).</summary>
     public const int AdvisoryLockClass = 0x54534152; // "TSAR"
 
-    private const int MaxBatchAttempts = 10;
+    /// <summary>A batch that lost a race (a serialization failure, a deadlock, a subtask added meanwhile) runs again, up to 10 times.</summary>
+    private readonly ResiliencePipeline _batchRetry = TransientRetry.Create(10, TimeSpan.FromMilliseconds(20), TimeSpan.FromMilliseconds(200), clock);
 
     private const string Columns =
         "id, user_id, parent_todo_id, project_id, title, description, status, priority, due_date, completed_at, ai_generated, depth, created_at, updated_at";
@@ -118,21 +125,10 @@ public sealed class TodoArchiver(NpgsqlDataSource dataSource, ArchiveOptions opt
             {
                 while (queue.TryDequeue(out var partition))
                 {
-                    await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-                    if (!await TryLockAsync(connection, partition.Oid, cancellationToken))
-                    {
-                        results.Add(new PartitionResult(partition.Name, partition.Index, 0, 0, 0, Skipped: true));
-                        continue;
-                    }
-
-                    try
-                    {
-                        results.Add(await work(connection, (partition.Name, partition.Index)));
-                    }
-                    finally
-                    {
-                        await UnlockAsync(connection, partition.Oid);
-                    }
+                    await using var partitionLock = await SessionLock.TryTakeAsync(dataSource, AdvisoryLockClass, unchecked((int)partition.Oid), cancellationToken);
+                    results.Add(partitionLock is null
+                        ? new PartitionResult(partition.Name, partition.Index, 0, 0, 0, Skipped: true)
+                        : await work(partitionLock.Connection, (partition.Name, partition.Index)));
                 }
             }));
 
@@ -228,22 +224,6 @@ public sealed class TodoArchiver(NpgsqlDataSource dataSource, ArchiveOptions opt
         return new PartitionResult(partition, index, rows, roots, batches, Skipped: false);
     }
 
-    private static async Task UnlockAsync(NpgsqlConnection connection, uint oid)
-    {
-        await using var unlock = new NpgsqlCommand("SELECT pg_advisory_unlock(@class, @object)", connection);
-        unlock.Parameters.Add(new NpgsqlParameter<int>("class", AdvisoryLockClass));
-        unlock.Parameters.Add(new NpgsqlParameter<int>("object", unchecked((int)oid)));
-        await unlock.ExecuteScalarAsync(CancellationToken.None);
-    }
-
-    private static async Task<bool> TryLockAsync(NpgsqlConnection connection, uint oid, CancellationToken cancellationToken)
-    {
-        await using var command = new NpgsqlCommand("SELECT pg_try_advisory_lock(@class, @object)", connection);
-        command.Parameters.Add(new NpgsqlParameter<int>("class", AdvisoryLockClass));
-        command.Parameters.Add(new NpgsqlParameter<int>("object", unchecked((int)oid)));
-        return (bool)(await command.ExecuteScalarAsync(cancellationToken))!;
-    }
-
     /// <summary>The next top-level finished todos older than the cut-off, in (completed_at, id) order after the last batch.</summary>
     private async Task<List<(Guid UserId, Guid Id, DateTimeOffset CompletedAt)>> NextRootsAsync(
         NpgsqlConnection connection, string partition, DateTimeOffset cutoff, (DateTimeOffset CompletedAt, Guid Id) after,
@@ -331,57 +311,47 @@ public sealed class TodoArchiver(NpgsqlDataSource dataSource, ArchiveOptions opt
         var settings = skipRowTriggers
             ? "SET LOCAL todoscale.archiving = 'on'; SET LOCAL session_replication_role = replica"
             : "SET LOCAL todoscale.archiving = 'on'";
-        for (var attempt = 1; ; attempt++)
+        return await _batchRetry.ExecuteAsync(async token =>
         {
-            await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
-            try
+            await using var transaction = await connection.BeginTransactionAsync(token);
+            await using (var guard = new NpgsqlCommand(settings, connection, transaction))
             {
-                await using (var guard = new NpgsqlCommand(settings, connection, transaction))
-                {
-                    await guard.ExecuteNonQueryAsync(cancellationToken);
-                }
-
-                await using var command = new NpgsqlCommand(sql, connection, transaction);
-                command.Parameters.Add(new NpgsqlParameter<Guid[]>("user_ids", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = roots.Select(r => r.UserId).ToArray() });
-                command.Parameters.Add(new NpgsqlParameter<Guid[]>("ids", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = roots.Select(r => r.Id).ToArray() });
-                command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("cutoff", NpgsqlDbType.TimestampTz) { TypedValue = cutoff });
-                command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("archived_at", NpgsqlDbType.TimestampTz) { TypedValue = archivedAt });
-                long rows, movedRoots;
-                Guid[] movedUsers = [], movedIds = [];
-                await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
-                {
-                    await reader.ReadAsync(cancellationToken);
-                    rows = reader.GetInt64(0);
-                    movedRoots = reader.GetInt64(1);
-                    if (rows > 0)
-                    {
-                        movedUsers = reader.GetFieldValue<Guid[]>(2);
-                        movedIds = reader.GetFieldValue<Guid[]>(3);
-                    }
-                }
-
-                if (skipRowTriggers && rows > 0)
-                {
-                    await using var check = new NpgsqlCommand(orphans, connection, transaction);
-                    check.Parameters.Add(new NpgsqlParameter<Guid[]>("user_ids", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = movedUsers });
-                    check.Parameters.Add(new NpgsqlParameter<Guid[]>("ids", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = movedIds });
-                    if (await check.ExecuteScalarAsync(cancellationToken) is Guid orphan)
-                    {
-                        throw new SubtaskAddedWhileMovingException(orphan);
-                    }
-                }
-
-                await transaction.CommitAsync(cancellationToken);
-                return (rows, movedRoots);
+                await guard.ExecuteNonQueryAsync(token);
             }
-            catch (Exception e) when (e is SubtaskAddedWhileMovingException
-                                          or PostgresException { SqlState: PostgresErrorCodes.SerializationFailure or PostgresErrorCodes.DeadlockDetected }
-                                      && attempt < MaxBatchAttempts)
+
+            await using var command = new NpgsqlCommand(sql, connection, transaction);
+            command.Parameters.Add(new NpgsqlParameter<Guid[]>("user_ids", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = roots.Select(r => r.UserId).ToArray() });
+            command.Parameters.Add(new NpgsqlParameter<Guid[]>("ids", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = roots.Select(r => r.Id).ToArray() });
+            command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("cutoff", NpgsqlDbType.TimestampTz) { TypedValue = cutoff });
+            command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("archived_at", NpgsqlDbType.TimestampTz) { TypedValue = archivedAt });
+            long rows, movedRoots;
+            Guid[] movedUsers = [], movedIds = [];
+            await using (var reader = await command.ExecuteReaderAsync(token))
             {
-                await transaction.RollbackAsync(CancellationToken.None);
-                await Task.Delay(TimeSpan.FromMilliseconds(20 * attempt), clock, cancellationToken);
+                await reader.ReadAsync(token);
+                rows = reader.GetInt64(0);
+                movedRoots = reader.GetInt64(1);
+                if (rows > 0)
+                {
+                    movedUsers = reader.GetFieldValue<Guid[]>(2);
+                    movedIds = reader.GetFieldValue<Guid[]>(3);
+                }
             }
-        }
+
+            if (skipRowTriggers && rows > 0)
+            {
+                await using var check = new NpgsqlCommand(orphans, connection, transaction);
+                check.Parameters.Add(new NpgsqlParameter<Guid[]>("user_ids", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = movedUsers });
+                check.Parameters.Add(new NpgsqlParameter<Guid[]>("ids", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = movedIds });
+                if (await check.ExecuteScalarAsync(token) is Guid orphan)
+                {
+                    throw new SubtaskAddedWhileMovingException(orphan);
+                }
+            }
+
+            await transaction.CommitAsync(token);
+            return (rows, movedRoots);
+        }, cancellationToken);
     }
 
     private const string AiColumns = "user_id, id, todo_id, kind, model, prompt, response, tokens_in, tokens_out, latency_ms, created_at";
@@ -475,4 +445,4 @@ public sealed class TodoArchiver(NpgsqlDataSource dataSource, ArchiveOptions opt
 
 /// <summary>A subtask was committed under a todo the batch moved, after the batch's snapshot: the batch rolls back and is retried.</summary>
 public sealed class SubtaskAddedWhileMovingException(Guid subtask)
-    : Exception($"todo {subtask} was added under a todo the batch moved, after the batch's snapshot; the batch is retried");
+    : TransientConflictException($"todo {subtask} was added under a todo the batch moved, after the batch's snapshot; the batch is retried");

@@ -3,6 +3,8 @@ using Microsoft.Extensions.Configuration;
 using Npgsql;
 using Spectre.Console;
 using TodoScale.Archiver.Archiving;
+using TodoScale.Archiver.Database;
+using TodoScale.Archiver.Settings;
 
 namespace TodoScale.Archiver.Cli;
 

@@ -4,6 +4,9 @@ using Spectre.Console;
 using TodoScale.Archiver.Archiving;
 using TodoScale.Archiver.ColdStorage;
 using TodoScale.Archiver.Partitions;
+using TodoScale.Archiver.Database;
+using TodoScale.Archiver.Telemetry;
+using TodoScale.Data.Partitioning;
 
 namespace TodoScale.Archiver.Cli;
 

@@ -2,6 +2,7 @@ using System.CommandLine;
 using Spectre.Console;
 using TodoScale.Archiver.Legacy;
 using TodoScale.Data.Schema;
+using TodoScale.Archiver.Settings;
 
 namespace TodoScale.Archiver.Cli;
 
@@ -90,8 +91,8 @@ internal static class LegacyCommand
                 MigrationResult schema;
                 try
                 {
-                    schema = new SchemaMigrator(configuration.RequirePrimaryConnectionString(), MigrateCommand.LoadOptions(configuration),
-                        message => AnsiConsole.MarkupLineInterpolated($"[grey]  {message}[/]")).Migrate();
+                    schema = await new SchemaMigrator(configuration.RequirePrimaryConnectionString(), MigrateCommand.LoadOptions(configuration),
+                        message => AnsiConsole.MarkupLineInterpolated($"[grey]  {message}[/]")).MigrateAsync();
                 }
                 catch (Exception ex) when (ex is SchemaLockException or EvolveDb.EvolveException)
                 {

@@ -4,6 +4,8 @@ using Spectre.Console;
 using TodoScale.Archiver.Archiving;
 using TodoScale.Archiver.ColdStorage;
 using TodoScale.Archiver.Maintenance;
+using TodoScale.Archiver.Worker;
+using TodoScale.Data.Partitioning;
 
 namespace TodoScale.Archiver.Cli;
 

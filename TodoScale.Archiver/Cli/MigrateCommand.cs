@@ -15,11 +15,11 @@ internal static class MigrateCommand
     public static Command Create()
     {
         var command = new Command("migrate", "Apply the schema migrations; exit 0 when the database is current.");
-        command.SetAction((_, _) => Task.FromResult(Run()));
+        command.SetAction((_, cancellationToken) => RunAsync(cancellationToken));
         return command;
     }
 
-    private static int Run()
+    private static async Task<int> RunAsync(CancellationToken cancellationToken)
     {
         try
         {
@@ -29,7 +29,7 @@ internal static class MigrateCommand
             var target = new NpgsqlConnectionStringBuilder(connectionString);
             AnsiConsole.MarkupLineInterpolated($"[grey]migrate:[/] database [bold]{target.Database}[/] on {target.Host}:{target.Port}");
 
-            var result = new SchemaMigrator(connectionString, options, message => AnsiConsole.MarkupLineInterpolated($"[grey]  {message}[/]")).Migrate();
+            var result = await new SchemaMigrator(connectionString, options, message => AnsiConsole.MarkupLineInterpolated($"[grey]  {message}[/]")).MigrateAsync(cancellationToken);
             WarnWhenPartitionCountDiffers(connectionString, options);
             AnsiConsole.MarkupLineInterpolated(
                 $"migrate: database current, {result.Applied} migration(s) applied in {result.ElapsedMilliseconds} ms");

@@ -2,6 +2,8 @@ using Microsoft.Extensions.Configuration;
 using Npgsql;
 using TodoScale.Archiver.Archiving;
 using TodoScale.Archiver.Maintenance;
+using TodoScale.Archiver.Database;
+using TodoScale.Archiver.Settings;
 
 namespace TodoScale.Archiver.Cli;
 

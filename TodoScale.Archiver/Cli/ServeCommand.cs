@@ -7,6 +7,10 @@ using TodoScale.Archiver.Maintenance;
 using TodoScale.Archiver.Partitions;
 using TodoScale.Data;
 using TodoScale.Data.Tenancy;
+using TodoScale.Archiver.Database;
+using TodoScale.Archiver.Settings;
+using TodoScale.Archiver.Telemetry;
+using TodoScale.Archiver.Worker;
 
 namespace TodoScale.Archiver.Cli;
 

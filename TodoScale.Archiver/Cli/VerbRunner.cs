@@ -2,6 +2,7 @@ using Npgsql;
 using Spectre.Console;
 using TodoScale.Archiver.Archiving;
 using TodoScale.Archiver.ColdStorage;
+using TodoScale.Archiver.Database;
 
 namespace TodoScale.Archiver.Cli;
 

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using TodoScale.Archiver.Telemetry;
 
 namespace TodoScale.Archiver.ColdStorage;
 
@@ -48,6 +49,9 @@ public sealed record ColdManifest(
     public long PartitionBytes => Tables.Sum(t => t.PartitionBytes);
 
     /// <summary>Size on disk of the partitions over the size of their exported files.</summary>
+    /// <summary>The month's sizes, for the cold-storage gauges.</summary>
+    public ColdMonthSize Size => new(Month, FileBytes, PartitionBytes);
+
     public double CompressionRatio => FileBytes == 0 ? 0 : (double)PartitionBytes / FileBytes;
 
     public string ToJson() => JsonSerializer.Serialize(this, Json);

@@ -6,9 +6,11 @@ using System.Text;
 using Npgsql;
 using TodoScale.Archiver.Database;
 using NpgsqlTypes;
-using TodoScale.Archiver.Archiving;
-using TodoScale.Archiver.Maintenance;
 using static TodoScale.Data.SqlText;
+using TodoScale.Archiver.Settings;
+using TodoScale.Archiver.Telemetry;
+using TodoScale.Data.Partitioning;
+using TodoScale.Data.Locking;
 
 namespace TodoScale.Archiver.ColdStorage;
 
@@ -72,7 +74,7 @@ public sealed class ColdStore(NpgsqlDataSource owner, MaintenanceOptions options
             }
 
             var manifest = await ExportAndVerifyAsync(month, tables, cancellationToken);
-            metrics?.ColdExported(manifest);
+            metrics?.ColdExported(manifest.Size);
             await AuditLog.WriteAsync(owner, actorKind, actor, "cold.export", monthText, Details(manifest), CancellationToken.None);
 
             var dropped = new List<string>();

@@ -2,9 +2,11 @@ using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using Npgsql;
 using NpgsqlTypes;
-using TodoScale.Archiver.Archiving;
+using Polly;
 using TodoScale.Archiver.Database;
 using TodoScale.Data.Legacy;
+using TodoScale.Archiver.Settings;
+using TodoScale.Data.Locking;
 
 namespace TodoScale.Archiver.Legacy;
 
@@ -256,7 +258,7 @@ public sealed class LegacyMigration(NpgsqlDataSource owner, NpgsqlDataSource arc
             async (range, token) =>
             {
                 await using var worker = await archiver.OpenConnectionAsync(token);
-                var batch = await WithBatchRetriesAsync(() => CopyBatchAsync(worker, range, skipRowTriggers, state.StartedAt, token), token);
+                var batch = await _batchRetry.ExecuteAsync(attempt => new ValueTask<Batch>(CopyBatchAsync(worker, range, skipRowTriggers, state.StartedAt, attempt)), token);
                 var read = counts.Add(batch);
                 progress?.Report(new BackfillProgress(read, Math.Max(total, read)));
                 if (!retry && resume.Done(range) is { } position)
@@ -339,25 +341,10 @@ public sealed class LegacyMigration(NpgsqlDataSource owner, NpgsqlDataSource arc
     /// between its walk and its lock, is rolled back and retried: the backfill gives way, so the legacy application
     /// never waits long on it and is never the one a deadlock is broken on.
     /// </summary>
-    private async Task<Batch> WithBatchRetriesAsync(Func<Task<Batch>> batch, CancellationToken cancellationToken)
-    {
-        for (var attempt = 1; ; attempt++)
-        {
-            try
-            {
-                return await batch();
-            }
-            catch (Exception e) when ((e is PostgresException { SqlState: PostgresErrorCodes.LockNotAvailable or PostgresErrorCodes.DeadlockDetected or PostgresErrorCodes.SerializationFailure }
-                                          or AncestorVanishedException)
-                                      && attempt < 50)
-            {
-                await Task.Delay(TimeSpan.FromMilliseconds(Math.Min(1_000, 20 * attempt)), clock, cancellationToken);
-            }
-        }
-    }
+    private readonly ResiliencePipeline _batchRetry = TransientRetry.Create(50, TimeSpan.FromMilliseconds(20), TimeSpan.FromSeconds(1), clock);
 
     /// <summary>An ancestor the batch meant to copy was deleted between the batch's walk and its lock: the batch copied nothing.</summary>
-    private sealed class AncestorVanishedException() : Exception("an ancestor was deleted while the batch read it");
+    private sealed class AncestorVanishedException() : TransientConflictException("an ancestor was deleted while the batch read it");
 
     /// <summary>What one batch did: rows read, rows copied (the rows read and the ancestors they lacked), rows rejected.</summary>
     private readonly record struct Batch(long Scanned, long Copied, long Rejected);

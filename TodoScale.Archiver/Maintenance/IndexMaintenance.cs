@@ -1,5 +1,6 @@
 using System.Globalization;
 using Npgsql;
+using TodoScale.Archiver.Settings;
 
 namespace TodoScale.Archiver.Maintenance;
 

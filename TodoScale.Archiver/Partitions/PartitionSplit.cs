@@ -5,9 +5,11 @@ using System.Text;
 using Npgsql;
 using TodoScale.Archiver.Database;
 using NpgsqlTypes;
-using TodoScale.Archiver.Archiving;
+using Polly;
 using TodoScale.Data.Legacy;
 using static TodoScale.Data.SqlText;
+using TodoScale.Archiver.Settings;
+using TodoScale.Data.Locking;
 
 namespace TodoScale.Archiver.Partitions;
 
@@ -58,6 +60,9 @@ public sealed class PartitionSplit(NpgsqlDataSource owner, NpgsqlDataSource arch
     public const string MirrorTrigger = "todoscale_split_mirror";
     private const string BoundCheck = "todoscale_split_bound";
     private const int MaxModulus = 256;
+
+    /// <summary>A copy batch that met a lock it would have waited for (BatchLockTimeout), a deadlock or a serialization failure runs again.</summary>
+    private readonly ResiliencePipeline _batchRetry = TransientRetry.Create(options.LockAttempts, TimeSpan.FromMilliseconds(50), TimeSpan.FromSeconds(1), clock);
 
     public static string Name(string table, int remainder) => string.Create(CultureInfo.InvariantCulture, $"{table}_p{remainder:00}");
 
@@ -436,50 +441,41 @@ public sealed class PartitionSplit(NpgsqlDataSource owner, NpgsqlDataSource arch
     private async Task<(long Read, long Inserted, long Total)> CopyBatchAsync(
         NpgsqlConnection connection, string statement, string table, SplitState state, CancellationToken cancellationToken)
     {
-        for (var attempt = 1; ; attempt++)
+        return await _batchRetry.ExecuteAsync(async token =>
         {
-            await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
-            try
+            await using var transaction = await connection.BeginTransactionAsync(token);
+            await using (var setup = new NpgsqlCommand(
+                $"SET LOCAL lock_timeout = '{(int)options.BatchLockTimeout.TotalMilliseconds}ms'; SET LOCAL jit = off", connection, transaction))
             {
-                await using (var setup = new NpgsqlCommand(
-                    $"SET LOCAL lock_timeout = '{(int)options.BatchLockTimeout.TotalMilliseconds}ms'; SET LOCAL jit = off", connection, transaction))
-                {
-                    await setup.ExecuteNonQueryAsync(cancellationToken);
-                }
-
-                (Guid? User, Guid? Id) after;
-                await using (var position = new NpgsqlCommand(
-                    "SELECT after_user_id, after_id FROM partition_split WHERE table_name = @table AND old_modulus = @old AND remainder = @remainder FOR UPDATE",
-                    connection, transaction))
-                {
-                    AddKey(position, state);
-                    await using var reader = await position.ExecuteReaderAsync(cancellationToken);
-                    await reader.ReadAsync(cancellationToken);
-                    after = (reader.IsDBNull(0) ? null : reader.GetGuid(0), reader.IsDBNull(1) ? null : reader.GetGuid(1));
-                }
-
-                await using var command = new NpgsqlCommand(statement, connection, transaction);
-                AddKey(command, state);
-                command.Parameters.Add(new NpgsqlParameter<Guid?>("after_user", NpgsqlDbType.Uuid) { TypedValue = after.User });
-                command.Parameters.Add(new NpgsqlParameter<Guid?>("after_id", NpgsqlDbType.Uuid) { TypedValue = after.Id });
-                command.Parameters.Add(new NpgsqlParameter<int>("batch_size", options.BatchSize));
-                (long, long, long) result;
-                await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
-                {
-                    await reader.ReadAsync(cancellationToken);
-                    result = (reader.GetInt64(0), reader.GetInt64(1), reader.GetInt64(2));
-                }
-
-                await transaction.CommitAsync(cancellationToken);
-                return result;
+                await setup.ExecuteNonQueryAsync(token);
             }
-            catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.LockNotAvailable or PostgresErrorCodes.DeadlockDetected
-                                              or PostgresErrorCodes.SerializationFailure && attempt < options.LockAttempts)
+
+            (Guid? User, Guid? Id) after;
+            await using (var position = new NpgsqlCommand(
+                "SELECT after_user_id, after_id FROM partition_split WHERE table_name = @table AND old_modulus = @old AND remainder = @remainder FOR UPDATE",
+                connection, transaction))
             {
-                await transaction.RollbackAsync(CancellationToken.None);
-                await Task.Delay(TimeSpan.FromMilliseconds(Math.Min(50 * attempt, 1_000)), clock, cancellationToken);
+                AddKey(position, state);
+                await using var reader = await position.ExecuteReaderAsync(token);
+                await reader.ReadAsync(token);
+                after = (reader.IsDBNull(0) ? null : reader.GetGuid(0), reader.IsDBNull(1) ? null : reader.GetGuid(1));
             }
-        }
+
+            await using var command = new NpgsqlCommand(statement, connection, transaction);
+            AddKey(command, state);
+            command.Parameters.Add(new NpgsqlParameter<Guid?>("after_user", NpgsqlDbType.Uuid) { TypedValue = after.User });
+            command.Parameters.Add(new NpgsqlParameter<Guid?>("after_id", NpgsqlDbType.Uuid) { TypedValue = after.Id });
+            command.Parameters.Add(new NpgsqlParameter<int>("batch_size", options.BatchSize));
+            (long, long, long) result;
+            await using (var reader = await command.ExecuteReaderAsync(token))
+            {
+                await reader.ReadAsync(token);
+                result = (reader.GetInt64(0), reader.GetInt64(1), reader.GetInt64(2));
+            }
+
+            await transaction.CommitAsync(token);
+            return result;
+        }, cancellationToken);
     }
 
     /// <summary>

@@ -3,6 +3,7 @@ using System.Globalization;
 using EvolveDb;
 using EvolveDb.Configuration;
 using Npgsql;
+using TodoScale.Data.Locking;
 
 namespace TodoScale.Data.Schema;
 
@@ -25,27 +26,20 @@ public sealed class SchemaMigrator(string connectionString, SchemaOptions option
 
     /// <summary>Applies every pending migration and returns what ran.</summary>
     /// <exception cref="SchemaLockException">another migrate held the lock for longer than the lock timeout.</exception>
-    public MigrationResult Migrate()
+    public async Task<MigrationResult> MigrateAsync(CancellationToken cancellationToken = default)
     {
         var stopwatch = Stopwatch.StartNew();
         var target = WithLockTimeout(connectionString, options.LockTimeout);
-        using var lockConnection = new NpgsqlConnection(target);
-        lockConnection.Open();
-        AcquireMigrateLock(lockConnection);
-        try
-        {
-            using var connection = new NpgsqlConnection(target);
-            var evolve = Create(connection);
-            evolve.Migrate();
-            return new MigrationResult(evolve.NbMigration, [.. evolve.AppliedMigrations], stopwatch.ElapsedMilliseconds);
-        }
-        finally
-        {
-            // Released here, not by closing: a pooled connection keeps its session (and a session lock) until reused.
-            using var unlock = new NpgsqlCommand("SELECT pg_advisory_unlock(@key)", lockConnection);
-            unlock.Parameters.AddWithValue("key", MigrateLockKey);
-            unlock.ExecuteNonQuery();
-        }
+        await using var lockSource = NpgsqlDataSource.Create(target);
+        await using var migrateLock = await SessionLock.TakeWithinAsync(lockSource, MigrateLockKey, options.LockTimeout,
+                () => log($"waiting up to {options.LockTimeout} for another migrate to finish..."), TimeProvider.System, cancellationToken)
+            ?? throw new SchemaLockException(
+                $"another migrate has held the schema lock for more than {options.LockTimeout} (advisory lock {MigrateLockKey}); " +
+                "retry when it has finished");
+        await using var connection = new NpgsqlConnection(target);
+        var evolve = Create(connection);
+        evolve.Migrate();
+        return new MigrationResult(evolve.NbMigration, [.. evolve.AppliedMigrations], stopwatch.ElapsedMilliseconds);
     }
 
     /// <summary>The names of the embedded migrations, in the order they apply.</summary>
@@ -62,31 +56,6 @@ public sealed class SchemaMigrator(string connectionString, SchemaOptions option
             ?? throw new ArgumentException($"no embedded migration {name}", nameof(name));
         using var reader = new StreamReader(stream);
         return reader.ReadToEnd();
-    }
-
-    private void AcquireMigrateLock(NpgsqlConnection connection)
-    {
-        using var command = new NpgsqlCommand("SELECT pg_try_advisory_lock(@key)", connection);
-        command.Parameters.AddWithValue("key", MigrateLockKey);
-        var waited = Stopwatch.StartNew();
-        var announced = false;
-        while (!(bool)command.ExecuteScalar()!)
-        {
-            if (waited.Elapsed >= options.LockTimeout)
-            {
-                throw new SchemaLockException(
-                    $"another migrate has held the schema lock for more than {options.LockTimeout} (advisory lock {MigrateLockKey}); " +
-                    "retry when it has finished");
-            }
-
-            if (!announced)
-            {
-                log($"waiting up to {options.LockTimeout} for another migrate to finish...");
-                announced = true;
-            }
-
-            Thread.Sleep(250);
-        }
     }
 
     private static string WithLockTimeout(string connectionString, TimeSpan lockTimeout)

@@ -8,6 +8,11 @@ using TodoScale.Archiver.Maintenance;
 using TodoScale.Archiver.Partitions;
 using TodoScale.Tests.Infrastructure;
 using Xunit.Abstractions;
+using TodoScale.Archiver.Database;
+using TodoScale.Archiver.Settings;
+using TodoScale.Archiver.Telemetry;
+using TodoScale.Archiver.Worker;
+using TodoScale.Data.Partitioning;
 
 namespace TodoScale.Tests.Archiving;
 

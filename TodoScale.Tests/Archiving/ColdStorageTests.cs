@@ -6,6 +6,10 @@ using TodoScale.Archiver.ColdStorage;
 using TodoScale.Archiver.Maintenance;
 using TodoScale.Data.Schema;
 using TodoScale.Tests.Infrastructure;
+using TodoScale.Archiver.Database;
+using TodoScale.Archiver.Settings;
+using TodoScale.Archiver.Worker;
+using TodoScale.Data.Partitioning;
 
 namespace TodoScale.Tests.Archiving;
 

@@ -1,6 +1,7 @@
 using TodoScale.Archiver.Archiving;
 using TodoScale.Tests.Infrastructure;
 using Xunit.Abstractions;
+using TodoScale.Data.Partitioning;
 
 namespace TodoScale.Tests.Archiving;
 

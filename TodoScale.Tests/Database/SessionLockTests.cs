@@ -1,5 +1,5 @@
-using TodoScale.Archiver.Archiving;
 using TodoScale.Archiver.Database;
+using TodoScale.Data.Locking;
 using TodoScale.Tests.Infrastructure;
 
 namespace TodoScale.Tests.Database;

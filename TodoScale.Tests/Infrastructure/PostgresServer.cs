@@ -51,7 +51,7 @@ public sealed class PostgresServer : IAsyncLifetime
         _migrated.GetOrAdd(testClass, type => new Lazy<Task<string>>(async () =>
         {
             var connectionString = await CreateDatabaseAsync(type.Name);
-            await Task.Run(() => new SchemaMigrator(connectionString, new SchemaOptions(), _ => { }).Migrate());
+            await new SchemaMigrator(connectionString, new SchemaOptions(), _ => { }).MigrateAsync();
             return connectionString;
         })).Value;
 
@@ -59,7 +59,7 @@ public sealed class PostgresServer : IAsyncLifetime
     public async Task<string> FreshMigratedDatabaseAsync(string hint)
     {
         var connectionString = await CreateDatabaseAsync(hint);
-        await Task.Run(() => new SchemaMigrator(connectionString, new SchemaOptions(), _ => { }).Migrate());
+        await new SchemaMigrator(connectionString, new SchemaOptions(), _ => { }).MigrateAsync();
         return connectionString;
     }
 

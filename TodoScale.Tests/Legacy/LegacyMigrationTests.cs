@@ -4,6 +4,7 @@ using TodoScale.Archiver.Legacy;
 using TodoScale.Data.Legacy;
 using TodoScale.Tests.Infrastructure;
 using Xunit.Abstractions;
+using TodoScale.Archiver.Settings;
 
 namespace TodoScale.Tests.Legacy;
 
@@ -125,9 +126,9 @@ public sealed class LegacyMigrationTests(PostgresServer server, ITestOutputHelpe
             UPDATE todos SET title = 'renamed while the backfill ran', updated_at = now() WHERE id = '{updated}';
             """, transaction);
 
-        await using var owner = Archiver.Archiving.ArchiverDataSource.Create(db, role: null);
+        await using var owner = Archiver.Database.ArchiverDataSource.Create(db, role: null);
         const string app = "legacy-race";
-        await using var archiverRole = Archiver.Archiving.ArchiverDataSource.Create(db + $";Application Name={app}", "todoscale_archiver");
+        await using var archiverRole = Archiver.Database.ArchiverDataSource.Create(db + $";Application Name={app}", "todoscale_archiver");
         var migration = new LegacyMigration(owner, archiverRole, new LegacyOptions { BatchSize = 10_000, SkipRowTriggers = skipRowTriggers }, TimeProvider.System);
         var backfill = migration.BackfillAsync("test", null, CancellationToken.None);
         // The backfill's batch meets the legacy transaction's locks and gives way (lock_timeout, retry) until it ends:

@@ -6,6 +6,9 @@ using TodoScale.Archiver.Partitions;
 using TodoScale.ServiceDefaults;
 using TodoScale.Tests.Infrastructure;
 using Xunit.Abstractions;
+using TodoScale.Archiver.Database;
+using TodoScale.Archiver.Settings;
+using TodoScale.Archiver.Telemetry;
 
 namespace TodoScale.Tests.Partitions;
 

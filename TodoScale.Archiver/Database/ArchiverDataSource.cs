@@ -1,7 +1,7 @@
 using Npgsql;
 using TodoScale.Data.Tenancy;
 
-namespace TodoScale.Archiver.Archiving;
+namespace TodoScale.Archiver.Database;
 
 /// <summary>
 /// The archiver's connections: the configured login acting as the archiver role (BYPASSRLS) to move rows, or

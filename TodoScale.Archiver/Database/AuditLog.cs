@@ -1,7 +1,7 @@
 using System.Text.Json;
 using Npgsql;
 
-namespace TodoScale.Archiver.Archiving;
+namespace TodoScale.Archiver.Database;
 
 /// <summary>Appends to audit_log: who (operator, system) did what (archive.pass, cold.export, ...) to which target.</summary>
 public static class AuditLog

@@ -1,6 +1,6 @@
 using System.ComponentModel.DataAnnotations;
 
-namespace TodoScale.Archiver.Archiving;
+namespace TodoScale.Archiver.Settings;
 
 /// <summary>How archival passes run (section <c>Archive</c>); `archive --once` options override them.</summary>
 public sealed class ArchiveOptions : IValidatableObject
@@ -66,7 +66,7 @@ public sealed class ArchiveOptions : IValidatableObject
     }
 
     /// <summary>Every problem with these options, as sentences naming the setting (empty when valid).</summary>
-    public IReadOnlyList<string> Errors() => Cli.SettingErrors.Of(this, Section);
+    public IReadOnlyList<string> Errors() => SettingErrors.Of(this, Section);
 
     /// <summary>"30d", "12h", "90m", "45s" or a TimeSpan ("30.00:00:00"); null when it is none of these.</summary>
     public static TimeSpan? ParseDuration(string text)

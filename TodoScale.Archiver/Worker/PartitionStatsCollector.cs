@@ -3,8 +3,10 @@ using Npgsql;
 using TodoScale.Archiver.Archiving;
 using TodoScale.Archiver.ColdStorage;
 using TodoScale.Archiver.Maintenance;
+using TodoScale.Archiver.Settings;
+using TodoScale.Archiver.Telemetry;
 
-namespace TodoScale.Archiver.Partitions;
+namespace TodoScale.Archiver.Worker;
 
 /// <summary>
 /// Reads partition sizes, archive months, the archive backlog and the cold-storage manifests every
@@ -28,7 +30,7 @@ public sealed partial class PartitionStatsCollector(
             try
             {
                 var snapshot = await PartitionStats.ReadAsync(dataSource, archive.Value, clock.GetUtcNow(), exact: false, stoppingToken);
-                metrics.Observe(snapshot, [.. cold.Manifests().Select(m => m.Manifest)]);
+                metrics.Observe(snapshot, [.. cold.Manifests().Select(m => m.Manifest.Size)]);
             }
             catch (Exception e) when (e is NpgsqlException or TimeoutException or IOException or ColdStorageException)
             {

@@ -1,7 +1,6 @@
 using System.ComponentModel.DataAnnotations;
-using TodoScale.Archiver.Cli;
 
-namespace TodoScale.Archiver.Partitions;
+namespace TodoScale.Archiver.Settings;
 
 /// <summary>How `partitions split` runs (section <c>Split</c>).</summary>
 public sealed class SplitOptions : IValidatableObject

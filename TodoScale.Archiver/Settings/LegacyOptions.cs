@@ -1,7 +1,6 @@
 using System.ComponentModel.DataAnnotations;
-using TodoScale.Archiver.Cli;
 
-namespace TodoScale.Archiver.Legacy;
+namespace TodoScale.Archiver.Settings;
 
 /// <summary>How the `legacy` verbs run (section <c>Legacy</c>).</summary>
 public sealed class LegacyOptions : IValidatableObject

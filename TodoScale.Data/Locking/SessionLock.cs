@@ -1,12 +1,12 @@
 using Npgsql;
 
-namespace TodoScale.Archiver.Database;
+namespace TodoScale.Data.Locking;
 
 /// <summary>
 /// A PostgreSQL session advisory lock on a connection of its own, released explicitly when disposed: a pooled
 /// connection's session (and every advisory lock it holds) outlives Close, so a lock left to the connection's end
-/// would stay held while the connection idles in the pool. One helper for the archiver's "only one at a time"
-/// guards (the legacy backfill, the partition split, cold storage per month); <see cref="Connection"/> may do the
+/// would stay held while the connection idles in the pool. One helper for every "only one at a time"
+/// guard (migrate, the archiver's partitions, the legacy backfill, the partition split, cold storage per month); <see cref="Connection"/> may do the
 /// guarded work itself.
 /// </summary>
 public sealed class SessionLock : IAsyncDisposable
@@ -33,6 +33,36 @@ public sealed class SessionLock : IAsyncDisposable
                 command.Parameters.Add(new NpgsqlParameter<int>("class", lockClass));
                 command.Parameters.Add(new NpgsqlParameter<int>("object", lockObject));
             }, cancellationToken);
+
+    /// <summary>
+    /// Takes the lock on one bigint key, waiting up to <paramref name="wait"/> for another session to release it
+    /// (polling, so the wait is bounded on any server); null when it is still held then. <paramref name="waiting"/>
+    /// runs once, when the first try finds it held.
+    /// </summary>
+    public static async Task<SessionLock?> TakeWithinAsync(
+        NpgsqlDataSource source, long key, TimeSpan wait, Action waiting, TimeProvider clock, CancellationToken cancellationToken)
+    {
+        var started = clock.GetTimestamp();
+        for (var first = true; ; first = false)
+        {
+            if (await TryTakeAsync(source, key, cancellationToken) is { } taken)
+            {
+                return taken;
+            }
+
+            if (clock.GetElapsedTime(started) >= wait)
+            {
+                return null;
+            }
+
+            if (first)
+            {
+                waiting();
+            }
+
+            await Task.Delay(TimeSpan.FromMilliseconds(250), clock, cancellationToken);
+        }
+    }
 
     private static async Task<SessionLock?> TryTakeAsync(
         NpgsqlDataSource source, string tryLock, string unlock, Action<NpgsqlCommand> key, CancellationToken cancellationToken)

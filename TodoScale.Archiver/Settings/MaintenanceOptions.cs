@@ -1,8 +1,7 @@
 using System.ComponentModel.DataAnnotations;
 using System.IO.Compression;
-using TodoScale.Archiver.Cli;
 
-namespace TodoScale.Archiver.Maintenance;
+namespace TodoScale.Archiver.Settings;
 
 /// <summary>Upkeep, retention to cold storage and reindexing (section <c>Maintenance</c>).</summary>
 public sealed class MaintenanceOptions : IValidatableObject

@@ -1,10 +1,11 @@
 using System.Globalization;
 using Npgsql;
 using NpgsqlTypes;
-using TodoScale.Archiver.Archiving;
 using static TodoScale.Data.SqlText;
+using TodoScale.Archiver.Settings;
+using TodoScale.Data.Partitioning;
 
-namespace TodoScale.Archiver.Partitions;
+namespace TodoScale.Archiver.Telemetry;
 
 /// <summary>
 /// One partition's size: rows (the statistics' live-row count, or counted with <c>exact</c>), bytes on disk
@@ -37,18 +38,18 @@ public static class PartitionStats
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         var active = new List<PartitionStat>();
         var months = new List<PartitionStat>();
-        foreach (var (table, partition, rows, bytes, users) in await CatalogAsync(connection, [.. ActiveTables, .. Archiving.ArchiveMonths.Tables], cancellationToken))
+        foreach (var (table, partition, rows, bytes, users) in await CatalogAsync(connection, [.. ActiveTables, .. ArchiveMonths.Tables], cancellationToken))
         {
             var counted = exact || (users is null && rows <= CountUsersUpTo)
                 ? await CountAsync(connection, partition, cancellationToken)
                 : ((long Rows, long Users)?)null;
             var rowCount = exact && counted is { } c ? c.Rows : rows;
             var userCount = counted?.Users ?? users;
-            if (Archiving.ArchiveMonths.Tables.Contains(table))
+            if (ArchiveMonths.Tables.Contains(table))
             {
-                if (Archiving.ArchiveMonths.MonthOfPartition(table, partition) is { } month)
+                if (ArchiveMonths.MonthOfPartition(table, partition) is { } month)
                 {
-                    months.Add(new PartitionStat(table, partition, Archiving.ArchiveMonths.Format(month), rowCount, bytes, userCount, null));
+                    months.Add(new PartitionStat(table, partition, ArchiveMonths.Format(month), rowCount, bytes, userCount, null));
                 }
 
                 continue;
@@ -60,8 +61,8 @@ public static class PartitionStats
             active.Add(new PartitionStat(table, partition, HashKey(partition), rowCount, bytes, userCount, waiting));
         }
 
-        var current = Archiving.ArchiveMonths.MonthOf(now);
-        var ahead = months.Where(m => m.Table == "todos_archived").Select(m => Archiving.ArchiveMonths.Parse(m.Key)!.Value).ToHashSet();
+        var current = ArchiveMonths.MonthOf(now);
+        var ahead = months.Where(m => m.Table == "todos_archived").Select(m => ArchiveMonths.Parse(m.Key)!.Value).ToHashSet();
         var monthsAhead = 0;
         while (ahead.Contains(current.AddMonths(monthsAhead + 1)))
         {

@@ -1,10 +1,9 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
-using TodoScale.Archiver.ColdStorage;
-using TodoScale.Archiver.Partitions;
 using TodoScale.ServiceDefaults;
+using TodoScale.Archiver.Database;
 
-namespace TodoScale.Archiver.Archiving;
+namespace TodoScale.Archiver.Telemetry;
 
 /// <summary>
 /// The TodoScale.Archiver meter: what archival passes move, how long they take, when one last succeeded; the
@@ -51,7 +50,7 @@ public sealed class ArchiveMetrics
     private readonly Counter<long> _coldFailures;
     private readonly Lock _gate = new();
     private PartitionSnapshot? _snapshot;
-    private IReadOnlyList<ColdManifest> _cold = [];
+    private IReadOnlyList<ColdMonthSize> _cold = [];
 
     public ArchiveMetrics(IMeterFactory meterFactory)
     {
@@ -110,7 +109,7 @@ public sealed class ArchiveMetrics
     }
 
     /// <summary>The latest partition sizes (from <see cref="PartitionStatsCollector"/>) and cold-storage manifests.</summary>
-    public void Observe(PartitionSnapshot snapshot, IReadOnlyList<ColdManifest> cold)
+    public void Observe(PartitionSnapshot snapshot, IReadOnlyList<ColdMonthSize> cold)
     {
         lock (_gate)
         {
@@ -119,11 +118,11 @@ public sealed class ArchiveMetrics
         }
     }
 
-    public void ColdExported(ColdManifest manifest)
+    public void ColdExported(ColdMonthSize month)
     {
         lock (_gate)
         {
-            _cold = [.. _cold.Where(m => m.Month != manifest.Month), manifest];
+            _cold = [.. _cold.Where(m => m.Month != month.Month), month];
         }
     }
 
@@ -182,7 +181,7 @@ public sealed class ArchiveMetrics
         }
     }
 
-    private IEnumerable<Measurement<long>> Cold(Func<ColdManifest, long> value)
+    private IEnumerable<Measurement<long>> Cold(Func<ColdMonthSize, long> value)
     {
         lock (_gate)
         {
@@ -199,3 +198,6 @@ public sealed class ArchiveMetrics
         }
     }
 }
+
+/// <summary>What the cold-storage gauges need of an exported month (its manifest's sizes).</summary>
+public readonly record struct ColdMonthSize(string Month, long FileBytes, long PartitionBytes);

@@ -1,7 +1,12 @@
 using Microsoft.Extensions.Options;
 using TodoScale.Archiver.Maintenance;
+using TodoScale.Archiver.Database;
+using TodoScale.Archiver.Settings;
+using TodoScale.Archiver.Telemetry;
+using TodoScale.Data.Partitioning;
+using TodoScale.Archiver.Archiving;
 
-namespace TodoScale.Archiver.Archiving;
+namespace TodoScale.Archiver.Worker;
 
 /// <summary>
 /// The worker's schedule (`serve`): upkeep at start (archive months made ahead, months past retention to cold

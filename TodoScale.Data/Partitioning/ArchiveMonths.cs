@@ -2,7 +2,7 @@ using System.Globalization;
 using Npgsql;
 using NpgsqlTypes;
 
-namespace TodoScale.Archiver.Archiving;
+namespace TodoScale.Data.Partitioning;
 
 /// <summary>
 /// The monthly partitions of the archive tables: todos_archived_y2026m11 holds the rows archived in November 2026

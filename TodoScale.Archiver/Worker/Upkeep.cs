@@ -1,8 +1,12 @@
 using Npgsql;
 using TodoScale.Archiver.Archiving;
 using TodoScale.Archiver.ColdStorage;
+using TodoScale.Archiver.Database;
+using TodoScale.Archiver.Settings;
+using TodoScale.Data.Partitioning;
+using TodoScale.Archiver.Maintenance;
 
-namespace TodoScale.Archiver.Maintenance;
+namespace TodoScale.Archiver.Worker;
 
 /// <summary>A month that retention could not move to cold storage (its partitions are kept).</summary>
 public sealed record ColdFailure(DateOnly Month, string Error);

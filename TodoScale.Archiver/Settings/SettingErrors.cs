@@ -1,6 +1,6 @@
 using System.ComponentModel.DataAnnotations;
 
-namespace TodoScale.Archiver.Cli;
+namespace TodoScale.Archiver.Settings;
 
 /// <summary>Every problem with an options object, as sentences naming the setting ("Archive:BatchSize: ..."); empty when valid.</summary>
 public static class SettingErrors
