@@ -40,9 +40,9 @@ internal static class PartitionsCommand
                 result = await split.SplitAsync(to, Environment.UserName, new Progress<SplitProgress>(p =>
                 {
                     var now = Environment.TickCount64;
-                    if (p.Step != "copying" || now - Interlocked.Exchange(ref last, now) >= 2_000)
+                    if (p.Step != SplitStep.Copying || now - Interlocked.Exchange(ref last, now) >= 2_000)
                     {
-                        Console.WriteLine($"partitions split: {p.Partition} {p.Step}, {p.Copied:N0} of about {p.Total:N0} rows; {p.Done} of {p.Of} partitions done");
+                        Console.WriteLine($"partitions split: {p.Partition} {p.Step.Text()}, {p.Copied:N0} of about {p.Total:N0} rows; {p.Done} of {p.Of} partitions done");
                     }
                 }), cancellationToken);
             }
@@ -58,7 +58,7 @@ internal static class PartitionsCommand
                         {
                             all.MaxValue = Math.Max(p.Of, 1);
                             all.Value = p.Done;
-                            current.Description = $"{p.Partition} {p.Step}";
+                            current.Description = $"{p.Partition} {p.Step.Text()}";
                             current.MaxValue = Math.Max(p.Total, Math.Max(p.Copied, 1));
                             current.Value = p.Copied;
                         }), cancellationToken);
@@ -115,12 +115,12 @@ internal static class PartitionsCommand
                 var split = new Table().Title($"re-split to {latest}").AddColumns("table", "old partition", "step").AddColumns(Numbers("rows copied", "of about", "started", "finished"));
                 foreach (var s in states.Where(s => s.NewModulus == latest))
                 {
-                    split.AddRow(s.Table, s.Partition, s.Step, s.Copied.ToString("N0"), s.Total.ToString("N0"),
+                    split.AddRow(s.Table, s.Partition, s.Step.Text(), s.Copied.ToString("N0"), s.Total.ToString("N0"),
                         s.StartedAt.UtcDateTime.ToString("yyyy-MM-dd HH:mm:ss"), s.FinishedAt?.UtcDateTime.ToString("yyyy-MM-dd HH:mm:ss") ?? "-");
                 }
 
                 AnsiConsole.Write(split);
-                var left = states.Count(s => s.NewModulus == latest && s.Step != "done");
+                var left = states.Count(s => s.NewModulus == latest && s.Step != SplitStep.Done);
                 AnsiConsole.WriteLine(left == 0
                     ? $"re-split: to {latest} finished"
                     : $"re-split: to {latest} in progress, {left} old partition(s) left; `partitions split --to {latest}` resumes it");

@@ -1,15 +1,4 @@
 using System.CommandLine;
-using Microsoft.Extensions.Options;
-using Npgsql;
-using TodoScale.Archiver.Archiving;
-using TodoScale.Archiver.ColdStorage;
-using TodoScale.Archiver.Maintenance;
-using TodoScale.Archiver.Partitions;
-using TodoScale.Data;
-using TodoScale.Data.Tenancy;
-using TodoScale.Archiver.Database;
-using TodoScale.Archiver.Settings;
-using TodoScale.Archiver.Telemetry;
 using TodoScale.Archiver.Worker;
 
 namespace TodoScale.Archiver.Cli;
@@ -35,29 +24,7 @@ internal static class ServeCommand
     {
         var builder = WebApplication.CreateBuilder(hostArgs);
         builder.AddServiceDefaults();
-        var role = builder.Configuration.GetSection(ArchiveOptions.Section)[nameof(ArchiveOptions.Role)] ?? new ArchiveOptions().Role;
-        builder.AddNpgsqlDataSource(ConnectionNames.Todos, configureDataSourceBuilder: b => b.ActAs(role));
-
-        builder.Services.AddOptions<ArchiveOptions>().BindConfiguration(ArchiveOptions.Section).ValidateDataAnnotations().ValidateOnStart();
-        builder.Services.AddOptions<MaintenanceOptions>().BindConfiguration(MaintenanceOptions.Section).ValidateDataAnnotations().ValidateOnStart();
-        builder.Services.AddSingleton(TimeProvider.System);
-        builder.Services.AddKeyedSingleton(ArchiverDataSource.OwnerKey, (sp, _) =>
-            ArchiverDataSource.Create(builder.Configuration.GetConnectionString(ConnectionNames.Todos)!, role: null));
-        builder.Services.AddSingleton(sp => new ColdStore(
-            sp.GetRequiredKeyedService<NpgsqlDataSource>(ArchiverDataSource.OwnerKey), sp.GetRequiredService<IOptions<MaintenanceOptions>>().Value,
-            sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ArchiveMetrics>()));
-        builder.Services.AddSingleton(sp => new IndexMaintenance(
-            sp.GetRequiredKeyedService<NpgsqlDataSource>(ArchiverDataSource.OwnerKey), sp.GetRequiredService<IOptions<MaintenanceOptions>>().Value));
-        builder.Services.AddSingleton(sp => new Upkeep(
-            sp.GetRequiredKeyedService<NpgsqlDataSource>(ArchiverDataSource.OwnerKey), sp.GetRequiredService<IOptions<ArchiveOptions>>().Value,
-            sp.GetRequiredService<ColdStore>(), sp.GetRequiredService<IndexMaintenance>(), sp.GetRequiredService<TimeProvider>()));
-        builder.Services.AddHostedService<PartitionStatsCollector>();
-        builder.Services.AddSingleton<ArchiveMetrics>();
-        builder.Services.AddSingleton(sp => new TodoArchiver(
-            sp.GetRequiredService<NpgsqlDataSource>(), sp.GetRequiredService<IOptions<ArchiveOptions>>().Value,
-            sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ArchiveMetrics>()));
-        builder.Services.AddSingleton<ArchiveScheduler>();
-        builder.Services.AddHostedService(sp => sp.GetRequiredService<ArchiveScheduler>());
+        builder.AddArchiverServices();
 
         var app = builder.Build();
         app.MapDefaultEndpoints();

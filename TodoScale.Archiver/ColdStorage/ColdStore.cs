@@ -6,6 +6,8 @@ using System.Text;
 using Npgsql;
 using TodoScale.Archiver.Database;
 using NpgsqlTypes;
+using TodoScale.Data.Schema;
+using static TodoScale.Data.Schema.Catalog;
 using static TodoScale.Data.SqlText;
 using TodoScale.Archiver.Settings;
 using TodoScale.Archiver.Telemetry;
@@ -38,7 +40,7 @@ public sealed class ColdVerificationException(string message, Exception? inner =
 /// checksums match the manifest. DDL runs as the connection's login role, which must own the archive tables
 /// (the role that runs `migrate`). One operation per month at a time (an advisory lock).
 /// </summary>
-public sealed class ColdStore(NpgsqlDataSource owner, MaintenanceOptions options, TimeProvider clock, ArchiveMetrics? metrics = null)
+public sealed partial class ColdStore(NpgsqlDataSource owner, MaintenanceOptions options, TimeProvider clock, ArchiveMetrics? metrics = null)
 {
     /// <summary>Advisory-lock class of cold-storage work on a month (object id: year * 100 + month).</summary>
     public const int AdvisoryLockClass = 0x5453434F; // "TSCO"
@@ -98,184 +100,6 @@ public sealed class ColdStore(NpgsqlDataSource owner, MaintenanceOptions options
             await AuditLog.TryWriteAsync(owner, actorKind, actor, $"cold.{phase}.failed", monthText, new { error = e.Message });
             throw;
         }
-    }
-
-    /// <summary>Re-creates the month's partitions from its export, exactly: one transaction that commits only when every checksum matches.</summary>
-    public async Task<ColdRestoreResult> RestoreAsync(DateOnly month, string actorKind, string actor, CancellationToken cancellationToken)
-    {
-        var started = TimeProvider.System.GetTimestamp();
-        var monthText = ArchiveMonths.Format(month);
-        await using var monthLock = await LockMonthAsync(month, cancellationToken);
-        try
-        {
-            var manifest = ReadManifest(month) ?? throw new ColdStorageException($"there is no export of {monthText} in {Folder} (see `cold list`)");
-            var folder = MonthFolder(month);
-            foreach (var table in manifest.Tables)
-            {
-                var columns = await ColumnsAsync(table.Table, cancellationToken);
-                if (!columns.SequenceEqual(table.Columns))
-                {
-                    throw new ColdStorageException(
-                        $"{table.Table} has changed since {monthText} was exported (schema version {manifest.SchemaVersion}): " +
-                        $"the file has columns ({Describe(table.Columns)}), the table has ({Describe(columns)}); nothing restored");
-                }
-
-                var sha = await Sha256Async(Path.Combine(folder, table.File), cancellationToken);
-                if (sha != table.FileSha256)
-                {
-                    throw new ColdVerificationException($"{table.File} of {monthText} is damaged: its sha256 is {sha}, the manifest says {table.FileSha256}; nothing restored");
-                }
-            }
-
-            var (from, to) = ArchiveMonths.Bounds(month);
-            await using var connection = await owner.OpenConnectionAsync(cancellationToken);
-            await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
-            await PrepareAsync(connection, transaction, cancellationToken);
-            var restored = new List<string>();
-            foreach (var table in manifest.Tables)
-            {
-                var state = await StateAsync(connection, table.Partition, cancellationToken);
-                if (state == PartitionState.Detached)
-                {
-                    throw new ColdStorageException($"{table.Partition} exists but is not attached (an interrupted drop): run `maintain --once` to finish it; nothing restored");
-                }
-
-                var part = Quote(table.Partition);
-                if (state == PartitionState.Attached)
-                {
-                    if (await ScalarAsync<bool>(connection, transaction, $"SELECT EXISTS (SELECT FROM {part})", cancellationToken))
-                    {
-                        throw new ColdStorageException($"{monthText} is live: {table.Partition} exists and has rows; nothing restored");
-                    }
-                }
-                else
-                {
-                    await ExecuteAsync(connection, transaction, $"CREATE TABLE {part} (LIKE {Quote(table.Table)} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)", cancellationToken);
-                }
-
-                await ImportAsync(connection, part, table.Columns, Path.Combine(folder, table.File), cancellationToken);
-                var (rows, checksum) = await ChecksumAsync(connection, transaction, part, table.Columns, cancellationToken);
-                if (rows != table.Rows || checksum != table.ContentChecksum)
-                {
-                    throw new ColdVerificationException(
-                        $"{table.File} loaded {rows:N0} rows with checksum {checksum}, the manifest says {table.Rows:N0} rows with {table.ContentChecksum}; nothing restored");
-                }
-
-                if (state == PartitionState.Missing)
-                {
-                    // A CHECK that matches the bounds lets ATTACH skip its validation scan; it is dropped after.
-                    var bounds = Quote(table.Partition + "_bounds");
-                    await ExecuteAsync(connection, transaction,
-                        $"""
-                        ALTER TABLE {part} ADD CONSTRAINT {bounds} CHECK (archived_at IS NOT NULL AND archived_at >= {Timestamp(from)} AND archived_at < {Timestamp(to)});
-                        ALTER TABLE {Quote(table.Table)} ATTACH PARTITION {part} FOR VALUES FROM ({Timestamp(from)}) TO ({Timestamp(to)});
-                        ALTER TABLE {part} DROP CONSTRAINT {bounds};
-                        SELECT todoscale_secure_partition({Literal(table.Table)}::regclass, {Literal(table.Partition)}::regclass);
-                        """, cancellationToken);
-                }
-
-                await ExecuteAsync(connection, transaction, $"ANALYZE {part}", cancellationToken);
-                restored.Add(table.Partition);
-            }
-
-            await transaction.CommitAsync(cancellationToken);
-            await AuditLog.WriteAsync(owner, actorKind, actor, "cold.restore", monthText, new { partitions = restored, manifest.Rows, manifest.SchemaVersion }, CancellationToken.None);
-            return new ColdRestoreResult(manifest, restored, TimeProvider.System.GetElapsedTime(started));
-        }
-        catch (Exception e) when (e is ColdStorageException or NpgsqlException or IOException or InvalidDataException or TimeoutException)
-        {
-            metrics?.ColdFailed("restore");
-            await AuditLog.TryWriteAsync(owner, actorKind, actor, "cold.restore.failed", monthText, new { error = e.Message });
-            throw;
-        }
-    }
-
-    /// <summary>Every exported month in the folder, oldest first (without <paramref name="withLiveState"/>, no database is asked).</summary>
-    public async Task<IReadOnlyList<ColdMonth>> ListAsync(bool withLiveState, CancellationToken cancellationToken)
-    {
-        var manifests = Manifests();
-        if (!withLiveState)
-        {
-            return [.. manifests.Select(m => new ColdMonth(m.Manifest, m.Folder, null))];
-        }
-
-        var attached = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var table in ArchiveMonths.Tables)
-        {
-            foreach (var live in await ArchiveMonths.AttachedAsync(owner, table, cancellationToken))
-            {
-                attached.Add(ArchiveMonths.PartitionName(table, live));
-            }
-        }
-
-        return [.. manifests.Select(m => new ColdMonth(m.Manifest, m.Folder, [.. m.Manifest.Tables.Select(t => t.Partition).Where(attached.Contains)]))];
-    }
-
-    /// <summary>The manifests under the folder, oldest month first; a folder without a readable manifest is not an export.</summary>
-    public IReadOnlyList<(ColdManifest Manifest, string Folder)> Manifests()
-    {
-        if (!Directory.Exists(Folder))
-        {
-            return [];
-        }
-
-        var found = new List<(ColdManifest, string)>();
-        foreach (var directory in Directory.EnumerateDirectories(Folder).Order(StringComparer.Ordinal))
-        {
-            if (ArchiveMonths.Parse(Path.GetFileName(directory)) is { } month && ReadManifest(month) is { } manifest)
-            {
-                found.Add((manifest, directory));
-            }
-        }
-
-        return found;
-    }
-
-    /// <summary>The manifest of <paramref name="month"/>, or null when it was never exported here.</summary>
-    public ColdManifest? ReadManifest(DateOnly month)
-    {
-        var path = Path.Combine(MonthFolder(month), ColdManifest.FileName);
-        if (!File.Exists(path))
-        {
-            return null;
-        }
-
-        ColdManifest manifest;
-        try
-        {
-            manifest = ColdManifest.FromJson(File.ReadAllText(path));
-        }
-        catch (System.Text.Json.JsonException e)
-        {
-            throw new ColdStorageException($"{path} is not a readable manifest: {e.Message}", e);
-        }
-
-        return manifest.Format == ColdManifest.CurrentFormat
-            ? manifest
-            : throw new ColdStorageException($"{path} has manifest format {manifest.Format}; this TodoScale reads format {ColdManifest.CurrentFormat}");
-    }
-
-    /// <summary>Months past retention: every archive-month table (attached, or detached by an interrupted drop) older than RetentionMonths.</summary>
-    public async Task<List<DateOnly>> DueAsync(CancellationToken cancellationToken)
-    {
-        var keepFrom = ArchiveMonths.MonthOf(clock.GetUtcNow()).AddMonths(-options.RetentionMonths);
-        var due = new SortedSet<DateOnly>();
-        await using var command = owner.CreateCommand(
-            "SELECT relname FROM pg_class WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace AND relname ~ '_y[0-9]{4}m[0-9]{2}$'");
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        while (await reader.ReadAsync(cancellationToken))
-        {
-            var name = reader.GetString(0);
-            foreach (var table in ArchiveMonths.Tables)
-            {
-                if (ArchiveMonths.MonthOfPartition(table, name) is { } month && month < keepFrom)
-                {
-                    due.Add(month);
-                }
-            }
-        }
-
-        return [.. due];
     }
 
     private async Task<ColdManifest> ExportAndVerifyAsync(DateOnly month, List<(string Table, string Partition)> tables, CancellationToken cancellationToken)
@@ -395,95 +219,6 @@ public sealed class ColdStore(NpgsqlDataSource owner, MaintenanceOptions options
         }
     }
 
-    /// <summary>
-    /// Detaches the partition (CONCURRENTLY where the server supports it, finishing a detach an earlier run left
-    /// pending), checks the detached table against the manifest and drops it; a table that no longer matches is
-    /// attached again and the drop refused.
-    /// </summary>
-    private async Task DetachAndDropAsync(ColdTableFile table, DateOnly month, CancellationToken cancellationToken)
-    {
-        await using var connection = await owner.OpenConnectionAsync(cancellationToken);
-        await ExecuteAsync(connection, null, $"SET lock_timeout = {(long)options.LockTimeout.TotalMilliseconds}", cancellationToken);
-        var parent = Quote(table.Table);
-        var part = Quote(table.Partition);
-        var state = await StateAsync(connection, table.Partition, cancellationToken);
-        if (state == PartitionState.Missing)
-        {
-            return;
-        }
-
-        if (state == PartitionState.DetachPending)
-        {
-            await ExecuteAsync(connection, null, $"ALTER TABLE {parent} DETACH PARTITION {part} FINALIZE", cancellationToken);
-        }
-        else if (state == PartitionState.Attached)
-        {
-            try
-            {
-                await ExecuteAsync(connection, null, $"ALTER TABLE {parent} DETACH PARTITION {part} CONCURRENTLY", cancellationToken);
-            }
-            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.FeatureNotSupported)
-            {
-                // Citus (and a table with a default partition) cannot detach concurrently.
-                await ExecuteAsync(connection, null, $"ALTER TABLE {parent} DETACH PARTITION {part}", cancellationToken);
-            }
-        }
-
-        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
-        await PrepareAsync(connection, transaction, cancellationToken);
-        await ExecuteAsync(connection, transaction, $"LOCK TABLE {part} IN ACCESS EXCLUSIVE MODE", cancellationToken);
-        var (rows, checksum) = await ChecksumAsync(connection, transaction, part, table.Columns, cancellationToken);
-        if (rows != table.Rows || checksum != table.ContentChecksum)
-        {
-            var (from, to) = ArchiveMonths.Bounds(month);
-            await ExecuteAsync(connection, transaction, $"ALTER TABLE {parent} ATTACH PARTITION {part} FOR VALUES FROM ({Timestamp(from)}) TO ({Timestamp(to)})", cancellationToken);
-            await transaction.CommitAsync(cancellationToken);
-            throw new ColdVerificationException(
-                $"{table.Partition} changed after its export ({rows:N0} rows now, {table.Rows:N0} exported): it stays attached; export {ArchiveMonths.Format(month)} again");
-        }
-
-        await ExecuteAsync(connection, transaction, $"DROP TABLE {part}", cancellationToken);
-        await transaction.CommitAsync(cancellationToken);
-    }
-
-    private enum PartitionState { Missing, Attached, DetachPending, Detached }
-
-    private static async Task<PartitionState> StateAsync(NpgsqlConnection connection, string partition, CancellationToken cancellationToken)
-    {
-        await using var command = new NpgsqlCommand(
-            """
-            SELECT c.oid IS NOT NULL, i.inhrelid IS NOT NULL, coalesce(i.inhdetachpending, false)
-              FROM (SELECT to_regclass(@name) AS oid) c LEFT JOIN pg_inherits i ON i.inhrelid = c.oid
-            """, connection);
-        command.Parameters.Add(new NpgsqlParameter<string>("name", "public." + Quote(partition)));
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        await reader.ReadAsync(cancellationToken);
-        return (reader.GetBoolean(0), reader.GetBoolean(1), reader.GetBoolean(2)) switch
-        {
-            (false, _, _) => PartitionState.Missing,
-            (true, true, true) => PartitionState.DetachPending,
-            (true, true, false) => PartitionState.Attached,
-            _ => PartitionState.Detached,
-        };
-    }
-
-    /// <summary>The archive tables that have a table for <paramref name="month"/> (attached or not).</summary>
-    private async Task<List<(string Table, string Partition)>> PartitionsOfMonthAsync(DateOnly month, CancellationToken cancellationToken)
-    {
-        await using var connection = await owner.OpenConnectionAsync(cancellationToken);
-        var found = new List<(string, string)>();
-        foreach (var table in ArchiveMonths.Tables)
-        {
-            var partition = ArchiveMonths.PartitionName(table, month);
-            if (await StateAsync(connection, partition, cancellationToken) != PartitionState.Missing)
-            {
-                found.Add((table, partition));
-            }
-        }
-
-        return found;
-    }
-
     /// <summary>Replaces the month's folder with the verified staging folder (a rename each; the old one is removed last).</summary>
     private static void Publish(string staging, string target)
     {
@@ -520,10 +255,8 @@ public sealed class ColdStore(NpgsqlDataSource owner, MaintenanceOptions options
     {
         await using var command = new NpgsqlCommand(
             $"""
-            SELECT count(*)::bigint,
-                   md5(coalesce(sum(('x' || substr(h, 1, 16))::bit(64)::bigint), 0)::text || ':' ||
-                       coalesce(sum(('x' || substr(h, 17, 16))::bit(64)::bigint), 0)::text)
-              FROM (SELECT md5(ROW({ColumnList(columns)})::text) AS h FROM {relation}) r
+            SELECT count(*)::bigint, {RowChecksum.Aggregate("h")}
+              FROM (SELECT {RowChecksum.RowHash(ColumnList(columns))} AS h FROM {relation}) r
             """, connection, transaction);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         await reader.ReadAsync(cancellationToken);
@@ -542,23 +275,8 @@ public sealed class ColdStore(NpgsqlDataSource owner, MaintenanceOptions options
         return await ColumnsAsync(connection, table, cancellationToken);
     }
 
-    private static async Task<List<ColdColumn>> ColumnsAsync(NpgsqlConnection connection, string table, CancellationToken cancellationToken)
-    {
-        await using var command = new NpgsqlCommand(
-            """
-            SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
-             WHERE a.attrelid = @table::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
-            """, connection);
-        command.Parameters.Add(new NpgsqlParameter<string>("table", table));
-        var columns = new List<ColdColumn>();
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        while (await reader.ReadAsync(cancellationToken))
-        {
-            columns.Add(new ColdColumn(reader.GetString(0), reader.GetString(1)));
-        }
-
-        return columns;
-    }
+    private static async Task<List<ColdColumn>> ColumnsAsync(NpgsqlConnection connection, string table, CancellationToken cancellationToken) =>
+        [.. (await Catalog.ColumnsAsync(connection, null, table, cancellationToken)).Select(c => new ColdColumn(c.Name, c.Type))];
 
     /// <summary>A session advisory lock on the month (<see cref="SessionLock"/>), released when the returned handle is disposed.</summary>
     private async Task<SessionLock> LockMonthAsync(DateOnly month, CancellationToken cancellationToken) =>
@@ -569,19 +287,6 @@ public sealed class ColdStore(NpgsqlDataSource owner, MaintenanceOptions options
     {
         await using var stream = File.OpenRead(path);
         return Convert.ToHexStringLower(await SHA256.HashDataAsync(stream, cancellationToken));
-    }
-
-    private static async Task ExecuteAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, string sql, CancellationToken cancellationToken)
-    {
-        await using var command = new NpgsqlCommand(sql, connection, transaction);
-        await command.ExecuteNonQueryAsync(cancellationToken);
-    }
-
-    private static async Task<T> ScalarAsync<T>(NpgsqlConnection connection, NpgsqlTransaction? transaction, string sql, CancellationToken cancellationToken)
-    {
-        await using var command = new NpgsqlCommand(sql, connection, transaction);
-        var value = await command.ExecuteScalarAsync(cancellationToken);
-        return value is DBNull or null ? default! : (T)value;
     }
 
     private static object Details(ColdManifest manifest) => new

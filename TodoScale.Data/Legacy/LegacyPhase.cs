@@ -1,3 +1,5 @@
+using Npgsql;
+
 namespace TodoScale.Data.Legacy;
 
 /// <summary>
@@ -15,4 +17,15 @@ public static class LegacyPhase
 
     /// <summary>The phases in which the API serves from `todos`: before the switch, and after a rollback.</summary>
     public static bool ServesFromLegacy(string? phase) => phase is Started or Backfilled or Validated or RolledBack;
+
+    /// <summary>
+    /// The phase of a migration from `todos` under way (started, not yet finalized), or null when there is none:
+    /// until finalize, `todos` and TodoScale's tables are kept equal row for row, so the archiver and a re-split hold off.
+    /// </summary>
+    public static async Task<string?> InProgressAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand("SELECT phase FROM legacy_migration WHERE phase <> @finalized", connection);
+        command.Parameters.Add(new NpgsqlParameter<string>("finalized", Finalized));
+        return await command.ExecuteScalarAsync(cancellationToken) as string;
+    }
 }

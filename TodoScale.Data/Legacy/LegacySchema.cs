@@ -1,3 +1,5 @@
+using TodoScale.Data.Schema;
+
 namespace TodoScale.Data.Legacy;
 
 /// <summary>
@@ -19,9 +21,8 @@ public static class LegacySchema
     /// <summary>The search_path of a transaction that serves from `todos`.</summary>
     public const string ServingSearchPath = ServingSchema + ", public";
 
-    /// <summary>The columns, in the order both sides of a copy name them.</summary>
-    public const string Columns =
-        "id, user_id, parent_todo_id, project_id, title, description, status, priority, due_date, completed_at, ai_generated, depth, created_at, updated_at";
+    /// <summary>The columns, in the order both sides of a copy name them: TodoScale's own names (<see cref="TodoColumns.Todo"/>).</summary>
+    public const string Columns = TodoColumns.Todo;
 
     /// <summary>
     /// The name of a project made for a legacy row's project_id (the original design had no projects table), as SQL

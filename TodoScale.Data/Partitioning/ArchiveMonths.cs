@@ -1,6 +1,7 @@
 using System.Globalization;
 using Npgsql;
 using NpgsqlTypes;
+using TodoScale.Data.Schema;
 
 namespace TodoScale.Data.Partitioning;
 
@@ -56,19 +57,9 @@ public static class ArchiveMonths
     /// <summary>The months that have a partition of <paramref name="archiveTable"/> attached now, oldest first.</summary>
     public static async Task<List<DateOnly>> AttachedAsync(NpgsqlDataSource dataSource, string archiveTable, CancellationToken cancellationToken)
     {
-        await using var command = dataSource.CreateCommand(
-            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = @parent::regclass");
-        command.Parameters.Add(new NpgsqlParameter<string>("parent", archiveTable));
-        var months = new List<DateOnly>();
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        while (await reader.ReadAsync(cancellationToken))
-        {
-            if (MonthOfPartition(archiveTable, reader.GetString(0)) is { } month)
-            {
-                months.Add(month);
-            }
-        }
-
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        var months = (await Catalog.PartitionsAsync(connection, archiveTable, cancellationToken))
+            .Select(p => MonthOfPartition(archiveTable, p.Name)).OfType<DateOnly>().ToList();
         months.Sort();
         return months;
     }

@@ -5,6 +5,7 @@ using System.Text.RegularExpressions;
 using Aspire.Hosting.Testing;
 using TodoScale.ServiceDefaults.Auth;
 using TodoScale.Tests.Infrastructure;
+using TodoScale.Testing;
 
 namespace TodoScale.Tests.Api;
 

@@ -25,7 +25,7 @@ public sealed class ReadRoutingAndCacheTests(AppHostFixture fixture)
     {
         using var api = ApiClient.ForNewUser(fixture);
         var first = await api.CreateTodoAsync("first");
-        await EventuallyAsync("a read served by the replica", async () => (await api.GetAsync($"/api/todos/{first}")).ReadSource == "replica");
+        await Eventually.TrueAsync("a read served by the replica", async () => (await api.GetAsync($"/api/todos/{first}")).ReadSource == "replica", Patience);
 
         await using var replica = new NpgsqlConnection(await fixture.App.GetConnectionStringAsync("todos-replica"));
         await replica.OpenAsync();
@@ -53,7 +53,7 @@ public sealed class ReadRoutingAndCacheTests(AppHostFixture fixture)
             await Sql.ExecuteAsync(replica, "SELECT pg_wal_replay_resume()");
         }
 
-        await EventuallyAsync("reads back on the replica", async () => (await api.GetAsync($"/api/todos/{second}")).ReadSource == "replica");
+        await Eventually.TrueAsync("reads back on the replica", async () => (await api.GetAsync($"/api/todos/{second}")).ReadSource == "replica", Patience);
         var metrics = await MetricsAsync();
         Assert.Matches("todoscale_api_reads_routed_total\\{[^}]*reason=\"replica_(behind|lagging)\"[^}]*target=\"primary\"", metrics);
         Assert.Matches("todoscale_api_reads_routed_total\\{[^}]*target=\"replica\"", metrics);
@@ -77,7 +77,7 @@ public sealed class ReadRoutingAndCacheTests(AppHostFixture fixture)
                 (await api.GetAsync("/api/todos?sort=due")).Is(OK);
             }
 
-            await EventuallyAsync("the API reporting Degraded", async () => await HealthAsync() == "Degraded");
+            await Eventually.TrueAsync("the API reporting Degraded", async () => await HealthAsync() == "Degraded", Patience);
             Assert.Equal("primary", (await api.GetAsync($"/api/todos/{id}")).ReadSource);
         }
         finally
@@ -86,8 +86,8 @@ public sealed class ReadRoutingAndCacheTests(AppHostFixture fixture)
             Assert.True(started.Success, started.Message);
         }
 
-        await EventuallyAsync("the API reporting Healthy", async () => await HealthAsync() == "Healthy");
-        await EventuallyAsync("reads back on the replica", async () => (await api.GetAsync($"/api/todos/{id}")).ReadSource == "replica");
+        await Eventually.TrueAsync("the API reporting Healthy", async () => await HealthAsync() == "Healthy", Patience);
+        await Eventually.TrueAsync("reads back on the replica", async () => (await api.GetAsync($"/api/todos/{id}")).ReadSource == "replica", Patience);
     }
 
     [Fact]
@@ -95,7 +95,7 @@ public sealed class ReadRoutingAndCacheTests(AppHostFixture fixture)
     {
         using var api = ApiClient.ForNewUser(fixture);
         var id = await api.CreateTodoAsync("before");
-        await EventuallyAsync("the first page cached", async () => (await api.GetAsync("/api/todos")).ReadSource == "cache");
+        await Eventually.TrueAsync("the first page cached", async () => (await api.GetAsync("/api/todos")).ReadSource == "cache", Patience);
 
         var cacheConnection = await fixture.App.GetConnectionStringAsync("cache");
         var password = ConfigurationOptions.Parse(cacheConnection!).Password!;
@@ -110,7 +110,7 @@ public sealed class ReadRoutingAndCacheTests(AppHostFixture fixture)
         await server.ExecuteAsync("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes");
         try
         {
-            await EventuallyAsync("the API reporting Degraded", async () => await HealthAsync() == "Degraded");
+            await Eventually.TrueAsync("the API reporting Degraded", async () => await HealthAsync() == "Degraded", Patience);
             var during = (await api.GetAsync("/api/todos")).Is(OK);
             Assert.NotEqual("cache", during.ReadSource);
             (await api.PatchAsync($"/api/todos/{id}", new { title = "after" })).Is(OK);
@@ -125,7 +125,7 @@ public sealed class ReadRoutingAndCacheTests(AppHostFixture fixture)
             await server.ExecuteAsync("CONFIG", "SET", "requirepass", password);
         }
 
-        await EventuallyAsync("the API reporting Healthy", async () => await HealthAsync() == "Healthy");
+        await Eventually.TrueAsync("the API reporting Healthy", async () => await HealthAsync() == "Healthy", Patience);
         var back = (await api.GetAsync("/api/todos")).Is(OK);
         Assert.Equal("after", back.Items.Single()!["title"]!.GetValue<string>());
         Assert.NotEqual("cache", back.ReadSource);
@@ -139,14 +139,14 @@ public sealed class ReadRoutingAndCacheTests(AppHostFixture fixture)
     {
         using var api = ApiClient.ForNewUser(fixture);
         var id = await api.CreateTodoAsync("v1");
-        await EventuallyAsync("the first page cached", async () => (await api.GetAsync("/api/todos")).ReadSource == "cache");
+        await Eventually.TrueAsync("the first page cached", async () => (await api.GetAsync("/api/todos")).ReadSource == "cache", Patience);
 
         var commands = fixture.App.Services.GetRequiredService<ResourceCommandService>();
         var stopped = await commands.ExecuteCommandAsync("cache", KnownResourceCommands.StopCommand);
         Assert.True(stopped.Success, stopped.Message);
         try
         {
-            await EventuallyAsync("the API reporting Degraded", async () => await HealthAsync() == "Degraded");
+            await Eventually.TrueAsync("the API reporting Degraded", async () => await HealthAsync() == "Degraded", Patience);
             for (var i = 2; i <= 5; i++)
             {
                 (await api.PatchAsync($"/api/todos/{id}", new { title = $"v{i}" })).Is(OK);
@@ -161,7 +161,7 @@ public sealed class ReadRoutingAndCacheTests(AppHostFixture fixture)
             Assert.True(started.Success, started.Message);
         }
 
-        await EventuallyAsync("the API reporting Healthy", async () => await HealthAsync() == "Healthy");
+        await Eventually.TrueAsync("the API reporting Healthy", async () => await HealthAsync() == "Healthy", Patience);
         (await api.PatchAsync($"/api/todos/{id}", new { title = "v6" })).Is(OK);
         for (var i = 0; i < 3; i++)
         {
@@ -175,7 +175,7 @@ public sealed class ReadRoutingAndCacheTests(AppHostFixture fixture)
         using var user = ApiClient.ForNewUser(fixture);
         (await user.GetAsync("/api/admin/reads")).IsProblem(Forbidden);
         using var admin = ApiClient.ForNewUser(fixture, admin: true);
-        await EventuallyAsync("the replica up", async () => (await admin.GetAsync("/api/admin/reads")).Is(OK).Body!["replicaUp"]!.GetValue<bool>());
+        await Eventually.TrueAsync("the replica up", async () => (await admin.GetAsync("/api/admin/reads")).Is(OK).Body!["replicaUp"]!.GetValue<bool>(), Patience);
         var status = (await admin.GetAsync("/api/admin/reads")).Is(OK).Body!;
         Assert.True(status["redisConnected"]!.GetValue<bool>());
         Assert.Equal(16, status["activePartitions"]!.GetValue<int>());
@@ -194,19 +194,5 @@ public sealed class ReadRoutingAndCacheTests(AppHostFixture fixture)
     {
         using var http = fixture.App.CreateHttpClient("api", "http");
         return await http.GetStringAsync("/metrics");
-    }
-
-    private static async Task EventuallyAsync(string what, Func<Task<bool>> condition)
-    {
-        var deadline = DateTime.UtcNow + Patience;
-        while (!await condition())
-        {
-            if (DateTime.UtcNow > deadline)
-            {
-                Assert.Fail($"waited {Patience.TotalSeconds} s for {what}");
-            }
-
-            await Task.Delay(100);
-        }
     }
 }

@@ -13,6 +13,7 @@ using TodoScale.Archiver.Settings;
 using TodoScale.Archiver.Telemetry;
 using TodoScale.Archiver.Worker;
 using TodoScale.Data.Partitioning;
+using TodoScale.Testing;
 
 namespace TodoScale.Tests.Archiving;
 
@@ -372,7 +373,7 @@ public sealed class ArchiverTests(PostgresServer server, ITestOutputHelper log)
             }
         }
 
-        var (exitCode, output) = await MigrateCommandTests.RunArchiverAsync(["archive", "--once", "--batch-size", "500"], db);
+        var (exitCode, output) = await OperatorCli.RunAsync(["archive", "--once", "--batch-size", "500"], db);
         Assert.True(exitCode == 0, output);
         Assert.Contains("archive: moved ", output);
         Assert.Equal(before, await ArchiveData.ChecksumAsync(db));
@@ -403,7 +404,7 @@ public sealed class ArchiverTests(PostgresServer server, ITestOutputHelper log)
         await using var connection = await Sql.OpenAsync(db);
         await Insert(connection, user, null, "done", DateTimeOffset.UtcNow.AddDays(-400));
 
-        var (exitCode, output) = await MigrateCommandTests.RunArchiverAsync(args, db);
+        var (exitCode, output) = await OperatorCli.RunAsync(args, db);
 
         Assert.True(exitCode == 2, $"exit {exitCode}: {output}");
         Assert.Contains(named, output);
@@ -413,7 +414,7 @@ public sealed class ArchiverTests(PostgresServer server, ITestOutputHelper log)
     [Fact]
     public async Task An_unknown_verb_is_refused_with_a_message()
     {
-        var (exitCode, output) = await MigrateCommandTests.RunArchiverAsync(["archvie", "--once"], server.ConnectionString());
+        var (exitCode, output) = await OperatorCli.RunAsync(["archvie", "--once"], server.ConnectionString());
         Assert.NotEqual(0, exitCode);
         Assert.Contains("archvie", output);
     }

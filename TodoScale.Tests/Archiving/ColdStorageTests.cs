@@ -10,6 +10,7 @@ using TodoScale.Archiver.Database;
 using TodoScale.Archiver.Settings;
 using TodoScale.Archiver.Worker;
 using TodoScale.Data.Partitioning;
+using TodoScale.Testing;
 
 namespace TodoScale.Tests.Archiving;
 
@@ -216,31 +217,31 @@ public sealed class ColdStorageTests(PostgresServer server) : IDisposable
         await SeedArchiveMonthsAsync(db, Oldest, PastRetention, kept);
         var folder = ("Maintenance__ColdStorageFolder", _folder);
 
-        var export = await MigrateCommandTests.RunArchiverAsync(["cold", "export", Format(Oldest)], db, folder);
+        var export = await OperatorCli.RunAsync(["cold", "export", Format(Oldest)], db, folder);
         Assert.True(export.ExitCode == 0, export.Output);
         Assert.Contains($"cold export: {Format(Oldest)}: 4,000 rows", export.Output);
         Assert.Contains("read back and verified", export.Output);
         Assert.Equal(Part("todos_archived", Oldest), await Sql.ScalarAsync<string?>(db, $"SELECT to_regclass('{Part("todos_archived", Oldest)}')::text"));
 
-        var list = await MigrateCommandTests.RunArchiverAsync(["cold", "list"], db, folder);
+        var list = await OperatorCli.RunAsync(["cold", "list"], db, folder);
         Assert.True(list.ExitCode == 0, list.Output);
         Assert.Contains(Format(Oldest), list.Output);
         Assert.Contains("live too", list.Output);
         Assert.Contains("cold list: 1 month(s), 4,000 rows", list.Output);
 
-        var maintain = await MigrateCommandTests.RunArchiverAsync(["maintain", "--once"], db, folder, ("Maintenance__ReindexMinBytes", "65536"));
+        var maintain = await OperatorCli.RunAsync(["maintain", "--once"], db, folder, ("Maintenance__ReindexMinBytes", "65536"));
         Assert.True(maintain.ExitCode == 0, maintain.Output);
         Assert.Contains($"maintain: {Format(Oldest)} to cold storage", maintain.Output);
         Assert.Contains($"maintain: {Format(PastRetention)} to cold storage", maintain.Output);
         Assert.Contains("index(es) rebuilt", maintain.Output);
 
-        var status = await MigrateCommandTests.RunArchiverAsync(["partitions", "status", "--exact"], db, folder);
+        var status = await OperatorCli.RunAsync(["partitions", "status", "--exact"], db, folder);
         Assert.True(status.ExitCode == 0, status.Output);
         Assert.Contains("todos_active_p15", status.Output);
         Assert.Contains(Format(kept), status.Output);
         Assert.Contains("partitions: todos_active 16 partitions", status.Output);
 
-        var restore = await MigrateCommandTests.RunArchiverAsync(["cold", "restore", Format(PastRetention)], db, folder);
+        var restore = await OperatorCli.RunAsync(["cold", "restore", Format(PastRetention)], db, folder);
         Assert.True(restore.ExitCode == 0, restore.Output);
         Assert.Contains($"cold restore: {Format(PastRetention)}: 3,000 rows back in {Part("todos_archived", PastRetention)}", restore.Output);
 
@@ -253,12 +254,12 @@ public sealed class ColdStorageTests(PostgresServer server) : IDisposable
                      (["maintain"], 2, "--once"),
                  })
         {
-            var refused = await MigrateCommandTests.RunArchiverAsync(args, db, folder);
+            var refused = await OperatorCli.RunAsync(args, db, folder);
             Assert.True(refused.ExitCode == exit, $"{string.Join(' ', args)}: exit {refused.ExitCode}: {refused.Output}");
             Assert.Contains(message, refused.Output);
         }
 
-        var bad = await MigrateCommandTests.RunArchiverAsync(["maintain", "--once"], db, folder, ("Maintenance__RetentionMonths", "0"));
+        var bad = await OperatorCli.RunAsync(["maintain", "--once"], db, folder, ("Maintenance__RetentionMonths", "0"));
         Assert.Equal(2, bad.ExitCode);
         Assert.Contains("Maintenance:RetentionMonths", bad.Output);
         Assert.Equal(Part("todos_archived", kept), await Sql.ScalarAsync<string?>(db, $"SELECT to_regclass('{Part("todos_archived", kept)}')::text"));

@@ -2,6 +2,7 @@ using TodoScale.Archiver.Archiving;
 using TodoScale.Tests.Infrastructure;
 using Xunit.Abstractions;
 using TodoScale.Data.Partitioning;
+using TodoScale.Testing;
 
 namespace TodoScale.Tests.Archiving;
 
@@ -113,7 +114,7 @@ public sealed class NewYearTests(ITestOutputHelper log) : IAsyncLifetime, IDispo
     private async Task<(int ExitCode, string Output)> CliAsync(string[] args, params (string Name, string Value)[] settings)
     {
         (string, string)[] all = [.. _clock.ProcessEnvironment(), ("Archive__Premake", "0"), ("Maintenance__ColdStorageFolder", _cold), .. settings];
-        var result = await MigrateCommandTests.RunArchiverAsync(args, _db, all);
+        var result = await OperatorCli.RunAsync(args, _db, all);
         log.WriteLine($"[{_clock.Now:HH:mm:ss}] {string.Join(' ', args)} -> exit {result.ExitCode}\n{result.Output.Trim()}");
         return result;
     }

@@ -1,4 +1,5 @@
 using TodoScale.Tests.Infrastructure;
+using TodoScale.Testing;
 
 namespace TodoScale.Tests.Bench;
 

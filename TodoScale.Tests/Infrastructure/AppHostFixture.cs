@@ -1,4 +1,5 @@
 using Aspire.Hosting;
+using TodoScale.Testing;
 
 namespace TodoScale.Tests.Infrastructure;
 

@@ -1,4 +1,5 @@
 using System.Globalization;
+using TodoScale.Testing;
 
 namespace TodoScale.Tests.Infrastructure;
 

@@ -4,6 +4,7 @@ using System.Net;
 using System.Net.Sockets;
 using Npgsql;
 using TodoScale.Data.Schema;
+using TodoScale.Testing;
 
 namespace TodoScale.Tests.Infrastructure;
 

@@ -3,6 +3,7 @@ using Npgsql;
 using TodoScale.Data.Legacy;
 using TodoScale.Tests.Infrastructure;
 using Xunit.Abstractions;
+using TodoScale.Testing;
 
 namespace TodoScale.Tests.Legacy;
 
@@ -121,7 +122,7 @@ public static class LegacyData
     private const int KillAfterRowsAtMost = 2 * 3 * 50;
 
     public static Process StartBackfill(string connectionString, string batchSize, System.Text.StringBuilder output, params (string Name, string Value)[] settings) =>
-        MigrateCommandTests.StartArchiver(["legacy", "backfill", "--batch-size", batchSize, "--parallel", "3"], connectionString, output, settings);
+        OperatorCli.Start(["legacy", "backfill", "--batch-size", batchSize, "--parallel", "3"], connectionString, output, settings);
 }
 
 /// <summary>

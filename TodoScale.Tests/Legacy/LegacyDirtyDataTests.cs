@@ -1,6 +1,7 @@
 using System.Text.RegularExpressions;
 using TodoScale.Tests.Infrastructure;
 using Xunit.Abstractions;
+using TodoScale.Testing;
 
 namespace TodoScale.Tests.Legacy;
 
@@ -34,7 +35,7 @@ public sealed partial class LegacyDirtyDataTests(PostgresServer server, ITestOut
         await backfilled.InsertAsync(connection);
         await Sql.ExecuteAsync(connection, backfilled.LaterWritesSql);
 
-        var start = await MigrateCommandTests.RunArchiverAsync(["legacy", "start"], db);
+        var start = await OperatorCli.RunAsync(["legacy", "start"], db);
         Assert.True(start.ExitCode == 0, start.Output);
 
         // After it: the trigger takes these, as they are written; the legacy application's writes never fail.
@@ -62,7 +63,7 @@ public sealed partial class LegacyDirtyDataTests(PostgresServer server, ITestOut
 
         // Validate lists each rejected row with its reason, and the counts add up.
         var expectedRejects = backfilled.Rows.Concat(triggered.Rows).Where(r => r.Fate is RejectedFor).ToList();
-        var failing = await MigrateCommandTests.RunArchiverAsync(["legacy", "validate"], db);
+        var failing = await OperatorCli.RunAsync(["legacy", "validate"], db);
         log.WriteLine(failing.Output.Trim().Split('\n')[^1]);
         Assert.True(failing.ExitCode == 1, failing.Output);
         foreach (var row in expectedRejects)
@@ -88,13 +89,13 @@ public sealed partial class LegacyDirtyDataTests(PostgresServer server, ITestOut
         await Sql.ExecuteAsync(connection, backfilled.FixAtSourceSql + triggered.FixAtSourceSql);
         var retried = backfilled.FixedByRetry.Count + triggered.FixedByRetry.Count;
         Assert.Equal(retried, await Sql.ScalarAsync<long>(connection, "SELECT count(*) FROM legacy_rejects"));
-        var retry = await MigrateCommandTests.RunArchiverAsync(["legacy", "backfill"], db, settings);
+        var retry = await OperatorCli.RunAsync(["legacy", "backfill"], db, settings);
         Assert.True(retry.ExitCode == 0, retry.Output);
         Assert.Contains($"retried the rejected rows: read {retried} rows: {retried} taken, 0 rejected", retry.Output);
         AssertNoFailures("fixed", await backfilled.CheckAsync(connection, backfilled.FixedFate, oldCopiesAllowed: false));
         AssertNoFailures("fixed", await triggered.CheckAsync(connection, triggered.FixedFate, oldCopiesAllowed: false));
 
-        var validate = await MigrateCommandTests.RunArchiverAsync(["legacy", "validate"], db);
+        var validate = await OperatorCli.RunAsync(["legacy", "validate"], db);
         Assert.True(validate.ExitCode == 0, validate.Output);
         legacyRows = await Sql.ScalarAsync<long>(connection, "SELECT count(*) FROM todos");
         Assert.Contains($"{legacyRows:N0} rows in todos: {legacyRows:N0} taken, 0 rejected, 0 other; {legacyRows:N0} rows in TodoScale, 0 only there; 0 mismatch(es)", validate.Output);
@@ -102,11 +103,11 @@ public sealed partial class LegacyDirtyDataTests(PostgresServer server, ITestOut
 
         foreach (var verb in new[] { "switch", "rollback", "switch" })
         {
-            var run = await MigrateCommandTests.RunArchiverAsync(["legacy", verb], db);
+            var run = await OperatorCli.RunAsync(["legacy", verb], db);
             Assert.True(run.ExitCode == 0, $"legacy {verb}: {run.Output}");
         }
 
-        var finalize = await MigrateCommandTests.RunArchiverAsync(["legacy", "finalize", "--force"], db);
+        var finalize = await OperatorCli.RunAsync(["legacy", "finalize", "--force"], db);
         Assert.True(finalize.ExitCode == 0, finalize.Output);
         Assert.False(await Sql.ScalarAsync<bool>(connection, "SELECT to_regclass('todos') IS NOT NULL"));
         Assert.Equal(legacyRows, await Sql.ScalarAsync<long>(connection, "SELECT count(*) FROM todos_active"));

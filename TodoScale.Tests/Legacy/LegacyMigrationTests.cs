@@ -5,6 +5,7 @@ using TodoScale.Data.Legacy;
 using TodoScale.Tests.Infrastructure;
 using Xunit.Abstractions;
 using TodoScale.Archiver.Settings;
+using TodoScale.Testing;
 
 namespace TodoScale.Tests.Legacy;
 
@@ -29,10 +30,10 @@ public sealed class LegacyMigrationTests(PostgresServer server, ITestOutputHelpe
             INSERT INTO todos (id, user_id, parent_todo_id, title, depth) VALUES ('{orphan}', '{badUser}', '{Guid.CreateVersion7()}', 'orphan', 1);
             """);
 
-        var start = await MigrateCommandTests.RunArchiverAsync(["legacy", "start"], db);
+        var start = await OperatorCli.RunAsync(["legacy", "start"], db);
         Assert.True(start.ExitCode == 0, start.Output);
         Assert.Contains("dual-write trigger todos_todoscale_forward on todos created", start.Output);
-        var again = await MigrateCommandTests.RunArchiverAsync(["legacy", "start"], db);
+        var again = await OperatorCli.RunAsync(["legacy", "start"], db);
         Assert.True(again.ExitCode == 0 && again.Output.Contains("already started", StringComparison.Ordinal), again.Output);
 
         using var stop = new CancellationTokenSource();
@@ -45,12 +46,12 @@ public sealed class LegacyMigrationTests(PostgresServer server, ITestOutputHelpe
         Assert.True(positions.Count >= 5, $"the kills did not come between batches: positions {string.Join(", ", positions)}");
         Assert.Equal("backfilled", await Sql.ScalarAsync<string>(connection, "SELECT phase FROM legacy_migration"));
         // Run again once backfilled, the backfill retries the rejected rows (still rejected: nothing was fixed).
-        var rerun = await MigrateCommandTests.RunArchiverAsync(["legacy", "backfill"], db);
+        var rerun = await OperatorCli.RunAsync(["legacy", "backfill"], db);
         Assert.True(rerun.ExitCode == 0 && rerun.Output.Contains("retried the rejected rows: read 2 rows: 0 taken, 2 rejected", StringComparison.Ordinal), rerun.Output);
 
         // The two rejected rows are mismatches, with their reasons; fixing them in `todos` (the legacy application's
         // own write) carries them over.
-        var failing = await MigrateCommandTests.RunArchiverAsync(["legacy", "validate"], db);
+        var failing = await OperatorCli.RunAsync(["legacy", "validate"], db);
         Assert.True(failing.ExitCode == 1, failing.Output);
         Assert.Contains($"todo {bad}: missing in TodoScale (rejected, unknown_status: status 'parked' is none of todo, in_progress, done, cancelled)", failing.Output);
         Assert.Contains($"todo {orphan}: missing in TodoScale (rejected, parent_missing: parent todo ", failing.Output);
@@ -59,10 +60,10 @@ public sealed class LegacyMigrationTests(PostgresServer server, ITestOutputHelpe
         await Sql.ExecuteAsync(connection, $"UPDATE todos SET status = 'done', completed_at = now() WHERE id = '{bad}'; DELETE FROM todos WHERE id = '{orphan}'");
 
         // With the writer still writing: validate compares one snapshot of both sides.
-        var sample = await MigrateCommandTests.RunArchiverAsync(["legacy", "validate", "--sample", "10"], db);
+        var sample = await OperatorCli.RunAsync(["legacy", "validate", "--sample", "10"], db);
         Assert.True(sample.ExitCode == 0, sample.Output);
         Assert.Contains("102 of 1024 user buckets (sample)", sample.Output);
-        var live = await MigrateCommandTests.RunArchiverAsync(["legacy", "validate"], db);
+        var live = await OperatorCli.RunAsync(["legacy", "validate"], db);
         Assert.True(live.ExitCode == 0, live.Output);
 
         // The writer goes on until it has made enough changes to have inserted and deleted (seen, whatever this
@@ -71,7 +72,7 @@ public sealed class LegacyMigrationTests(PostgresServer server, ITestOutputHelpe
             () => $"the writer made {writer.Changes} changes ({writer.Inserted.Count} inserted, {writer.Deleted.Count} deleted)");
         await stop.CancelAsync();
         await writing;
-        var final = await MigrateCommandTests.RunArchiverAsync(["legacy", "validate"], db);
+        var final = await OperatorCli.RunAsync(["legacy", "validate"], db);
         Assert.True(final.ExitCode == 0, final.Output);
         Assert.Contains("0 mismatch(es)", final.Output);
         log.WriteLine($"writer: {writer.Changes} changes ({writer.Inserted.Count} inserted, {writer.Deleted.Count} deleted); {failing.Output.Trim()}; {final.Output.Trim()}");
@@ -88,14 +89,14 @@ public sealed class LegacyMigrationTests(PostgresServer server, ITestOutputHelpe
         Assert.Equal(0L, deletedStillThere);
         Assert.Equal("validated", await Sql.ScalarAsync<string>(connection, "SELECT phase FROM legacy_migration"));
 
-        var status = await MigrateCommandTests.RunArchiverAsync(["legacy", "status"], db);
+        var status = await OperatorCli.RunAsync(["legacy", "status"], db);
         Assert.True(status.ExitCode == 0, status.Output);
         Assert.Contains("legacy status: validated", status.Output);
         Assert.True(await Sql.ScalarAsync<long>(connection,
             "SELECT count(DISTINCT action) FROM audit_log WHERE action IN ('legacy.start', 'legacy.backfill', 'legacy.validate')") == 3);
 
         // Until the migration ends, the archiver leaves the todos where they are (both sides stay equal row for row).
-        var archive = await MigrateCommandTests.RunArchiverAsync(["archive", "--once", "--older-than", "0d"], db);
+        var archive = await OperatorCli.RunAsync(["archive", "--once", "--older-than", "0d"], db);
         Assert.True(archive.ExitCode == 0, archive.Output);
         Assert.Contains("no todos moved: a legacy migration is in progress (phase validated)", archive.Output);
         Assert.Equal(0L, await Sql.ScalarAsync<long>(connection, "SELECT count(*) FROM todos_archived"));
@@ -107,7 +108,7 @@ public sealed class LegacyMigrationTests(PostgresServer server, ITestOutputHelpe
     public async Task A_delete_and_an_update_in_flight_while_the_backfill_reads_their_rows_are_neither_undone_nor_lost(bool skipRowTriggers)
     {
         var db = await LegacyDatabaseAsync($"legacy_race_{skipRowTriggers}", users: 50, rootsPerUser: 4);
-        var start = await MigrateCommandTests.RunArchiverAsync(["legacy", "start"], db);
+        var start = await OperatorCli.RunAsync(["legacy", "start"], db);
         Assert.True(start.ExitCode == 0, start.Output);
         await using var connection = await Sql.OpenAsync(db);
         var deleted = await Sql.ScalarAsync<Guid>(connection, "SELECT id FROM todos WHERE depth = 0 ORDER BY id LIMIT 1");
@@ -148,7 +149,7 @@ public sealed class LegacyMigrationTests(PostgresServer server, ITestOutputHelpe
         Assert.Equal(0L, await Sql.ScalarAsync<long>(connection, LegacyData.BrokenTrees));
         Assert.Equal(0L, await Sql.ScalarAsync<long>(connection, $"SELECT count(*) FROM todos_active WHERE id = '{deleted}'"));
         Assert.Equal("renamed while the backfill ran", await Sql.ScalarAsync<string>(connection, $"SELECT title FROM todos_active WHERE id = '{updated}'"));
-        var validate = await MigrateCommandTests.RunArchiverAsync(["legacy", "validate"], db);
+        var validate = await OperatorCli.RunAsync(["legacy", "validate"], db);
         Assert.True(validate.ExitCode == 0, validate.Output);
         Assert.Contains("0 mismatch(es)", validate.Output);
     }
@@ -157,11 +158,11 @@ public sealed class LegacyMigrationTests(PostgresServer server, ITestOutputHelpe
     public async Task Verbs_out_of_order_are_refused_with_nothing_changed()
     {
         var plain = await server.FreshMigratedDatabaseAsync("legacy_none");
-        var noTable = await MigrateCommandTests.RunArchiverAsync(["legacy", "start"], plain);
+        var noTable = await OperatorCli.RunAsync(["legacy", "start"], plain);
         Assert.True(noTable.ExitCode == 1, noTable.Output);
         Assert.Contains("there is no legacy table `todos`", noTable.Output);
         await Sql.ExecuteAsync(plain, $"{LegacyTable.CreateTable}; INSERT INTO todos_active (id, user_id, title) VALUES (gen_random_uuid(), gen_random_uuid(), 'already here')");
-        var occupied = await MigrateCommandTests.RunArchiverAsync(["legacy", "start"], plain);
+        var occupied = await OperatorCli.RunAsync(["legacy", "start"], plain);
         Assert.True(occupied.ExitCode == 1, occupied.Output);
         Assert.Contains("TodoScale's tables already hold todos", occupied.Output);
         Assert.Equal(0L, await Sql.ScalarAsync<long>(plain, "SELECT count(*) FROM legacy_migration"));
@@ -173,7 +174,7 @@ public sealed class LegacyMigrationTests(PostgresServer server, ITestOutputHelpe
                      (new[] { "legacy", "validate" }, "run `legacy start` and `legacy backfill` first"),
                  })
         {
-            var refused = await MigrateCommandTests.RunArchiverAsync(verb, db);
+            var refused = await OperatorCli.RunAsync(verb, db);
             Assert.True(refused.ExitCode == 1, refused.Output);
             Assert.Contains(says, refused.Output);
         }
@@ -182,18 +183,18 @@ public sealed class LegacyMigrationTests(PostgresServer server, ITestOutputHelpe
         Assert.Equal(0L, await Sql.ScalarAsync<long>(db, "SELECT count(*) FROM todos_active"));
         Assert.Equal(0L, await Sql.ScalarAsync<long>(db, "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'todos'::regclass AND NOT tgisinternal"));
 
-        var start = await MigrateCommandTests.RunArchiverAsync(["legacy", "start"], db);
+        var start = await OperatorCli.RunAsync(["legacy", "start"], db);
         Assert.True(start.ExitCode == 0, start.Output);
-        var early = await MigrateCommandTests.RunArchiverAsync(["legacy", "validate"], db);
+        var early = await OperatorCli.RunAsync(["legacy", "validate"], db);
         Assert.True(early.ExitCode == 1, early.Output);
         Assert.Contains("run `legacy backfill` to the end first", early.Output);
         Assert.Equal("started", await Sql.ScalarAsync<string>(db, "SELECT phase FROM legacy_migration"));
 
-        var badSample = await MigrateCommandTests.RunArchiverAsync(["legacy", "validate", "--sample", "0"], db);
+        var badSample = await OperatorCli.RunAsync(["legacy", "validate", "--sample", "0"], db);
         Assert.True(badSample.ExitCode == 2, badSample.Output);
-        var badBatch = await MigrateCommandTests.RunArchiverAsync(["legacy", "backfill", "--batch-size", "0"], db);
+        var badBatch = await OperatorCli.RunAsync(["legacy", "backfill", "--batch-size", "0"], db);
         Assert.True(badBatch.ExitCode == 2 && badBatch.Output.Contains("BatchSize", StringComparison.Ordinal), badBatch.Output);
-        var badParallel = await MigrateCommandTests.RunArchiverAsync(["legacy", "backfill", "--parallel", "65"], db);
+        var badParallel = await OperatorCli.RunAsync(["legacy", "backfill", "--parallel", "65"], db);
         Assert.True(badParallel.ExitCode == 2 && badParallel.Output.Contains("Parallel", StringComparison.Ordinal), badParallel.Output);
         Assert.Equal(0L, await Sql.ScalarAsync<long>(db, "SELECT backfill_rows FROM legacy_migration"));
 
@@ -205,7 +206,7 @@ public sealed class LegacyMigrationTests(PostgresServer server, ITestOutputHelpe
                      (new[] { "legacy", "finalize", "--force" }, "finalize comes after `legacy switch` (phase started)"),
                  })
         {
-            var refused = await MigrateCommandTests.RunArchiverAsync(verb, db);
+            var refused = await OperatorCli.RunAsync(verb, db);
             Assert.True(refused.ExitCode == 1, refused.Output);
             Assert.Contains(says, refused.Output);
         }
@@ -214,11 +215,11 @@ public sealed class LegacyMigrationTests(PostgresServer server, ITestOutputHelpe
         Assert.Equal(0L, await Sql.ScalarAsync<long>(db, $"SELECT count(*) FROM pg_trigger WHERE tgname = '{LegacyMigration.ReverseTrigger}'"));
 
         // Finalize inside the retention window: refused, `todos` and both triggers stay; after the window it runs.
-        Assert.Equal(0, (await MigrateCommandTests.RunArchiverAsync(["legacy", "backfill"], db)).ExitCode);
-        Assert.Equal(0, (await MigrateCommandTests.RunArchiverAsync(["legacy", "validate"], db)).ExitCode);
-        var switched = await MigrateCommandTests.RunArchiverAsync(["legacy", "switch"], db);
+        Assert.Equal(0, (await OperatorCli.RunAsync(["legacy", "backfill"], db)).ExitCode);
+        Assert.Equal(0, (await OperatorCli.RunAsync(["legacy", "validate"], db)).ExitCode);
+        var switched = await OperatorCli.RunAsync(["legacy", "switch"], db);
         Assert.True(switched.ExitCode == 0, switched.Output);
-        var inside = await MigrateCommandTests.RunArchiverAsync(["legacy", "finalize"], db);
+        var inside = await OperatorCli.RunAsync(["legacy", "finalize"], db);
         Assert.True(inside.ExitCode == 1, inside.Output);
         Assert.Contains("the retention window runs until", inside.Output);
         Assert.Contains("days left", inside.Output);
@@ -227,17 +228,17 @@ public sealed class LegacyMigrationTests(PostgresServer server, ITestOutputHelpe
         Assert.True(await Sql.ScalarAsync<bool>(db, "SELECT to_regclass('todos') IS NOT NULL"));
         Assert.Equal(2L, await Sql.ScalarAsync<long>(db,
             $"SELECT count(*) FROM pg_trigger WHERE tgname IN ('{LegacyMigration.ForwardTrigger}', '{LegacyMigration.ReverseTrigger}') AND tgparentid = 0"));
-        var after = await MigrateCommandTests.RunArchiverAsync(["legacy", "finalize"], db, ("Legacy__RetentionWindow", "00:00:00"));
+        var after = await OperatorCli.RunAsync(["legacy", "finalize"], db, ("Legacy__RetentionWindow", "00:00:00"));
         Assert.True(after.ExitCode == 0, after.Output);
         Assert.Equal("finalized", await Sql.ScalarAsync<string>(db, "SELECT phase FROM legacy_migration"));
         Assert.False(await Sql.ScalarAsync<bool>(db, "SELECT to_regclass('todos') IS NOT NULL OR to_regnamespace('todoscale_legacy') IS NOT NULL"));
         Assert.Equal(0L, await Sql.ScalarAsync<long>(db, $"SELECT count(*) FROM pg_trigger WHERE tgname = '{LegacyMigration.ReverseTrigger}'"));
-        var late = await MigrateCommandTests.RunArchiverAsync(["legacy", "switch"], db);
+        var late = await OperatorCli.RunAsync(["legacy", "switch"], db);
         Assert.True(late.ExitCode == 1 && late.Output.Contains("the migration is finalized", StringComparison.Ordinal), late.Output);
 
         // A finalize stopped between its two steps (phase finalized, `todos` not dropped yet): the rerun drops it.
         await Sql.ExecuteAsync(db, LegacyTable.CreateTable);
-        var rerun = await MigrateCommandTests.RunArchiverAsync(["legacy", "finalize"], db);
+        var rerun = await OperatorCli.RunAsync(["legacy", "finalize"], db);
         Assert.True(rerun.ExitCode == 0 && rerun.Output.Contains("already finalized", StringComparison.Ordinal), rerun.Output);
         Assert.False(await Sql.ScalarAsync<bool>(db, "SELECT to_regclass('todos') IS NOT NULL"));
     }
@@ -249,7 +250,7 @@ public sealed class LegacyMigrationTests(PostgresServer server, ITestOutputHelpe
         await Sql.ExecuteAsync(db, LegacyTable.CreateTable);
         await Sql.ExecuteAsync(db, "ALTER TABLE todos ALTER COLUMN depth TYPE numeric, ALTER COLUMN priority TYPE text, DROP COLUMN ai_generated");
 
-        var start = await MigrateCommandTests.RunArchiverAsync(["legacy", "start"], db);
+        var start = await OperatorCli.RunAsync(["legacy", "start"], db);
 
         Assert.True(start.ExitCode == 1, start.Output);
         Assert.Contains("`todos` cannot be migrated as it is", start.Output);
@@ -284,12 +285,12 @@ public sealed class LegacyMigrationTests(PostgresServer server, ITestOutputHelpe
             SELECT md5('grandchild' || id)::uuid, user_id, id, 'grandchild', 2 FROM todos WHERE depth = 1;
             """);
 
-        var start = await MigrateCommandTests.RunArchiverAsync(["legacy", "start"], db);
+        var start = await OperatorCli.RunAsync(["legacy", "start"], db);
         Assert.True(start.ExitCode == 0, start.Output);
-        var backfill = await MigrateCommandTests.RunArchiverAsync(["legacy", "backfill"], db);
+        var backfill = await OperatorCli.RunAsync(["legacy", "backfill"], db);
         Assert.True(backfill.ExitCode == 0, backfill.Output);
         Assert.Contains("read 450 rows: 450 taken, 0 rejected; copied 450", backfill.Output);
-        var validate = await MigrateCommandTests.RunArchiverAsync(["legacy", "validate"], db);
+        var validate = await OperatorCli.RunAsync(["legacy", "validate"], db);
         Assert.True(validate.ExitCode == 0, validate.Output);
         Assert.Contains("450 rows in todos: 450 taken, 0 rejected, 0 other; 450 rows in TodoScale, 0 only there; 0 mismatch(es)", validate.Output);
         Assert.Equal(await Sql.ScalarAsync<string>(db, LegacyData.LegacyChecksum), await Sql.ScalarAsync<string>(db, LegacyData.TodoScaleChecksum));
@@ -304,7 +305,7 @@ public sealed class LegacyMigrationTests(PostgresServer server, ITestOutputHelpe
             """);
         Assert.Equal(["title_too_long: the title is 501 characters long (500 at most)", $"user_changed: todo {moved} changed user: user_id never changes in TodoScale"],
             await Sql.ColumnAsync<string>(db, $"SELECT reason || ': ' || message FROM legacy_rejects ORDER BY id = '{moved}'"));
-        var rejected = await MigrateCommandTests.RunArchiverAsync(["legacy", "validate"], db);
+        var rejected = await OperatorCli.RunAsync(["legacy", "validate"], db);
         Assert.True(rejected.ExitCode == 1, rejected.Output);
         Assert.Contains("451 rows in todos: 449 taken, 2 rejected (title_too_long 1, user_changed 1), 0 other;", rejected.Output);
     }

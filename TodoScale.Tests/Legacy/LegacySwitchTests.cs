@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using TodoScale.Archiver.Legacy;
 using TodoScale.Tests.Infrastructure;
 using Xunit.Abstractions;
+using TodoScale.Testing;
 
 namespace TodoScale.Tests.Legacy;
 
@@ -44,7 +45,7 @@ public sealed class LegacySwitchTests(AppHostFixture fixture, ITestOutputHelper 
                 """);
             var legacyRoots = await Sql.ScalarAsync<long>(db, $"SELECT count(*) FROM todos WHERE user_id = '{api.UserId}' AND parent_todo_id IS NULL AND id <> '{unknown}'");
 
-            var start = await MigrateCommandTests.RunArchiverAsync(["legacy", "start"], db);
+            var start = await OperatorCli.RunAsync(["legacy", "start"], db);
             Assert.True(start.ExitCode == 0, start.Output);
             await ServingFromAsync(admin, "todos");
 
@@ -77,18 +78,21 @@ public sealed class LegacySwitchTests(AppHostFixture fixture, ITestOutputHelper 
             writing = writer.RunAsync(stop.Token);
             var (kills, positions, _) = await LegacyData.BackfillKilledAsync(db, kills: 10, log, writer);
             log.WriteLine($"backfill killed {kills} times, at positions {string.Join(", ", positions)}; the writer made {writer.Changes} changes so far");
-            var refused = await MigrateCommandTests.RunArchiverAsync(["legacy", "validate"], db);
+            var refused = await OperatorCli.RunAsync(["legacy", "validate"], db);
             Assert.True(refused.ExitCode == 1, refused.Output);
             Assert.Contains($"todo {unknown}: missing in TodoScale (rejected, unknown_status: status 'archived' is none of", refused.Output);
             // Fixed at the source: the trigger takes it, and the API serves it.
             await Sql.ExecuteAsync(db, $"UPDATE todos SET status = 'todo' WHERE id = '{unknown}'");
-            (await api.GetAsync($"/api/todos/{unknown}")).Is(HttpStatusCode.OK);
-            var validate = await MigrateCommandTests.RunArchiverAsync(["legacy", "validate"], db);
+            // Written on the primary outside the API (no read-your-writes position for it): the user's reads may come
+            // from the replica, which serves it once it has replayed the fix.
+            await Eventually.ValueAsync("the fixed row served", () => api.GetAsync($"/api/todos/{unknown}"),
+                reply => reply.Status == HttpStatusCode.OK, TimeSpan.FromSeconds(60));
+            var validate = await OperatorCli.RunAsync(["legacy", "validate"], db);
             Assert.True(validate.ExitCode == 0 && validate.Output.Contains(" 0 mismatch(es)", StringComparison.Ordinal), validate.Output);
             log.WriteLine(validate.Output.Trim());
 
             // Switch while the legacy application still writes: it keeps reaching both sides.
-            var switched = await MigrateCommandTests.RunArchiverAsync(["legacy", "switch"], db);
+            var switched = await OperatorCli.RunAsync(["legacy", "switch"], db);
             Assert.True(switched.ExitCode == 0, switched.Output);
             log.WriteLine(switched.Output.Trim());
             await ServingFromAsync(admin, "todoscale");
@@ -121,7 +125,7 @@ public sealed class LegacySwitchTests(AppHostFixture fixture, ITestOutputHelper 
             Assert.True(writer.Changes > changesAtSwitch, "the legacy writer made no change after the switch");
 
             // Rollback: instant, the API serves from `todos` again, and `todos` is the new side row for row.
-            var rollback = await MigrateCommandTests.RunArchiverAsync(["legacy", "rollback"], db);
+            var rollback = await OperatorCli.RunAsync(["legacy", "rollback"], db);
             Assert.True(rollback.ExitCode == 0, rollback.Output);
             await ServingFromAsync(admin, "todos");
             Assert.Equal(await Sql.ScalarAsync<string>(db, LegacyData.TodoScaleChecksum), await Sql.ScalarAsync<string>(db, LegacyData.LegacyChecksum));
@@ -133,13 +137,13 @@ public sealed class LegacySwitchTests(AppHostFixture fixture, ITestOutputHelper 
             Assert.Equal("todo", reopened.Body!["status"]!.GetValue<string>());
 
             // Switch again (from the rollback), and finalize: refused inside the window, then forced.
-            Assert.Equal(0, (await MigrateCommandTests.RunArchiverAsync(["legacy", "switch"], db)).ExitCode);
+            Assert.Equal(0, (await OperatorCli.RunAsync(["legacy", "switch"], db)).ExitCode);
             await ServingFromAsync(admin, "todoscale");
-            var early = await MigrateCommandTests.RunArchiverAsync(["legacy", "finalize"], db);
+            var early = await OperatorCli.RunAsync(["legacy", "finalize"], db);
             Assert.True(early.ExitCode == 1 && early.Output.Contains("the retention window runs until", StringComparison.Ordinal), early.Output);
             var ids = await Sql.ColumnAsync<Guid>(db, "SELECT id FROM todos ORDER BY id");
             var checksum = await Sql.ScalarAsync<string>(db, LegacyData.LegacyChecksum);
-            var finalize = await MigrateCommandTests.RunArchiverAsync(["legacy", "finalize", "--force"], db);
+            var finalize = await OperatorCli.RunAsync(["legacy", "finalize", "--force"], db);
             Assert.True(finalize.ExitCode == 0, finalize.Output);
             log.WriteLine(finalize.Output.Trim());
 
@@ -164,20 +168,9 @@ public sealed class LegacySwitchTests(AppHostFixture fixture, ITestOutputHelper 
     /// <summary>Waits until the API says it serves from <paramref name="source"/> (it polls the phase; no restart).</summary>
     private static async Task ServingFromAsync(ApiClient admin, string source)
     {
-        var deadline = DateTime.UtcNow + ServingChange;
-        JsonNode? last = null;
-        while (DateTime.UtcNow < deadline)
-        {
-            last = (await admin.GetAsync("/api/admin/reads")).Is(HttpStatusCode.OK).Body;
-            if (last!["servingFrom"]!.GetValue<string>() == source)
-            {
-                return;
-            }
-
-            await Task.Delay(100);
-        }
-
-        Assert.Fail($"the API did not serve from {source} within {ServingChange.TotalSeconds} s: {last?.ToJsonString()}");
+        await Eventually.ValueAsync($"the API serving from {source}",
+            async () => (await admin.GetAsync("/api/admin/reads")).Is(HttpStatusCode.OK).Body!,
+            reads => reads["servingFrom"]!.GetValue<string>() == source, ServingChange);
     }
 }
 

@@ -9,6 +9,7 @@ using Xunit.Abstractions;
 using TodoScale.Archiver.Database;
 using TodoScale.Archiver.Settings;
 using TodoScale.Archiver.Telemetry;
+using TodoScale.Testing;
 
 namespace TodoScale.Tests.Partitions;
 
@@ -37,7 +38,7 @@ public sealed class PartitionSplitTests(PostgresServer server, ITestOutputHelper
         foreach (var to in new[] { 32, 64 })
         {
             var (writes, reads) = (traffic.Writes, traffic.Reads);
-            var split = await MigrateCommandTests.RunArchiverAsync(["partitions", "split", "--to", $"{to}", "--batch-size", "500"], db);
+            var split = await OperatorCli.RunAsync(["partitions", "split", "--to", $"{to}", "--batch-size", "500"], db);
             var during = (Writes: traffic.Writes - writes, Reads: traffic.Reads - reads);
             log.WriteLine($"{DateTimeOffset.UtcNow:HH:mm:ss.fff} {split.Output.Trim().Split('\n')[^1]} ({during.Writes} writes, {during.Reads} reads during the split)");
             Assert.True(split.ExitCode == 0, split.Output);
@@ -47,11 +48,11 @@ public sealed class PartitionSplitTests(PostgresServer server, ITestOutputHelper
             Assert.Contains($"{to} old partition(s) split to modulus {to}", split.Output);
             Assert.Equal(to, (await PartitionRowsGaugeAsync(db, "todos_active")).Count);
             Assert.Equal(to, (await PartitionRowsGaugeAsync(db, "ai_interactions")).Count);
-            var status = await MigrateCommandTests.RunArchiverAsync(["partitions", "status"], db);
+            var status = await OperatorCli.RunAsync(["partitions", "status"], db);
             Assert.True(status.ExitCode == 0, status.Output);
             Assert.Contains($"todos_active: {to} partitions", status.Output);
             Assert.Contains($"re-split: to {to} finished", status.Output);
-            var again = await MigrateCommandTests.RunArchiverAsync(["partitions", "split", "--to", $"{to}"], db);
+            var again = await OperatorCli.RunAsync(["partitions", "split", "--to", $"{to}"], db);
             Assert.True(again.ExitCode == 0 && again.Output.Contains($"already have {to} partitions", StringComparison.Ordinal), again.Output);
         }
 
@@ -126,10 +127,10 @@ public sealed class PartitionSplitTests(PostgresServer server, ITestOutputHelper
                 "SELECT coalesce((SELECT table_name || ' p' || remainder || ' ' || step || ' ' || copied FROM partition_split ORDER BY updated_at DESC LIMIT 1), 'nothing yet')"));
             if (killed == 3)
             {
-                var other = await MigrateCommandTests.RunArchiverAsync(["partitions", "split", "--to", "64"], db);
+                var other = await OperatorCli.RunAsync(["partitions", "split", "--to", "64"], db);
                 Assert.True(other.ExitCode == 2, other.Output);
                 Assert.Contains("a split to 32 partitions is in progress", other.Output);
-                var status = await MigrateCommandTests.RunArchiverAsync(["partitions", "status"], db);
+                var status = await OperatorCli.RunAsync(["partitions", "status"], db);
                 Assert.True(status.ExitCode == 0, status.Output);
                 Assert.Contains("re-split: to 32 in progress", status.Output);
                 await AssertPartitionHashFollowsTheLayoutAsync(db, workload.LightUsers.Take(200));
@@ -170,7 +171,7 @@ public sealed class PartitionSplitTests(PostgresServer server, ITestOutputHelper
             to = "32";
         }
 
-        var result = await MigrateCommandTests.RunArchiverAsync(["partitions", "split", "--to", to], db);
+        var result = await OperatorCli.RunAsync(["partitions", "split", "--to", to], db);
         Assert.True(result.ExitCode == 2, result.Output);
         Assert.Contains(message, result.Output);
         Assert.Equal(0L, await Sql.ScalarAsync<long>(db, "SELECT count(*) FROM partition_split"));
@@ -198,7 +199,7 @@ public sealed class PartitionSplitTests(PostgresServer server, ITestOutputHelper
         "SELECT count(*) || ': ' || coalesce(string_agg(table_name || ' ' || old_modulus || ' p' || remainder || ' ' || step || ' ' || copied, ', ' ORDER BY table_name, old_modulus, remainder), '') FROM partition_split";
 
     private static Process StartSplit(string db, bool slow, System.Text.StringBuilder output) =>
-        MigrateCommandTests.StartArchiver(["partitions", "split", "--to", "32", "--batch-size", slow ? "50" : "2000"], db, output,
+        OperatorCli.Start(["partitions", "split", "--to", "32", "--batch-size", slow ? "50" : "2000"], db, output,
             ("Split__PauseBetweenBatches", slow ? "00:00:00.050" : "00:00:00"));
 
     /// <summary>

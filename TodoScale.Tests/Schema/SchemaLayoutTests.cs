@@ -1,4 +1,5 @@
 using System.Globalization;
+using TodoScale.Data.Schema;
 using TodoScale.Tests.Infrastructure;
 
 namespace TodoScale.Tests.Schema;
@@ -18,6 +19,20 @@ public sealed class SchemaLayoutTests(PostgresServer server)
         """;
 
     private Task<string> Database => server.MigratedDatabaseForAsync(GetType());
+
+    /// <summary>The column lists C# names on both sides of a move are the tables' columns, in the catalog's order (TodoColumns).</summary>
+    [Theory]
+    [InlineData("todos_active", TodoColumns.Todo)]
+    [InlineData("todos_archived", TodoColumns.Todo + ", archived_at")]
+    [InlineData("ai_interactions", TodoColumns.AiInteraction)]
+    [InlineData("ai_interactions_archived", TodoColumns.AiInteraction + ", archived_at")]
+    public async Task The_shared_column_lists_are_the_tables_columns_in_order(string table, string columns)
+    {
+        var catalog = await Sql.ColumnAsync<string>(await Database,
+            $"SELECT attname FROM pg_attribute WHERE attrelid = '{table}'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum");
+        Assert.Equal(columns.Split(", "), catalog);
+        Assert.Equal(TodoColumns.Todo.Split(", ").Where(c => c != "depth"), TodoColumns.TodoButDepth.Split(", "));
+    }
 
     [Theory]
     [InlineData("todos_active")]

@@ -1,6 +1,6 @@
 using System.CommandLine;
 using TodoScale.Bench;
-using TodoScale.Tests.Infrastructure;
+using TodoScale.Testing;
 
 // TodoScale.Bench: `./build.sh bench [--scale tiny|small|medium|large]` runs this. It starts its own stack, so it
 // needs nothing running; it writes bench/results/<date>-<scale>.md and the plots beside it.

@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using Npgsql;
 using TodoScale.Data.Legacy;
-using TodoScale.Tests.Legacy;
+using TodoScale.Testing;
 
 namespace TodoScale.Bench.Data;
 

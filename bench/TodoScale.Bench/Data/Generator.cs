@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Npgsql;
 using NpgsqlTypes;
+using TodoScale.Data.Schema;
 
 namespace TodoScale.Bench.Data;
 
@@ -64,8 +65,8 @@ public sealed class Generator(BenchScale scale, int seed, DateTimeOffset now)
 
         long active = 0, archived = 0, projects = 0, ai = 0;
         var loaded = new List<BenchUser>();
-        await using (var activeCopy = await connections[0].BeginBinaryImportAsync($"COPY todos_active ({TodoColumns}) FROM STDIN (FORMAT BINARY)", cancellationToken))
-        await using (var archivedCopy = await connections[1].BeginBinaryImportAsync($"COPY todos_archived ({TodoColumns}, archived_at) FROM STDIN (FORMAT BINARY)", cancellationToken))
+        await using (var activeCopy = await connections[0].BeginBinaryImportAsync($"COPY todos_active ({TodoColumns.Todo}) FROM STDIN (FORMAT BINARY)", cancellationToken))
+        await using (var archivedCopy = await connections[1].BeginBinaryImportAsync($"COPY todos_archived ({TodoColumns.Todo}, archived_at) FROM STDIN (FORMAT BINARY)", cancellationToken))
         await using (var projectCopy = await connections[2].BeginBinaryImportAsync("COPY projects (user_id, id, name, created_at, updated_at) FROM STDIN (FORMAT BINARY)", cancellationToken))
         await using (var aiCopy = await connections[3].BeginBinaryImportAsync("COPY ai_interactions (user_id, id, todo_id, kind, model, prompt, response, tokens_in, tokens_out, latency_ms, created_at) FROM STDIN (FORMAT BINARY)", cancellationToken))
         {
@@ -130,9 +131,6 @@ public sealed class Generator(BenchScale scale, int seed, DateTimeOffset now)
     public bool Done => _next >= Users.Count;
 
     private int _next;
-
-    public const string TodoColumns =
-        "id, user_id, parent_todo_id, project_id, title, description, status, priority, due_date, completed_at, ai_generated, depth, created_at, updated_at";
 
     private sealed record Todo(
         Guid Id, Guid? ParentId, Guid? ProjectId, string Title, string? Description, string Status, short Priority,

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using TodoScale.Bench.Workloads;
+using TodoScale.Testing;
 
 namespace TodoScale.Bench.Reporting;
 

@@ -5,7 +5,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Npgsql;
 using TodoScale.ServiceDefaults.Auth;
-using TodoScale.Tests.Infrastructure;
+using TodoScale.Testing;
 
 namespace TodoScale.Bench.Stack;
 

@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using System.Text.RegularExpressions;
-using TodoScale.Tests.Infrastructure;
+using TodoScale.Testing;
 
 namespace TodoScale.Bench.Workloads;
 

@@ -8,8 +8,7 @@ using TodoScale.Bench.Data;
 using TodoScale.Bench.Reporting;
 using TodoScale.Bench.Stack;
 using TodoScale.Data.Legacy;
-using TodoScale.Tests.Legacy;
-using TodoScale.Tests.Infrastructure;
+using TodoScale.Testing;
 
 namespace TodoScale.Bench.Workloads;
 
@@ -56,10 +55,10 @@ public static partial class LegacyMigrationBench
         say($"  inserts, trigger on: {on.PerSecond:N0}/s, p99 {on.P99Ms:0.00} ms ({on.PerSecond / off.PerSecond - 1:+0%;-0%})");
         await load.StopAsync();
 
-        var backfill = await OperatorCli.RunAsync(stack, ["legacy", "backfill"], "legacy backfill: read", cancellationToken);
+        var backfill = await OperatorCli.SummaryAsync(stack.PrimaryConnectionString, ["legacy", "backfill"], "legacy backfill: read", cancellationToken);
         say($"  {backfill}");
         var rate = double.Parse(BackfillRate().Match(backfill).Groups["rate"].Value.Replace(",", "", StringComparison.Ordinal), CultureInfo.InvariantCulture);
-        var validate = await OperatorCli.RunAsync(stack, ["legacy", "validate"], "legacy validate:", cancellationToken);
+        var validate = await OperatorCli.SummaryAsync(stack.PrimaryConnectionString, ["legacy", "validate"], "legacy validate:", cancellationToken);
         say($"  {validate}");
 
         await using var again = new InsertLoad(stack, users);
@@ -67,7 +66,7 @@ public static partial class LegacyMigrationBench
         var switched = await again.DuringAsync("legacy switch", stack, cancellationToken);
         say($"  {switched.Line} ({switched.Seconds:0.0} s; longest insert meanwhile {switched.LongestInsertMs:0.0} ms)");
         await again.StopAsync();
-        var finalize = await OperatorCli.RunAsync(stack, ["legacy", "finalize", "--force"], "legacy finalize:", cancellationToken);
+        var finalize = await OperatorCli.SummaryAsync(stack.PrimaryConnectionString, ["legacy", "finalize", "--force"], "legacy finalize:", cancellationToken);
         say($"  {finalize}");
         return new LegacyBenchResult(scale.LegacyRows, generated, Writers, off, on, start, switched, backfill, rate, validate, finalize, clock.Elapsed);
     }
@@ -138,7 +137,7 @@ public static partial class LegacyMigrationBench
             var baselineFrom = Stopwatch.GetTimestamp();
             await Task.Delay(TimeSpan.FromSeconds(2), cancellationToken);
             var from = Stopwatch.GetTimestamp();
-            var line = await OperatorCli.RunAsync(stack, verb.Split(' '), verb + ":", cancellationToken);
+            var line = await OperatorCli.SummaryAsync(stack.PrimaryConnectionString, verb.Split(' '), verb + ":", cancellationToken);
             var to = Stopwatch.GetTimestamp();
             await Task.Delay(TimeSpan.FromMilliseconds(500), cancellationToken);
             var baseline = Between(baselineFrom, from).Select(i => Stopwatch.GetElapsedTime(i.Started, i.Ended).TotalMilliseconds).DefaultIfEmpty(0).Max();

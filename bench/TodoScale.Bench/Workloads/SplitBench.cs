@@ -5,6 +5,7 @@ using Npgsql;
 using NpgsqlTypes;
 using TodoScale.Bench.Data;
 using TodoScale.Bench.Stack;
+using TodoScale.Testing;
 
 namespace TodoScale.Bench.Workloads;
 
@@ -47,7 +48,7 @@ public static class SplitBench
         var before = await load.MeasureAsync("before the split", window, cancellationToken);
         say($"  writes before: {before.PerSecond:N0}/s, p99 {before.P99Ms:0.00} ms, max {before.MaxMs:0.0} ms");
         var from = Stopwatch.GetTimestamp();
-        var line = await OperatorCli.RunAsync(stack, ["partitions", "split", "--to", "32"], "partitions split:", cancellationToken);
+        var line = await OperatorCli.SummaryAsync(stack.PrimaryConnectionString, ["partitions", "split", "--to", "32"], "partitions split:", cancellationToken);
         var to = Stopwatch.GetTimestamp();
         say($"  {line}");
         var during = load.Overlapping("during the split", from, to);

@@ -9,8 +9,10 @@ using Npgsql;
 using StackExchange.Redis;
 using TodoScale.Data.Schema;
 using TodoScale.Tests.Infrastructure;
+using TodoScale.Tests.Dashboards;
+using TodoScale.Testing;
 
-namespace TodoScale.Tests;
+namespace TodoScale.Tests.AppHost;
 
 /// <summary>The whole stack started by the real AppHost in process mode.</summary>
 [Trait(Traits.Needs, Traits.AppHost)]
@@ -60,7 +62,7 @@ public sealed class AppHostTests(AppHostFixture fixture)
     {
         var key = await File.ReadAllTextAsync(Path.Combine(fixture.DataRoot, "auth-signing.key"));
         var user = Guid.CreateVersion7();
-        var (exitCode, token) = await MigrateCommandTests.RunArchiverAsync(["token", "--user", user.ToString(), "--admin"], null, ("Auth__SigningKey", key));
+        var (exitCode, token) = await OperatorCli.RunAsync(["token", "--user", user.ToString(), "--admin"], null, ("Auth__SigningKey", key));
         Assert.True(exitCode == 0, token);
 
         using var http = App.CreateHttpClient("api", "http");
@@ -136,19 +138,9 @@ public sealed class AppHostTests(AppHostFixture fixture)
                 await insert.ExecuteNonQueryAsync();
             }
 
-            var clock = Stopwatch.StartNew();
-            var seen = false;
-            while (!seen && clock.Elapsed < TimeSpan.FromSeconds(5))
-            {
-                seen = await ScalarAsync<bool>(replica, $"SELECT to_regclass('{table}') IS NOT NULL")
-                    && await ScalarAsync<long>(replica, $"SELECT count(*) FROM {table} WHERE id = '{id}'") == 1;
-                if (!seen)
-                {
-                    await Task.Delay(50);
-                }
-            }
-
-            Assert.True(seen, $"the row written on the primary was not on the replica after {clock.Elapsed}");
+            await Eventually.TrueAsync("the row written on the primary on the replica", async () =>
+                await ScalarAsync<bool>(replica, $"SELECT to_regclass('{table}') IS NOT NULL")
+                && await ScalarAsync<long>(replica, $"SELECT count(*) FROM {table} WHERE id = '{id}'") == 1, TimeSpan.FromSeconds(5));
             // A write on a hot standby must be refused: it really is the read replica, not a second primary.
             var refused = await Assert.ThrowsAsync<PostgresException>(() => ScalarAsync<int>(replica, $"INSERT INTO {table} (id) VALUES (gen_random_uuid()); SELECT 1"));
             Assert.Equal(PostgresErrorCodes.ReadOnlySqlTransaction, refused.SqlState);

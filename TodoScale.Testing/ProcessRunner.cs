@@ -1,10 +1,10 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 
-namespace TodoScale.Tests.Infrastructure;
+namespace TodoScale.Testing;
 
 /// <summary>Runs programs for the fixtures, as the postgres user when the tests run as root (postgres refuses root).</summary>
-internal static partial class ProcessRunner
+public static partial class ProcessRunner
 {
     public static bool IsRoot => Environment.UserName == "root" || geteuid() == 0;
 

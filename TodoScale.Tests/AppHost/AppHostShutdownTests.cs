@@ -3,8 +3,9 @@ using Aspire.Hosting;
 using Aspire.Hosting.Testing;
 using Npgsql;
 using TodoScale.Tests.Infrastructure;
+using TodoScale.Testing;
 
-namespace TodoScale.Tests;
+namespace TodoScale.Tests.AppHost;
 
 /// <summary>
 /// Stops and restarts its own AppHost on one data root (the shared app must stay up for its collection):

@@ -1,8 +1,9 @@
 using Npgsql;
 using TodoScale.Data.Schema;
 using TodoScale.Tests.Infrastructure;
+using TodoScale.Testing;
 
-namespace TodoScale.Tests;
+namespace TodoScale.Tests.Cli;
 
 /// <summary>The operators' `migrate` verb, run as the real CLI binary against a real PostgreSQL.</summary>
 [Collection(PostgresCollection.Name)]
@@ -19,14 +20,14 @@ public sealed class MigrateCommandTests(PostgresServer server)
     {
         var connectionString = await server.CreateDatabaseAsync("migrate");
 
-        var first = await RunArchiverAsync(["migrate"], connectionString);
+        var first = await OperatorCli.RunAsync(["migrate"], connectionString);
         Assert.True(first.ExitCode == 0, first.Output);
         Assert.Contains($"database current, {SchemaMigrator.EmbeddedMigrations().Count} migration(s) applied", first.Output);
         var history = await HistoryAsync(connectionString);
         var catalog = await SchemaDumpAsync(connectionString);
         Assert.Contains("CREATE TABLE public.todos_active_p15", catalog);
 
-        var second = await RunArchiverAsync(["migrate"], connectionString);
+        var second = await OperatorCli.RunAsync(["migrate"], connectionString);
         Assert.True(second.ExitCode == 0, second.Output);
         Assert.Contains("database current, 0 migration(s) applied", second.Output);
         Assert.Equal(history, await HistoryAsync(connectionString));
@@ -37,7 +38,7 @@ public sealed class MigrateCommandTests(PostgresServer server)
     public async Task The_partition_count_and_depth_limit_are_settings_at_creation()
     {
         var connectionString = await server.CreateDatabaseAsync("migrate32");
-        var result = await RunArchiverAsync(["migrate"], connectionString, ("Schema__ActivePartitions", "32"), ("Schema__MaxDepth", "3"));
+        var result = await OperatorCli.RunAsync(["migrate"], connectionString, ("Schema__ActivePartitions", "32"), ("Schema__MaxDepth", "3"));
         Assert.True(result.ExitCode == 0, result.Output);
 
         var partitions = await Sql.ColumnAsync<string>(connectionString,
@@ -47,7 +48,7 @@ public sealed class MigrateCommandTests(PostgresServer server)
             "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'todos_active_depth_check' AND conrelid = 'todos_active'::regclass"));
 
         // Later runs cannot change it (that is `partitions split`), and say so rather than ignore it silently.
-        var again = await RunArchiverAsync(["migrate"], connectionString);
+        var again = await OperatorCli.RunAsync(["migrate"], connectionString);
         Assert.True(again.ExitCode == 0, again.Output);
         Assert.Contains("todos_active has 32 partitions; Schema:ActivePartitions=16 applies only when the schema is created", again.Output);
     }
@@ -61,7 +62,7 @@ public sealed class MigrateCommandTests(PostgresServer server)
     public async Task A_bad_setting_exits_2_naming_it_and_touches_nothing(string setting, string value, string message)
     {
         var connectionString = await server.CreateDatabaseAsync("migratebad");
-        var result = await RunArchiverAsync(["migrate"], connectionString, (setting, value));
+        var result = await OperatorCli.RunAsync(["migrate"], connectionString, (setting, value));
         Assert.Equal(2, result.ExitCode);
         Assert.Contains(message, result.Output);
         Assert.Equal(0L, await Sql.ScalarAsync<long>(connectionString, "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace"));
@@ -71,11 +72,11 @@ public sealed class MigrateCommandTests(PostgresServer server)
     public async Task An_edited_migration_stops_migrate_with_exit_1_naming_the_script()
     {
         var connectionString = await server.CreateDatabaseAsync("migrateedit");
-        Assert.Equal(0, (await RunArchiverAsync(["migrate"], connectionString)).ExitCode);
+        Assert.Equal(0, (await OperatorCli.RunAsync(["migrate"], connectionString)).ExitCode);
         // What an edit after the fact looks like to Evolve: the recorded checksum no longer matches the script.
         await Sql.ExecuteAsync(connectionString, "UPDATE public.schema_history SET checksum = 'D41D8CD98F00B204E9800998ECF8427E' WHERE version = '2'");
 
-        var result = await RunArchiverAsync(["migrate"], connectionString);
+        var result = await OperatorCli.RunAsync(["migrate"], connectionString);
         Assert.Equal(1, result.ExitCode);
         Assert.Contains("invalid checksum for migration: V2__projects_and_todos.sql", result.Output);
     }
@@ -87,7 +88,7 @@ public sealed class MigrateCommandTests(PostgresServer server)
         await using var other = await Sql.OpenAsync(connectionString);
         await Sql.ExecuteAsync(other, $"SELECT pg_advisory_lock({SchemaMigrator.MigrateLockKey})");
 
-        var result = await RunArchiverAsync(["migrate"], connectionString, ("Schema__LockTimeout", "00:00:01"));
+        var result = await OperatorCli.RunAsync(["migrate"], connectionString, ("Schema__LockTimeout", "00:00:01"));
         Assert.Equal(1, result.ExitCode);
         Assert.Contains("another migrate has held the schema lock", result.Output);
         Assert.Equal(0L, await Sql.ScalarAsync<long>(connectionString, "SELECT count(*) FROM pg_class WHERE relname = 'todos_active'"));
@@ -98,12 +99,12 @@ public sealed class MigrateCommandTests(PostgresServer server)
     public async Task A_table_lock_migrate_cannot_take_within_the_lock_timeout_exits_1_with_the_reason()
     {
         var connectionString = await server.CreateDatabaseAsync("migratetablelock");
-        Assert.Equal(0, (await RunArchiverAsync(["migrate"], connectionString)).ExitCode);
+        Assert.Equal(0, (await OperatorCli.RunAsync(["migrate"], connectionString)).ExitCode);
         await using var other = await Sql.OpenAsync(connectionString);
         await using var transaction = await other.BeginTransactionAsync();
         await Sql.ExecuteAsync(other, "LOCK TABLE public.schema_history IN ACCESS EXCLUSIVE MODE", transaction);
 
-        var result = await RunArchiverAsync(["migrate"], connectionString, ("Schema__LockTimeout", "00:00:01"));
+        var result = await OperatorCli.RunAsync(["migrate"], connectionString, ("Schema__LockTimeout", "00:00:01"));
         Assert.Equal(1, result.ExitCode);
         Assert.Contains("lock timeout", result.Output);
         Assert.Contains("another session holds a lock migrate needs", result.Output);
@@ -123,7 +124,7 @@ public sealed class MigrateCommandTests(PostgresServer server)
     [Fact]
     public async Task Migrate_without_a_connection_string_exits_2_naming_the_setting()
     {
-        var result = await RunArchiverAsync(["migrate"], connectionString: null);
+        var result = await OperatorCli.RunAsync(["migrate"], connectionString: null);
         Assert.Equal(2, result.ExitCode);
         Assert.Contains("ConnectionStrings__todos", result.Output);
     }
@@ -132,7 +133,7 @@ public sealed class MigrateCommandTests(PostgresServer server)
     public async Task Migrate_against_a_server_that_is_not_there_exits_1_with_the_reason()
     {
         var unreachable = new NpgsqlConnectionStringBuilder(server.ConnectionString("todos")) { Port = 1, Timeout = 2 }.ConnectionString;
-        var result = await RunArchiverAsync(["migrate"], unreachable);
+        var result = await OperatorCli.RunAsync(["migrate"], unreachable);
         Assert.Equal(1, result.ExitCode);
         Assert.Contains("migrate failed", result.Output);
         Assert.DoesNotContain("   at ", result.Output); // a readable message, not a stack trace
@@ -151,37 +152,5 @@ public sealed class MigrateCommandTests(PostgresServer server)
         }
 
         return rows;
-    }
-
-    internal static Task<(int ExitCode, string Output)> RunArchiverAsync(string[] args, string? connectionString, params (string Name, string Value)[] settings) =>
-        ProcessRunner.RunAsync(ArchiverStartInfo(args, connectionString, settings), Timeout);
-
-    /// <summary>Starts the archiver CLI without waiting (a test that kills it), its output and errors collected into <paramref name="output"/>.</summary>
-    internal static System.Diagnostics.Process StartArchiver(string[] args, string connectionString, System.Text.StringBuilder output, params (string Name, string Value)[] settings)
-    {
-        var process = System.Diagnostics.Process.Start(ArchiverStartInfo(args, connectionString, settings))!;
-        process.OutputDataReceived += (_, e) => { lock (output) { output.AppendLine(e.Data); } };
-        process.ErrorDataReceived += (_, e) => { lock (output) { output.AppendLine(e.Data); } };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        return process;
-    }
-
-    private static System.Diagnostics.ProcessStartInfo ArchiverStartInfo(string[] args, string? connectionString, (string Name, string Value)[] settings)
-    {
-        var info = ProcessRunner.StartInfo("dotnet", [RepositoryPaths.ProjectOutput("TodoScale.Archiver", "TodoScale.Archiver.dll"), .. args]);
-        info.Environment.Remove("ConnectionStrings__todos");
-        info.Environment["DOTNET_ENVIRONMENT"] = "Production"; // no user secrets: only what the test passes
-        if (connectionString is not null)
-        {
-            info.Environment["ConnectionStrings__todos"] = connectionString;
-        }
-
-        foreach (var (name, value) in settings)
-        {
-            info.Environment[name] = value;
-        }
-
-        return info;
     }
 }

@@ -1,6 +1,7 @@
 using TodoScale.Tests.Infrastructure;
+using TodoScale.Testing;
 
-namespace TodoScale.Tests;
+namespace TodoScale.Tests.Cli;
 
 /// <summary>The operators' `token` verb, run as the real CLI binary.</summary>
 public sealed class TokenCommandTests
@@ -10,7 +11,7 @@ public sealed class TokenCommandTests
     [Fact]
     public async Task Prints_only_a_signed_jwt_on_stdout()
     {
-        var (exitCode, output) = await MigrateCommandTests.RunArchiverAsync(
+        var (exitCode, output) = await OperatorCli.RunAsync(
             ["token", "--user", Guid.CreateVersion7().ToString()], null, ("Auth__SigningKey", Key));
         Assert.True(exitCode == 0, output);
         Assert.Matches(@"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\n$", output);
@@ -23,7 +24,7 @@ public sealed class TokenCommandTests
     [InlineData("0190a1b2-0000-7000-8000-000000000001", "abcd", "HS256 needs at least 32")]
     public async Task Bad_input_exits_2_with_a_readable_message_and_no_token(string user, string key, string message)
     {
-        var (exitCode, output) = await MigrateCommandTests.RunArchiverAsync(["token", "--user", user], null, ("Auth__SigningKey", key));
+        var (exitCode, output) = await OperatorCli.RunAsync(["token", "--user", user], null, ("Auth__SigningKey", key));
         Assert.Equal(2, exitCode);
         Assert.Contains(message, output);
         Assert.DoesNotContain("   at ", output);
@@ -32,7 +33,7 @@ public sealed class TokenCommandTests
     [Fact]
     public async Task A_missing_user_is_a_usage_error()
     {
-        var (exitCode, output) = await MigrateCommandTests.RunArchiverAsync(["token"], null, ("Auth__SigningKey", Key));
+        var (exitCode, output) = await OperatorCli.RunAsync(["token"], null, ("Auth__SigningKey", Key));
         Assert.NotEqual(0, exitCode);
         Assert.Contains("--user", output);
     }

@@ -4,7 +4,7 @@ using Aspire.Hosting.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
-namespace TodoScale.Tests.Infrastructure;
+namespace TodoScale.Testing;
 
 /// <summary>
 /// Starts the real AppHost (Aspire.Hosting.Testing) in process mode with its data under a temp folder and waits,

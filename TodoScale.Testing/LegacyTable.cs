@@ -1,4 +1,4 @@
-namespace TodoScale.Tests.Legacy;
+namespace TodoScale.Testing;
 
 /// <summary>
 /// The single `todos` table of an installation built from the original design, as every test and benchmark of the

@@ -1,7 +1,7 @@
 using Aspire.Hosting;
 using TodoScale.AppHost.Infra;
 
-namespace TodoScale.Tests;
+namespace TodoScale.Tests.AppHost;
 
 public sealed class InfraOptionsTests
 {

@@ -1,7 +1,8 @@
 using System.Text.Json;
 using TodoScale.Tests.Infrastructure;
+using TodoScale.Testing;
 
-namespace TodoScale.Tests;
+namespace TodoScale.Tests.Dashboards;
 
 /// <summary>dashboards/: Prometheus rules (promtool) and Grafana provisioning, checked without a live stack.</summary>
 public sealed class DashboardTests

@@ -1,6 +1,6 @@
-namespace TodoScale.Tests.Infrastructure;
+namespace TodoScale.Testing;
 
-internal static class RepositoryPaths
+public static class RepositoryPaths
 {
     /// <summary>The repository root: the folder holding TodoScale.sln above the test binaries.</summary>
     public static string Root { get; } = FindRoot();

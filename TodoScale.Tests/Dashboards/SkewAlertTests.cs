@@ -8,7 +8,7 @@ using TodoScale.Data.Partitioning;
 using TodoScale.Tests.Infrastructure;
 using Xunit.Abstractions;
 
-namespace TodoScale.Tests;
+namespace TodoScale.Tests.Dashboards;
 
 /// <summary>
 /// End to end: heavy tenants that PartitionHash places in one partition make the archiver's gauges, Prometheus'

@@ -1,0 +1,194 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using Npgsql;
+using NpgsqlTypes;
+using Polly;
+using TodoScale.Data.Legacy;
+using TodoScale.Data.Schema;
+using static TodoScale.Data.SqlText;
+using TodoScale.Archiver.Database;
+using TodoScale.Archiver.Settings;
+using TodoScale.Archiver.Telemetry;
+using TodoScale.Data.Partitioning;
+using TodoScale.Data.Locking;
+
+namespace TodoScale.Archiver.Archiving;
+
+/// <summary>A partition's pass over todos: finished trees found in (completed_at, id) order and moved whole, one statement a batch.</summary>
+public sealed partial class TodoArchiver
+{
+    private async Task<PartitionResult> ArchiveTreesAsync(
+        NpgsqlConnection connection, string partition, int index, DateTimeOffset cutoff, DateTimeOffset archivedAt, bool skipRowTriggers,
+        IProgress<ArchiveProgress>? progress, CancellationToken cancellationToken)
+    {
+        long rows = 0, roots = 0;
+        var batches = 0;
+        (DateTimeOffset CompletedAt, Guid Id) after = (DateTimeOffset.MinValue, Guid.Empty);
+        while (true)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var candidates = await NextRootsAsync(connection, partition, cutoff, after, cancellationToken);
+            if (candidates.Count == 0)
+            {
+                break;
+            }
+
+            var started = Stopwatch.GetTimestamp();
+            var (moved, movedRoots) = await MoveBatchAsync(connection, partition, candidates, cutoff, archivedAt, skipRowTriggers, cancellationToken);
+            rows += moved;
+            roots += movedRoots;
+            batches++;
+            metrics?.BatchMoved("todos", index, moved, Stopwatch.GetElapsedTime(started));
+            progress?.Report(new ArchiveProgress(partition, rows, batches, Finished: false));
+            after = (candidates[^1].CompletedAt, candidates[^1].Id);
+            if (candidates.Count < options.BatchSize)
+            {
+                break;
+            }
+
+            if (options.PauseBetweenBatches > TimeSpan.Zero)
+            {
+                await Task.Delay(options.PauseBetweenBatches, clock, cancellationToken);
+            }
+        }
+
+        progress?.Report(new ArchiveProgress(partition, rows, batches, Finished: true));
+        return new PartitionResult(partition, index, rows, roots, batches, Skipped: false);
+    }
+
+    /// <summary>The next top-level finished todos older than the cut-off, in (completed_at, id) order after the last batch.</summary>
+    private async Task<List<(Guid UserId, Guid Id, DateTimeOffset CompletedAt)>> NextRootsAsync(
+        NpgsqlConnection connection, string partition, DateTimeOffset cutoff, (DateTimeOffset CompletedAt, Guid Id) after,
+        CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand(
+            $"""
+            SELECT user_id, id, completed_at FROM {Quote(partition)}
+             WHERE status IN ('done', 'cancelled') AND completed_at < @cutoff AND parent_todo_id IS NULL
+               AND (completed_at, id) > (@after_completed, @after_id)
+             ORDER BY completed_at, id
+             LIMIT @batch
+            """, connection);
+        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("cutoff", NpgsqlDbType.TimestampTz) { TypedValue = cutoff });
+        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("after_completed", NpgsqlDbType.TimestampTz) { TypedValue = after.CompletedAt == DateTimeOffset.MinValue ? DateTimeOffset.UnixEpoch.AddYears(-100) : after.CompletedAt });
+        command.Parameters.Add(new NpgsqlParameter<Guid>("after_id", NpgsqlDbType.Uuid) { TypedValue = after.Id });
+        command.Parameters.Add(new NpgsqlParameter<int>("batch", NpgsqlDbType.Integer) { TypedValue = options.BatchSize });
+        var roots = new List<(Guid, Guid, DateTimeOffset)>(options.BatchSize);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            roots.Add((reader.GetGuid(0), reader.GetGuid(1), reader.GetFieldValue<DateTimeOffset>(2)));
+        }
+
+        return roots;
+    }
+
+    /// <summary>
+    /// The batch: one statement that finds each candidate's subtree, keeps the trees in which every todo qualifies,
+    /// deletes exactly those rows (re-checking status, completed_at and parent on the row version it deletes) and
+    /// inserts what the delete returned. Retried whole on a serialization failure (a concurrent change reached a
+    /// moving tree).
+    /// <para>
+    /// A subtask committed under a moving todo after the statement's snapshot is what could be lost. With
+    /// <paramref name="skipRowTriggers"/> the transaction runs with session_replication_role = replica, so the
+    /// parent foreign key's per-row ON DELETE CASCADE trigger (most of a batch's time, and with nothing to do: the
+    /// statement deletes every subtask it moves) does not run, and a second statement in the same transaction,
+    /// with a new snapshot, looks for any todo left whose parent was just moved: one found rolls the batch back and
+    /// it is retried. A writer that inserted such a subtask held a key-share lock on its parent, so the delete
+    /// waited for it to commit and the check sees it; a writer that comes after the delete waits on the deleted
+    /// row and then fails its own foreign key check. Without it, the triggers run and todos_active_archive_guard
+    /// turns such a cascade into a serialization failure.
+    /// </para>
+    /// </summary>
+    private async Task<(long Rows, long Roots)> MoveBatchAsync(
+        NpgsqlConnection connection, string partition, List<(Guid UserId, Guid Id, DateTimeOffset CompletedAt)> roots,
+        DateTimeOffset cutoff, DateTimeOffset archivedAt, bool skipRowTriggers, CancellationToken cancellationToken)
+    {
+        var table = Quote(partition);
+        var sql =
+            $"""
+            WITH RECURSIVE roots AS (
+                SELECT * FROM unnest(@user_ids, @ids) AS r(user_id, id)
+            ), tree AS (
+                SELECT t.user_id, t.id, t.parent_todo_id, t.id AS root_id,
+                       (t.status IN ('done', 'cancelled') AND t.completed_at < @cutoff) AS qualifies
+                  FROM {table} t JOIN roots r ON t.user_id = r.user_id AND t.id = r.id
+                 WHERE t.parent_todo_id IS NULL
+                UNION ALL
+                SELECT c.user_id, c.id, c.parent_todo_id, tree.root_id,
+                       (c.status IN ('done', 'cancelled') AND c.completed_at < @cutoff)
+                  FROM {table} c JOIN tree ON c.user_id = tree.user_id AND c.parent_todo_id = tree.id
+            ), movable AS (
+                SELECT user_id, id, parent_todo_id, root_id FROM tree
+                 WHERE root_id NOT IN (SELECT root_id FROM tree WHERE qualifies IS NOT TRUE)
+            ), moved AS (
+                DELETE FROM {table} t USING movable m
+                 WHERE t.user_id = m.user_id AND t.id = m.id
+                   AND t.parent_todo_id IS NOT DISTINCT FROM m.parent_todo_id
+                   AND t.status IN ('done', 'cancelled') AND t.completed_at < @cutoff
+                RETURNING {TodoColumns.Qualified(Columns, "t")}
+            ), archived AS (
+                INSERT INTO todos_archived ({Columns}, archived_at)
+                SELECT {Columns}, @archived_at FROM moved
+                RETURNING user_id, id, parent_todo_id
+            )
+            SELECT count(*), count(*) FILTER (WHERE parent_todo_id IS NULL), array_agg(user_id), array_agg(id) FROM archived
+            """;
+        var orphans =
+            $"""
+            SELECT c.id FROM unnest(@user_ids, @ids) AS m(user_id, id)
+              JOIN {table} c ON c.user_id = m.user_id AND c.parent_todo_id = m.id
+             LIMIT 1
+            """;
+        var settings = skipRowTriggers
+            ? "SET LOCAL todoscale.archiving = 'on'; SET LOCAL session_replication_role = replica"
+            : "SET LOCAL todoscale.archiving = 'on'";
+        return await _batchRetry.ExecuteAsync(async token =>
+        {
+            await using var transaction = await connection.BeginTransactionAsync(token);
+            await using (var guard = new NpgsqlCommand(settings, connection, transaction))
+            {
+                await guard.ExecuteNonQueryAsync(token);
+            }
+
+            await using var command = new NpgsqlCommand(sql, connection, transaction);
+            command.Parameters.Add(new NpgsqlParameter<Guid[]>("user_ids", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = roots.Select(r => r.UserId).ToArray() });
+            command.Parameters.Add(new NpgsqlParameter<Guid[]>("ids", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = roots.Select(r => r.Id).ToArray() });
+            command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("cutoff", NpgsqlDbType.TimestampTz) { TypedValue = cutoff });
+            command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("archived_at", NpgsqlDbType.TimestampTz) { TypedValue = archivedAt });
+            long rows, movedRoots;
+            Guid[] movedUsers = [], movedIds = [];
+            await using (var reader = await command.ExecuteReaderAsync(token))
+            {
+                await reader.ReadAsync(token);
+                rows = reader.GetInt64(0);
+                movedRoots = reader.GetInt64(1);
+                if (rows > 0)
+                {
+                    movedUsers = reader.GetFieldValue<Guid[]>(2);
+                    movedIds = reader.GetFieldValue<Guid[]>(3);
+                }
+            }
+
+            if (skipRowTriggers && rows > 0)
+            {
+                await using var check = new NpgsqlCommand(orphans, connection, transaction);
+                check.Parameters.Add(new NpgsqlParameter<Guid[]>("user_ids", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = movedUsers });
+                check.Parameters.Add(new NpgsqlParameter<Guid[]>("ids", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = movedIds });
+                if (await check.ExecuteScalarAsync(token) is Guid orphan)
+                {
+                    throw new SubtaskAddedWhileMovingException(orphan);
+                }
+            }
+
+            await transaction.CommitAsync(token);
+            return (rows, movedRoots);
+        }, cancellationToken);
+    }
+
+    private const string AiColumns = TodoColumns.AiInteraction;
+}
+
+/// <summary>A subtask was committed under a todo the batch moved, after the batch's snapshot: the batch rolls back and is retried.</summary>
+public sealed class SubtaskAddedWhileMovingException(Guid subtask)
+    : TransientConflictException($"todo {subtask} was added under a todo the batch moved, after the batch's snapshot; the batch is retried");
