@@ -32,6 +32,7 @@ if (app.Environment.IsDevelopment())
 
 app.MapIdentityApi();
 app.MapTodosApi();
+app.MapSubtasksApi();
 app.MapProjectsApi();
 app.MapAiApi();
 app.MapOperatorApi();

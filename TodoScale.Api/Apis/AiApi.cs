@@ -27,7 +27,7 @@ public static class AiApi
     }
 
     public static async Task<Results<Created<AiInteractionDto>, ValidationProblem, NotFound>> RecordInteraction(
-        Guid id, RecordAiInteractionRequest body, [AsParameters] TodoServices s, CancellationToken cancellationToken)
+        Guid id, RecordAiInteractionRequest body, [AsParameters] UserHandlerContext context, CancellationToken cancellationToken)
     {
         var validation = new Validation();
         validation.Length("kind", body.Kind, 50, required: true);
@@ -51,8 +51,8 @@ public static class AiApi
             return TypedResults.ValidationProblem(validation.Errors);
         }
 
-        var userId = s.UserId;
-        await using var write = await s.Writes.BeginAsync(userId, "record_ai_interaction", cancellationToken);
+        var userId = context.UserId;
+        await using var write = await context.Writes.BeginAsync(userId, "record_ai_interaction", cancellationToken);
         if (!await write.Db.Todos.AnyAsync(t => t.UserId == userId && t.Id == id, cancellationToken))
         {
             return TypedResults.NotFound();
@@ -77,7 +77,7 @@ public static class AiApi
     }
 
     public static async Task<Results<Ok<Page<AiInteractionDto>>, ValidationProblem, NotFound>> ListInteractions(
-        Guid id, [AsParameters] TodoServices s, int? limit, string? cursor, CancellationToken cancellationToken)
+        Guid id, [AsParameters] UserHandlerContext context, int? limit, string? cursor, CancellationToken cancellationToken)
     {
         var validation = new Validation();
         var pageSize = validation.PageSize(limit);
@@ -92,8 +92,8 @@ public static class AiApi
             return TypedResults.ValidationProblem(validation.Errors);
         }
 
-        var userId = s.UserId;
-        var page = s.Served(await s.Reads.ReadAsync(userId, new ReadSpec("list_ai_interactions", "ai_interactions"), async (db, ct) =>
+        var userId = context.UserId;
+        var page = context.Served(await context.Reads.ReadAsync(userId, new ReadSpec("list_ai_interactions", "ai_interactions"), async (db, ct) =>
         {
             if (!await db.Todos.AnyAsync(t => t.UserId == userId && t.Id == id, ct)
                 && !await db.ArchivedTodos.AnyAsync(t => t.UserId == userId && t.Id == id, ct))
@@ -117,7 +117,7 @@ public static class AiApi
     }
 
     public static async Task<Results<Created<IReadOnlyList<TodoDto>>, ValidationProblem, NotFound, ProblemHttpResult>> AcceptSubtasks(
-        Guid id, AcceptAiSubtasksRequest body, [AsParameters] TodoServices s, CancellationToken cancellationToken)
+        Guid id, AcceptAiSubtasksRequest body, [AsParameters] UserHandlerContext context, CancellationToken cancellationToken)
     {
         var validation = new Validation();
         if (body.Subtasks is null || body.Subtasks.Count == 0)
@@ -149,9 +149,9 @@ public static class AiApi
             return TypedResults.ValidationProblem(validation.Errors);
         }
 
-        var userId = s.UserId;
-        await using var write = await s.Writes.BeginAsync(userId, "accept_ai_subtasks", cancellationToken);
-        if (await TodosApi.CheckParentAsync(write.Db, userId, id, "id", subtreeHeight: 0, s, cancellationToken) is { } parentProblem)
+        var userId = context.UserId;
+        await using var write = await context.Writes.BeginAsync(userId, "accept_ai_subtasks", cancellationToken);
+        if (await SubtasksApi.CheckParentAsync(write.Db, userId, id, "id", subtreeHeight: 0, context, cancellationToken) is { } parentProblem)
         {
             return parentProblem;
         }

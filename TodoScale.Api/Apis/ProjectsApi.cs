@@ -28,7 +28,7 @@ public static class ProjectsApi
     }
 
     public static async Task<Results<Ok<Page<ProjectDto>>, ValidationProblem>> ListProjects(
-        [AsParameters] TodoServices s, int? limit, string? cursor, CancellationToken cancellationToken)
+        [AsParameters] UserHandlerContext context, int? limit, string? cursor, CancellationToken cancellationToken)
     {
         var validation = new Validation();
         var pageSize = validation.PageSize(limit);
@@ -43,9 +43,9 @@ public static class ProjectsApi
             return TypedResults.ValidationProblem(validation.Errors);
         }
 
-        var userId = s.UserId;
+        var userId = context.UserId;
         var pageKey = after is null ? $"projects?l={pageSize}" : null;
-        var page = await s.Reads.ReadAsync(userId, new ReadSpec("list_projects", "projects", pageKey), async (db, ct) =>
+        var page = await context.Reads.ReadAsync(userId, new ReadSpec("list_projects", "projects", pageKey), async (db, ct) =>
         {
             // Names are unique per user: the name alone is the keyset, served by UNIQUE (user_id, name).
             var afterName = after?.Name;
@@ -59,25 +59,25 @@ public static class ProjectsApi
                 : null;
             return new Page<ProjectDto>(rows.Take(pageSize).Select(ProjectDto.From).ToList(), next);
         }, cancellationToken);
-        return TypedResults.Ok(s.Served(page));
+        return TypedResults.Ok(context.Served(page));
     }
 
-    public static async Task<Results<Ok<ProjectDto>, NotFound>> GetProject(Guid id, [AsParameters] TodoServices s, CancellationToken cancellationToken)
+    public static async Task<Results<Ok<ProjectDto>, NotFound>> GetProject(Guid id, [AsParameters] UserHandlerContext context, CancellationToken cancellationToken)
     {
-        var userId = s.UserId;
-        var project = s.Served(await s.Reads.ReadAsync(userId, new ReadSpec("get_project", "projects"), (db, ct) =>
+        var userId = context.UserId;
+        var project = context.Served(await context.Reads.ReadAsync(userId, new ReadSpec("get_project", "projects"), (db, ct) =>
             db.Projects.AsNoTracking().FirstOrDefaultAsync(p => p.UserId == userId && p.Id == id, ct), cancellationToken));
         if (project is null)
         {
             return TypedResults.NotFound();
         }
 
-        ETags.Set(s.Http.Response, project.UpdatedAt);
+        ETags.Set(context.Http.Response, project.UpdatedAt);
         return TypedResults.Ok(ProjectDto.From(project));
     }
 
     public static async Task<Results<Created<ProjectDto>, ValidationProblem, ProblemHttpResult>> CreateProject(
-        ProjectRequest body, [AsParameters] TodoServices s, CancellationToken cancellationToken)
+        ProjectRequest body, [AsParameters] UserHandlerContext context, CancellationToken cancellationToken)
     {
         var validation = new Validation();
         validation.Length("name", body.Name, Validation.ProjectNameMaxLength, required: true);
@@ -86,9 +86,9 @@ public static class ProjectsApi
             return TypedResults.ValidationProblem(validation.Errors);
         }
 
-        var userId = s.UserId;
+        var userId = context.UserId;
         var name = body.Name!.Trim();
-        await using var write = await s.Writes.BeginAsync(userId, "create_project", cancellationToken);
+        await using var write = await context.Writes.BeginAsync(userId, "create_project", cancellationToken);
         if (await write.Db.Projects.AnyAsync(p => p.UserId == userId && p.Name == name, cancellationToken))
         {
             return NameTaken(name);
@@ -97,12 +97,12 @@ public static class ProjectsApi
         var project = new Project { UserId = userId, Id = Guid.CreateVersion7(), Name = name };
         write.Db.Projects.Add(project);
         await write.CommitAsync(cancellationToken);
-        ETags.Set(s.Http.Response, project.UpdatedAt);
+        ETags.Set(context.Http.Response, project.UpdatedAt);
         return TypedResults.Created($"/api/projects/{project.Id}", ProjectDto.From(project));
     }
 
     public static async Task<Results<Ok<ProjectDto>, ValidationProblem, NotFound, ProblemHttpResult>> RenameProject(
-        Guid id, ProjectRequest body, [AsParameters] TodoServices s, CancellationToken cancellationToken)
+        Guid id, ProjectRequest body, [AsParameters] UserHandlerContext context, CancellationToken cancellationToken)
     {
         var validation = new Validation();
         validation.Length("name", body.Name, Validation.ProjectNameMaxLength, required: true);
@@ -111,18 +111,13 @@ public static class ProjectsApi
             return TypedResults.ValidationProblem(validation.Errors);
         }
 
-        var userId = s.UserId;
+        var userId = context.UserId;
         var name = body.Name!.Trim();
-        await using var write = await s.Writes.BeginAsync(userId, "rename_project", cancellationToken);
-        var project = await LockProjectAsync(write.Db, userId, id, cancellationToken);
-        if (project is null)
+        await using var write = await context.Writes.BeginAsync(userId, "rename_project", cancellationToken);
+        var locked = await write.LockProjectAsync(id, context.Http.Request, cancellationToken);
+        if (locked.Row is not { } project)
         {
-            return TypedResults.NotFound();
-        }
-
-        if (!ETags.Matches(s.Http.Request, project.UpdatedAt))
-        {
-            return ETags.PreconditionFailed("project");
+            return locked.PreconditionFailed is { } stale ? stale : TypedResults.NotFound();
         }
 
         if (project.Name != name)
@@ -136,24 +131,19 @@ public static class ProjectsApi
         }
 
         await write.CommitAsync(cancellationToken);
-        ETags.Set(s.Http.Response, project.UpdatedAt);
+        ETags.Set(context.Http.Response, project.UpdatedAt);
         return TypedResults.Ok(ProjectDto.From(project));
     }
 
     public static async Task<Results<NoContent, NotFound, ProblemHttpResult>> DeleteProject(
-        Guid id, [AsParameters] TodoServices s, CancellationToken cancellationToken)
+        Guid id, [AsParameters] UserHandlerContext context, CancellationToken cancellationToken)
     {
-        var userId = s.UserId;
-        await using var write = await s.Writes.BeginAsync(userId, "delete_project", cancellationToken);
-        var project = await LockProjectAsync(write.Db, userId, id, cancellationToken);
-        if (project is null)
+        var userId = context.UserId;
+        await using var write = await context.Writes.BeginAsync(userId, "delete_project", cancellationToken);
+        var locked = await write.LockProjectAsync(id, context.Http.Request, cancellationToken);
+        if (locked.Row is null)
         {
-            return TypedResults.NotFound();
-        }
-
-        if (!ETags.Matches(s.Http.Request, project.UpdatedAt))
-        {
-            return ETags.PreconditionFailed("project");
+            return locked.PreconditionFailed is { } stale ? stale : TypedResults.NotFound();
         }
 
         // What ON DELETE SET NULL (project_id) would do, said here so that it also reaches `todos` while the API
@@ -164,11 +154,6 @@ public static class ProjectsApi
         await write.CommitAsync(cancellationToken);
         return TypedResults.NoContent();
     }
-
-    /// <summary>The project, locked for the rest of the transaction, or null when the user has none with that id.</summary>
-    private static async Task<Project?> LockProjectAsync(TodoScale.Data.TodoDbContext db, Guid userId, Guid id, CancellationToken cancellationToken) =>
-        (await db.Projects.FromSql($"SELECT * FROM projects WHERE user_id = {userId} AND id = {id} FOR UPDATE")
-            .AsTracking().ToListAsync(cancellationToken)).SingleOrDefault();
 
     private static ProblemHttpResult NameTaken(string name) =>
         TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Conflict", detail: $"You already have a project named '{name}'.");

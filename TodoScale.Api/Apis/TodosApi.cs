@@ -13,9 +13,10 @@ using TodoScale.Data.Entities;
 namespace TodoScale.Api.Apis;
 
 /// <summary>
-/// Todos and their subtasks: create, read, list (filters, sorts, keyset pages, archived merged in), partial update,
-/// complete (with the whole subtree on request) and reopen, move under another parent, delete with the subtree.
-/// Someone else's todo is a 404 here (the query names the caller) and again in the database (row-level security).
+/// Todos: create (under a parent too, with parentId), read, list (filters, sorts, keyset pages, archived merged in),
+/// partial update, complete (with the whole subtree on request) and reopen, delete with the subtree. Subtasks and moves
+/// are in <see cref="SubtasksApi"/>. Someone else's todo is a 404 here (the query names the caller) and again in the
+/// database (row-level security).
 /// </summary>
 public static class TodosApi
 {
@@ -29,14 +30,11 @@ public static class TodosApi
         api.MapDelete("/{id}", DeleteTodo).WithName("DeleteTodo");
         api.MapPost("/{id}/complete", CompleteTodo).WithName("CompleteTodo");
         api.MapPost("/{id}/reopen", ReopenTodo).WithName("ReopenTodo");
-        api.MapPost("/{id}/subtasks", CreateSubtask).WithName("CreateSubtask").WithTags("Subtasks");
-        api.MapGet("/{id}/subtree", GetSubtree).WithName("GetSubtree").WithTags("Subtasks");
-        api.MapPost("/{id}/move", MoveTodo).WithName("MoveTodo").WithTags("Subtasks");
         return app;
     }
 
     public static async Task<Results<Ok<Page<TodoDto>>, ValidationProblem>> ListTodos(
-        [AsParameters] TodoServices s,
+        [AsParameters] UserHandlerContext context,
         string? status, Guid? project, short? priority,
         [FromQuery(Name = "due_before")] DateTimeOffset? dueBefore,
         [FromQuery(Name = "due_after")] DateTimeOffset? dueAfter,
@@ -51,16 +49,16 @@ public static class TodosApi
             return TypedResults.ValidationProblem(validation.Errors);
         }
 
-        var userId = s.UserId;
+        var userId = context.UserId;
         var spec = new ReadSpec("list_todos", query.IncludeArchived ? "todos_archived" : "todos_active", query.FirstPageKey());
-        var page = await s.Reads.ReadAsync(userId, spec, (connection, transaction, ct) => query.ExecuteAsync(connection, transaction, userId, ct), cancellationToken);
-        return TypedResults.Ok(s.Served(page));
+        var page = await context.Reads.ReadAsync(userId, spec, (connection, transaction, ct) => query.ExecuteAsync(connection, transaction, userId, ct), cancellationToken);
+        return TypedResults.Ok(context.Served(page));
     }
 
-    public static async Task<Results<Ok<TodoDto>, NotFound>> GetTodo(Guid id, [AsParameters] TodoServices s, CancellationToken cancellationToken)
+    public static async Task<Results<Ok<TodoDto>, NotFound>> GetTodo(Guid id, [AsParameters] UserHandlerContext context, CancellationToken cancellationToken)
     {
-        var userId = s.UserId;
-        var todo = s.Served(await s.Reads.ReadAsync(userId, new ReadSpec("get_todo", "todos_active"), async (db, ct) =>
+        var userId = context.UserId;
+        var todo = context.Served(await context.Reads.ReadAsync(userId, new ReadSpec("get_todo", "todos_active"), async (db, ct) =>
         {
             var active = await db.Todos.AsNoTracking().FirstOrDefaultAsync(t => t.UserId == userId && t.Id == id, ct);
             if (active is not null)
@@ -78,28 +76,17 @@ public static class TodosApi
             return TypedResults.NotFound();
         }
 
-        ETags.Set(s.Http.Response, todo.UpdatedAt);
+        ETags.Set(context.Http.Response, todo.UpdatedAt);
         return TypedResults.Ok(todo);
     }
 
     public static Task<Results<Created<TodoDto>, ValidationProblem, ProblemHttpResult>> CreateTodo(
-        CreateTodoRequest body, [AsParameters] TodoServices s, CancellationToken cancellationToken) =>
-        CreateAsync(body, body.ParentId, "parentId", s, cancellationToken);
+        CreateTodoRequest body, [AsParameters] UserHandlerContext context, CancellationToken cancellationToken) =>
+        CreateAsync(body, body.ParentId, "parentId", context, cancellationToken);
 
-    public static Task<Results<Created<TodoDto>, ValidationProblem, ProblemHttpResult>> CreateSubtask(
-        Guid id, CreateTodoRequest body, [AsParameters] TodoServices s, CancellationToken cancellationToken)
-    {
-        if (body.ParentId is { } parent && parent != id)
-        {
-            return Task.FromResult<Results<Created<TodoDto>, ValidationProblem, ProblemHttpResult>>(TypedResults.ValidationProblem(
-                new Dictionary<string, string[]> { ["parentId"] = ["A subtask's parent is the todo in the path; leave parentId out."] }));
-        }
-
-        return CreateAsync(body, id, "id", s, cancellationToken);
-    }
-
-    private static async Task<Results<Created<TodoDto>, ValidationProblem, ProblemHttpResult>> CreateAsync(
-        CreateTodoRequest body, Guid? parentId, string parentField, TodoServices s, CancellationToken cancellationToken)
+    /// <summary>Creates a todo, or a subtask when <paramref name="parentId"/> is set (<paramref name="parentField"/> names it in a problem).</summary>
+    internal static async Task<Results<Created<TodoDto>, ValidationProblem, ProblemHttpResult>> CreateAsync(
+        CreateTodoRequest body, Guid? parentId, string parentField, UserHandlerContext context, CancellationToken cancellationToken)
     {
         var validation = new Validation();
         validation.Title("title", body.Title);
@@ -111,9 +98,9 @@ public static class TodosApi
             return TypedResults.ValidationProblem(validation.Errors);
         }
 
-        var userId = s.UserId;
-        await using var write = await s.Writes.BeginAsync(userId, parentId is null ? "create_todo" : "create_subtask", cancellationToken);
-        if (parentId is { } parent && await CheckParentAsync(write.Db, userId, parent, parentField, subtreeHeight: 0, s, cancellationToken) is { } parentProblem)
+        var userId = context.UserId;
+        await using var write = await context.Writes.BeginAsync(userId, parentId is null ? "create_todo" : "create_subtask", cancellationToken);
+        if (parentId is { } parent && await SubtasksApi.CheckParentAsync(write.Db, userId, parent, parentField, subtreeHeight: 0, context, cancellationToken) is { } parentProblem)
         {
             return parentProblem;
         }
@@ -134,17 +121,17 @@ public static class TodosApi
             Status = status,
             Priority = body.Priority ?? 3,
             DueDate = body.DueDate?.ToUniversalTime(),
-            CompletedAt = status.IsFinished() ? s.Clock.GetUtcNow() : null,
+            CompletedAt = status.IsFinished() ? context.Clock.GetUtcNow() : null,
         };
         write.Db.Todos.Add(todo);
         await write.CommitAsync(cancellationToken);
 
-        ETags.Set(s.Http.Response, todo.UpdatedAt);
+        ETags.Set(context.Http.Response, todo.UpdatedAt);
         return TypedResults.Created($"/api/todos/{todo.Id}", TodoDto.From(todo));
     }
 
     public static async Task<Results<Ok<TodoDto>, ValidationProblem, NotFound, ProblemHttpResult>> UpdateTodo(
-        Guid id, UpdateTodoRequest body, [AsParameters] TodoServices s, CancellationToken cancellationToken)
+        Guid id, UpdateTodoRequest body, [AsParameters] UserHandlerContext context, CancellationToken cancellationToken)
     {
         var validation = new Validation();
         if (body.Title.IsSet)
@@ -164,17 +151,12 @@ public static class TodosApi
             return TypedResults.ValidationProblem(validation.Errors);
         }
 
-        var userId = s.UserId;
-        await using var write = await s.Writes.BeginAsync(userId, "update_todo", cancellationToken);
-        var todo = await TodoServices.LockTodoAsync(write.Db, userId, id, cancellationToken);
-        if (todo is null)
+        var userId = context.UserId;
+        await using var write = await context.Writes.BeginAsync(userId, "update_todo", cancellationToken);
+        var locked = await write.LockTodoAsync(id, context.Http.Request, cancellationToken);
+        if (locked.Row is not { } todo)
         {
-            return TypedResults.NotFound();
-        }
-
-        if (!ETags.Matches(s.Http.Request, todo.UpdatedAt))
-        {
-            return ETags.PreconditionFailed("todo");
+            return locked.PreconditionFailed is { } stale ? stale : TypedResults.NotFound();
         }
 
         if (body.ProjectId is { IsSet: true, Value: { } project } && project != todo.ProjectId
@@ -185,12 +167,12 @@ public static class TodosApi
 
         if (status is { } next && next != todo.Status)
         {
-            if (next.IsFinished() && !todo.Status.IsFinished() && await OpenSubtasksAsync(write.Db, userId, id, cancellationToken) is > 0 and var open)
+            if (next.IsFinished() && !todo.Status.IsFinished() && await TodoSubtree.CountOpenAsync(write.Db, userId, id, cancellationToken) is > 0 and var open)
             {
                 return OpenSubtasksConflict(open);
             }
 
-            todo.CompletedAt = next.IsFinished() ? (todo.Status.IsFinished() ? todo.CompletedAt : s.Clock.GetUtcNow()) : null;
+            todo.CompletedAt = next.IsFinished() ? (todo.Status.IsFinished() ? todo.CompletedAt : context.Clock.GetUtcNow()) : null;
             todo.Status = next;
         }
 
@@ -201,28 +183,23 @@ public static class TodosApi
         todo.ProjectId = body.ProjectId.Or(todo.ProjectId);
         await write.CommitAsync(cancellationToken);
 
-        ETags.Set(s.Http.Response, todo.UpdatedAt);
+        ETags.Set(context.Http.Response, todo.UpdatedAt);
         return TypedResults.Ok(TodoDto.From(todo));
     }
 
     public static async Task<Results<NoContent, NotFound, ProblemHttpResult>> DeleteTodo(
-        Guid id, [AsParameters] TodoServices s, CancellationToken cancellationToken)
+        Guid id, [AsParameters] UserHandlerContext context, CancellationToken cancellationToken)
     {
-        var userId = s.UserId;
-        await using var write = await s.Writes.BeginAsync(userId, "delete_todo", cancellationToken);
-        var todo = await TodoServices.LockTodoAsync(write.Db, userId, id, cancellationToken);
-        if (todo is null)
+        var userId = context.UserId;
+        await using var write = await context.Writes.BeginAsync(userId, "delete_todo", cancellationToken);
+        var locked = await write.LockTodoAsync(id, context.Http.Request, cancellationToken);
+        if (locked.Row is null)
         {
-            return TypedResults.NotFound();
-        }
-
-        if (!ETags.Matches(s.Http.Request, todo.UpdatedAt))
-        {
-            return ETags.PreconditionFailed("todo");
+            return locked.PreconditionFailed is { } stale ? stale : TypedResults.NotFound();
         }
 
         // The subtree goes with its root (ON DELETE CASCADE), and so do the AI interactions of every todo in it.
-        var ids = (await TodoServices.SubtreeAsync(write.Db, userId, id, cancellationToken)).Select(t => t.Id).Append(id).ToArray();
+        var ids = (await TodoSubtree.ListAsync(write.Db, userId, id, cancellationToken)).Select(t => t.Id).Append(id).ToArray();
         await write.Db.Database.ExecuteSqlAsync(
             $"DELETE FROM ai_interactions WHERE user_id = {userId} AND todo_id = ANY({ids})", cancellationToken);
         await write.Db.Database.ExecuteSqlAsync(
@@ -233,39 +210,26 @@ public static class TodosApi
     }
 
     public static async Task<Results<Ok<CompleteTodoResponse>, NotFound, ProblemHttpResult>> CompleteTodo(
-        Guid id, [AsParameters] TodoServices s, bool? cascade, CancellationToken cancellationToken)
+        Guid id, [AsParameters] UserHandlerContext context, bool? cascade, CancellationToken cancellationToken)
     {
-        var userId = s.UserId;
-        await using var write = await s.Writes.BeginAsync(userId, "complete_todo", cancellationToken);
-        var todo = await TodoServices.LockTodoAsync(write.Db, userId, id, cancellationToken);
-        if (todo is null)
+        var userId = context.UserId;
+        await using var write = await context.Writes.BeginAsync(userId, "complete_todo", cancellationToken);
+        var locked = await write.LockTodoAsync(id, context.Http.Request, cancellationToken);
+        if (locked.Row is not { } todo)
         {
-            return TypedResults.NotFound();
+            return locked.PreconditionFailed is { } stale ? stale : TypedResults.NotFound();
         }
 
-        if (!ETags.Matches(s.Http.Request, todo.UpdatedAt))
-        {
-            return ETags.PreconditionFailed("todo");
-        }
-
-        var now = s.Clock.GetUtcNow();
+        var now = context.Clock.GetUtcNow();
         var completedBelow = 0;
-        if (await OpenSubtasksAsync(write.Db, userId, id, cancellationToken) is > 0 and var open)
+        if (await TodoSubtree.CountOpenAsync(write.Db, userId, id, cancellationToken) is > 0 and var open)
         {
             if (cascade is not true)
             {
                 return OpenSubtasksConflict(open);
             }
 
-            completedBelow = await write.Db.Database.ExecuteSqlAsync(
-                $"""
-                WITH RECURSIVE subtree AS (
-                    SELECT t.id FROM todos_active t WHERE t.user_id = {userId} AND t.parent_todo_id = {id}
-                    UNION ALL
-                    SELECT t.id FROM todos_active t JOIN subtree s ON t.user_id = {userId} AND t.parent_todo_id = s.id)
-                UPDATE todos_active SET status = 'done', completed_at = {now}
-                 WHERE user_id = {userId} AND id IN (SELECT id FROM subtree) AND status IN ('todo', 'in_progress')
-                """, cancellationToken);
+            completedBelow = await TodoSubtree.CompleteOpenAsync(write.Db, userId, id, now, cancellationToken);
         }
 
         if (todo.Status != TodoStatus.Done)
@@ -275,24 +239,19 @@ public static class TodosApi
         }
 
         await write.CommitAsync(cancellationToken);
-        ETags.Set(s.Http.Response, todo.UpdatedAt);
+        ETags.Set(context.Http.Response, todo.UpdatedAt);
         return TypedResults.Ok(new CompleteTodoResponse(TodoDto.From(todo), completedBelow));
     }
 
     public static async Task<Results<Ok<TodoDto>, NotFound, ProblemHttpResult>> ReopenTodo(
-        Guid id, [AsParameters] TodoServices s, CancellationToken cancellationToken)
+        Guid id, [AsParameters] UserHandlerContext context, CancellationToken cancellationToken)
     {
-        var userId = s.UserId;
-        await using var write = await s.Writes.BeginAsync(userId, "reopen_todo", cancellationToken);
-        var todo = await TodoServices.LockTodoAsync(write.Db, userId, id, cancellationToken);
-        if (todo is null)
+        var userId = context.UserId;
+        await using var write = await context.Writes.BeginAsync(userId, "reopen_todo", cancellationToken);
+        var locked = await write.LockTodoAsync(id, context.Http.Request, cancellationToken);
+        if (locked.Row is not { } todo)
         {
-            return TypedResults.NotFound();
-        }
-
-        if (!ETags.Matches(s.Http.Request, todo.UpdatedAt))
-        {
-            return ETags.PreconditionFailed("todo");
+            return locked.PreconditionFailed is { } stale ? stale : TypedResults.NotFound();
         }
 
         if (todo.Status.IsFinished())
@@ -302,101 +261,8 @@ public static class TodosApi
         }
 
         await write.CommitAsync(cancellationToken);
-        ETags.Set(s.Http.Response, todo.UpdatedAt);
+        ETags.Set(context.Http.Response, todo.UpdatedAt);
         return TypedResults.Ok(TodoDto.From(todo));
-    }
-
-    public static async Task<Results<Ok<TodoTreeDto>, NotFound>> GetSubtree(Guid id, [AsParameters] TodoServices s, CancellationToken cancellationToken)
-    {
-        var userId = s.UserId;
-        var tree = s.Served(await s.Reads.ReadAsync(userId, new ReadSpec("get_subtree", "todos_active"), async (db, ct) =>
-        {
-            var root = await db.Todos.AsNoTracking().FirstOrDefaultAsync(t => t.UserId == userId && t.Id == id, ct);
-            if (root is null)
-            {
-                return null;
-            }
-
-            var children = (await TodoServices.SubtreeAsync(db, userId, id, ct)).ToLookup(t => t.ParentTodoId);
-            TodoTreeDto Build(Todo todo) => new(TodoDto.From(todo), children[todo.Id].Select(Build).ToList());
-            return Build(root);
-        }, cancellationToken));
-
-        if (tree is null)
-        {
-            return TypedResults.NotFound();
-        }
-
-        ETags.Set(s.Http.Response, tree.Todo.UpdatedAt);
-        return TypedResults.Ok(tree);
-    }
-
-    public static async Task<Results<Ok<TodoDto>, NotFound, ProblemHttpResult>> MoveTodo(
-        Guid id, MoveTodoRequest body, [AsParameters] TodoServices s, CancellationToken cancellationToken)
-    {
-        var userId = s.UserId;
-        await using var write = await s.Writes.BeginAsync(userId, "move_todo", cancellationToken);
-        var todo = await TodoServices.LockTodoAsync(write.Db, userId, id, cancellationToken);
-        if (todo is null)
-        {
-            return TypedResults.NotFound();
-        }
-
-        if (!ETags.Matches(s.Http.Request, todo.UpdatedAt))
-        {
-            return ETags.PreconditionFailed("todo");
-        }
-
-        if (body.ParentId == todo.ParentTodoId)
-        {
-            ETags.Set(s.Http.Response, todo.UpdatedAt);
-            return TypedResults.Ok(TodoDto.From(todo));
-        }
-
-        if (body.ParentId is { } parent)
-        {
-            var subtree = await TodoServices.SubtreeAsync(write.Db, userId, id, cancellationToken);
-            if (parent == id || subtree.Any(t => t.Id == parent))
-            {
-                return TypedResults.Problem(
-                    statusCode: StatusCodes.Status409Conflict, title: "Conflict",
-                    detail: $"Todo {id} cannot move under {(parent == id ? "itself" : $"its own subtask {parent}")}: that would make a cycle.");
-            }
-
-            var height = subtree.Count == 0 ? 0 : subtree.Max(t => t.Depth) - todo.Depth;
-            if (await CheckParentAsync(write.Db, userId, parent, "parentId", height, s, cancellationToken) is { } parentProblem)
-            {
-                return parentProblem;
-            }
-        }
-
-        todo.ParentTodoId = body.ParentId;
-        await write.CommitAsync(cancellationToken);
-        ETags.Set(s.Http.Response, todo.UpdatedAt);
-        return TypedResults.Ok(TodoDto.From(todo));
-    }
-
-    /// <summary>The parent exists for this user, is active, and has room for <paramref name="subtreeHeight"/> + 1 more levels.</summary>
-    internal static async Task<ProblemHttpResult?> CheckParentAsync(
-        TodoDbContext db, Guid userId, Guid parentId, string field, int subtreeHeight, TodoServices s, CancellationToken cancellationToken)
-    {
-        var parentDepth = await db.Todos.Where(t => t.UserId == userId && t.Id == parentId)
-            .Select(t => (short?)t.Depth).FirstOrDefaultAsync(cancellationToken);
-        if (parentDepth is null)
-        {
-            return TypedResults.Problem(
-                statusCode: StatusCodes.Status404NotFound, title: "Not Found",
-                detail: $"The parent todo {parentId} ({field}) was not found among your active todos.");
-        }
-
-        if (s.Database.Schema.MaxDepth is { } maxDepth && parentDepth + 1 + subtreeHeight > maxDepth)
-        {
-            return TypedResults.Problem(
-                statusCode: StatusCodes.Status409Conflict, title: "Conflict",
-                detail: $"Subtasks nest at most {maxDepth} levels below a top-level todo; this would reach level {parentDepth + 1 + subtreeHeight}.");
-        }
-
-        return null;
     }
 
     internal static Task<bool> ProjectExistsAsync(TodoDbContext db, Guid userId, Guid projectId, CancellationToken cancellationToken) =>
@@ -409,16 +275,6 @@ public static class TodosApi
         TypedResults.Problem(
             statusCode: StatusCodes.Status409Conflict, title: "Conflict",
             detail: $"The todo has {open} open subtask(s); finish them first, or complete with ?cascade=true to finish the whole subtree.");
-
-    private static async Task<int> OpenSubtasksAsync(TodoDbContext db, Guid userId, Guid id, CancellationToken cancellationToken) =>
-        (await db.Database.SqlQuery<int>(
-            $"""
-            WITH RECURSIVE subtree AS (
-                SELECT t.id, t.status FROM todos_active t WHERE t.user_id = {userId} AND t.parent_todo_id = {id}
-                UNION ALL
-                SELECT t.id, t.status FROM todos_active t JOIN subtree s ON t.user_id = {userId} AND t.parent_todo_id = s.id)
-            SELECT count(*)::int AS "Value" FROM subtree WHERE status IN ('todo', 'in_progress')
-            """).ToListAsync(cancellationToken)).Single();
 }
 
 /// <summary>A completed todo and how many of its open subtasks were completed with it (cascade=true).</summary>

@@ -5,54 +5,26 @@ using Npgsql;
 using StackExchange.Redis;
 using TodoScale.Api.Caching;
 using TodoScale.Api.Errors;
+using TodoScale.Api.Health;
 using TodoScale.Api.Reads;
 using TodoScale.Api.Telemetry;
 using TodoScale.Api.Writes;
 using TodoScale.Data;
-using TodoScale.Data.Tenancy;
 
 namespace TodoScale.Api.Extensions;
-
-/// <summary>Database settings of the API (section <c>Database</c>).</summary>
-public sealed class DatabaseOptions
-{
-    public const string Section = "Database";
-
-    /// <summary>
-    /// The role every API connection acts as (SET ROLE at connect, through the connection's options): a role with
-    /// NOBYPASSRLS, so row-level security holds even when the login role is the owner. Empty: the login role as is
-    /// (for a login that is itself todoscale_app or a member role without BYPASSRLS).
-    /// </summary>
-    public string Role { get; set; } = "todoscale_app";
-
-    /// <summary>
-    /// Statements Npgsql prepares per connection after 5 uses (Max Auto Prepare), unless the connection string sets
-    /// it: the page query then parses once per connection and runs its generic plan. 0 turns it off.
-    /// </summary>
-    public int MaxAutoPrepare { get; set; } = 32;
-
-    /// <summary>The data source settings every API connection gets: the role, and auto-prepare.</summary>
-    public NpgsqlDataSourceBuilder Apply(NpgsqlDataSourceBuilder builder)
-    {
-        if (MaxAutoPrepare < 0)
-        {
-            throw new InvalidOperationException($"Database:MaxAutoPrepare must be 0 (off) or more; it is {MaxAutoPrepare}.");
-        }
-
-        if (builder.ConnectionStringBuilder.MaxAutoPrepare == 0)
-        {
-            builder.ConnectionStringBuilder.MaxAutoPrepare = MaxAutoPrepare;
-        }
-
-        return builder.ActAs(Role);
-    }
-}
 
 internal static class Extensions
 {
     /// <summary>The API's own services: data sources and contexts, read routing, the Redis state, errors, JSON, OpenAPI.</summary>
     public static void AddApplicationServices(this IHostApplicationBuilder builder)
     {
+        // Every options class is validated the same way, when the API starts: a bad setting stops it, naming the setting.
+        builder.Services.AddOptions<DatabaseOptions>().BindConfiguration(DatabaseOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        builder.Services.AddOptions<ReadOptions>().BindConfiguration(ReadOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        builder.Services.AddOptions<CacheOptions>().BindConfiguration(CacheOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+
+        // The data source callbacks get no service provider, so they bind the section themselves; ValidateOnStart above
+        // still stops the API on a bad value before any connection opens.
         var database = builder.Configuration.GetSection(DatabaseOptions.Section).Get<DatabaseOptions>() ?? new DatabaseOptions();
 
         // The primary takes every write; its health check is the API's readiness.
@@ -77,8 +49,6 @@ internal static class Extensions
         builder.Services.AddPooledDbContextFactory<ReplicaDbContext>((sp, options) =>
             options.UseTodoScaleReplica(sp.GetRequiredKeyedService<NpgsqlDataSource>(ConnectionNames.TodosReplica)));
 
-        builder.Services.AddOptions<ReadOptions>().BindConfiguration(ReadOptions.Section).ValidateDataAnnotations().ValidateOnStart();
-        builder.Services.AddOptions<CacheOptions>().BindConfiguration(CacheOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddSingleton(TimeProvider.System);
         builder.Services.AddSingleton<ApiMetrics>();
         builder.Services.AddSingleton<DatabaseMonitor>();
@@ -104,30 +74,4 @@ internal static class Extensions
             .AddDocumentTransformer<BearerSecurityTransformer>()
             .AddSchemaTransformer<OptionalSchemaTransformer>());
     }
-
-}
-
-/// <summary>The replica is up and close enough to serve reads; otherwise Degraded (reads go to the primary).</summary>
-internal sealed class ReplicaHealthCheck(DatabaseMonitor monitor, Microsoft.Extensions.Options.IOptions<ReadOptions> options) : IHealthCheck
-{
-    public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
-    {
-        var replica = monitor.Replica;
-        return Task.FromResult(replica switch
-        {
-            { Up: false } => new HealthCheckResult(context.Registration.FailureStatus, $"replica down, reads go to the primary: {replica.Error}"),
-            _ when replica.Lag > options.Value.ReplicaLagLimit =>
-                new HealthCheckResult(context.Registration.FailureStatus, $"replica {replica.Lag.TotalSeconds:0.###} s behind, reads go to the primary"),
-            _ => HealthCheckResult.Healthy($"replica {replica.Lag.TotalMilliseconds:0} ms behind"),
-        });
-    }
-}
-
-/// <summary>Redis answers; otherwise Degraded (no cache, reads go to the primary).</summary>
-internal sealed class CacheHealthCheck(IConnectionMultiplexer redis, UserStateStore userState) : IHealthCheck
-{
-    public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default) =>
-        Task.FromResult(redis.IsConnected
-            ? HealthCheckResult.Healthy(userState.PendingUsers == 0 ? "connected" : $"connected, {userState.PendingUsers} users' writes to replay")
-            : new HealthCheckResult(context.Registration.FailureStatus, "Redis unreachable: no cache, reads go to the primary"));
 }
