@@ -21,7 +21,7 @@ internal static class Authentication
     {
         builder.Services.AddOptions<AuthOptions>()
             .BindConfiguration(AuthOptions.SectionName)
-            .Validate(options => KeyError(options) is null, "Auth:SigningKey must be set to at least 32 bytes as hex or base64 (the AppHost passes one)")
+            .ValidateDataAnnotations()
             .ValidateOnStart();
 
         builder.Services.AddAuthentication(JwtBearerDefaults.AuthenticationScheme).AddJwtBearer();
@@ -35,18 +35,5 @@ internal static class Authentication
         builder.Services.AddAuthorizationBuilder()
             .AddPolicy(Policies.User, policy => policy.RequireAuthenticatedUser().RequireAssertion(c => c.User.UserId() is not null))
             .AddPolicy(Policies.Admin, policy => policy.RequireAuthenticatedUser().RequireAssertion(c => c.User.UserId() is not null && c.User.IsAdmin()));
-    }
-
-    private static string? KeyError(AuthOptions options)
-    {
-        try
-        {
-            TodoScaleTokens.SigningKey(options);
-            return null;
-        }
-        catch (InvalidOperationException ex)
-        {
-            return ex.Message;
-        }
     }
 }

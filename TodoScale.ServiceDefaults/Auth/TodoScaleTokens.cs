@@ -1,3 +1,4 @@
+using System.ComponentModel.DataAnnotations;
 using System.Security.Claims;
 using Microsoft.IdentityModel.JsonWebTokens;
 using Microsoft.IdentityModel.Tokens;
@@ -5,7 +6,7 @@ using Microsoft.IdentityModel.Tokens;
 namespace TodoScale.ServiceDefaults.Auth;
 
 /// <summary>The bearer tokens' settings (configuration section "Auth"), shared by the API and the `token` verb.</summary>
-public sealed class AuthOptions
+public sealed class AuthOptions : IValidatableObject
 {
     public const string SectionName = "Auth";
 
@@ -15,6 +16,25 @@ public sealed class AuthOptions
     public string Issuer { get; set; } = "todoscale";
 
     public string Audience { get; set; } = "todoscale-api";
+
+    /// <summary>The signing key must make a key (validated with the other settings at start: ValidateDataAnnotations).</summary>
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        string? problem = null;
+        try
+        {
+            TodoScaleTokens.SigningKey(this);
+        }
+        catch (InvalidOperationException)
+        {
+            problem = "Auth:SigningKey must be set to at least 32 bytes as hex or base64 (the AppHost passes one)";
+        }
+
+        if (problem is not null)
+        {
+            yield return new ValidationResult(problem, [nameof(SigningKey)]);
+        }
+    }
 }
 
 /// <summary>
