@@ -1,16 +1,9 @@
-using System.Collections.Concurrent;
 using System.Diagnostics;
 using Npgsql;
 using NpgsqlTypes;
-using Polly;
-using TodoScale.Data.Legacy;
+using TodoScale.Archiver.Settings;
 using TodoScale.Data.Schema;
 using static TodoScale.Data.SqlText;
-using TodoScale.Archiver.Database;
-using TodoScale.Archiver.Settings;
-using TodoScale.Archiver.Telemetry;
-using TodoScale.Data.Partitioning;
-using TodoScale.Data.Locking;
 
 namespace TodoScale.Archiver.Archiving;
 

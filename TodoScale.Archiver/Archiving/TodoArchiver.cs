@@ -1,16 +1,15 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using Npgsql;
-using NpgsqlTypes;
 using Polly;
-using TodoScale.Data.Legacy;
-using TodoScale.Data.Schema;
-using static TodoScale.Data.SqlText;
 using TodoScale.Archiver.Database;
 using TodoScale.Archiver.Settings;
 using TodoScale.Archiver.Telemetry;
-using TodoScale.Data.Partitioning;
+using TodoScale.Data.Legacy;
 using TodoScale.Data.Locking;
+using TodoScale.Data.Partitioning;
+using TodoScale.Data.Schema;
+using static TodoScale.Data.SqlText;
 
 namespace TodoScale.Archiver.Archiving;
 

@@ -1,9 +1,7 @@
 using System.CommandLine;
 using Npgsql;
 using Spectre.Console;
-using TodoScale.Archiver.Archiving;
 using TodoScale.Archiver.ColdStorage;
-using TodoScale.Archiver.Partitions;
 using TodoScale.Archiver.Database;
 using TodoScale.Archiver.Telemetry;
 using TodoScale.Data.Partitioning;

@@ -1,8 +1,8 @@
 using System.CommandLine;
 using Spectre.Console;
 using TodoScale.Archiver.Legacy;
-using TodoScale.Data.Schema;
 using TodoScale.Archiver.Settings;
+using TodoScale.Data.Schema;
 
 namespace TodoScale.Archiver.Cli;
 

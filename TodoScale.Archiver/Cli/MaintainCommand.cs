@@ -1,7 +1,5 @@
 using System.CommandLine;
-using Npgsql;
 using Spectre.Console;
-using TodoScale.Archiver.Archiving;
 using TodoScale.Archiver.ColdStorage;
 using TodoScale.Archiver.Maintenance;
 using TodoScale.Archiver.Worker;

@@ -1,7 +1,5 @@
 using Microsoft.Extensions.Configuration;
 using Npgsql;
-using TodoScale.Archiver.Archiving;
-using TodoScale.Archiver.Maintenance;
 using TodoScale.Archiver.Database;
 using TodoScale.Archiver.Settings;
 

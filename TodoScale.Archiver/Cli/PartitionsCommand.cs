@@ -1,6 +1,5 @@
 using System.CommandLine;
 using Spectre.Console;
-using TodoScale.Archiver.Archiving;
 using TodoScale.Archiver.Partitions;
 using TodoScale.Archiver.Settings;
 using TodoScale.Archiver.Telemetry;

@@ -1,6 +1,5 @@
 using Npgsql;
 using Spectre.Console;
-using TodoScale.Archiver.Archiving;
 using TodoScale.Archiver.ColdStorage;
 using TodoScale.Archiver.Database;
 

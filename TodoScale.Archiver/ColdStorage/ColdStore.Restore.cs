@@ -1,18 +1,8 @@
-using System.Data;
-using System.Globalization;
-using System.IO.Compression;
-using System.Security.Cryptography;
-using System.Text;
 using Npgsql;
 using TodoScale.Archiver.Database;
-using NpgsqlTypes;
-using TodoScale.Data.Schema;
+using TodoScale.Data.Partitioning;
 using static TodoScale.Data.Schema.Catalog;
 using static TodoScale.Data.SqlText;
-using TodoScale.Archiver.Settings;
-using TodoScale.Archiver.Telemetry;
-using TodoScale.Data.Partitioning;
-using TodoScale.Data.Locking;
 
 namespace TodoScale.Archiver.ColdStorage;
 

@@ -5,14 +5,13 @@ using System.Security.Cryptography;
 using System.Text;
 using Npgsql;
 using TodoScale.Archiver.Database;
-using NpgsqlTypes;
+using TodoScale.Archiver.Settings;
+using TodoScale.Archiver.Telemetry;
+using TodoScale.Data.Locking;
+using TodoScale.Data.Partitioning;
 using TodoScale.Data.Schema;
 using static TodoScale.Data.Schema.Catalog;
 using static TodoScale.Data.SqlText;
-using TodoScale.Archiver.Settings;
-using TodoScale.Archiver.Telemetry;
-using TodoScale.Data.Partitioning;
-using TodoScale.Data.Locking;
 
 namespace TodoScale.Archiver.ColdStorage;
 

@@ -4,9 +4,8 @@ using Npgsql;
 using NpgsqlTypes;
 using Polly;
 using TodoScale.Archiver.Database;
-using TodoScale.Data.Legacy;
-using TodoScale.Data.Schema;
 using TodoScale.Archiver.Settings;
+using TodoScale.Data.Legacy;
 using TodoScale.Data.Locking;
 
 namespace TodoScale.Archiver.Legacy;

@@ -1,13 +1,8 @@
-using System.Diagnostics;
-using System.Runtime.CompilerServices;
 using Npgsql;
-using NpgsqlTypes;
-using Polly;
 using TodoScale.Archiver.Database;
+using TodoScale.Archiver.Settings;
 using TodoScale.Data.Legacy;
 using TodoScale.Data.Schema;
-using TodoScale.Archiver.Settings;
-using TodoScale.Data.Locking;
 
 namespace TodoScale.Archiver.Legacy;
 

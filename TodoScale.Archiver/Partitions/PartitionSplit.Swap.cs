@@ -1,17 +1,10 @@
-using System.Diagnostics;
 using System.Globalization;
-using System.Numerics;
 using System.Text;
 using Npgsql;
 using TodoScale.Archiver.Database;
-using NpgsqlTypes;
-using Polly;
-using TodoScale.Data.Legacy;
 using TodoScale.Data.Schema;
 using static TodoScale.Data.Schema.Catalog;
 using static TodoScale.Data.SqlText;
-using TodoScale.Archiver.Settings;
-using TodoScale.Data.Locking;
 
 namespace TodoScale.Archiver.Partitions;
 

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using TodoScale.ServiceDefaults;
-using TodoScale.Archiver.Database;
 
 namespace TodoScale.Archiver.Telemetry;
 

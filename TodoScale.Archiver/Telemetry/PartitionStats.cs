@@ -1,9 +1,9 @@
 using System.Globalization;
 using Npgsql;
 using NpgsqlTypes;
-using static TodoScale.Data.SqlText;
 using TodoScale.Archiver.Settings;
 using TodoScale.Data.Partitioning;
+using static TodoScale.Data.SqlText;
 
 namespace TodoScale.Archiver.Telemetry;
 

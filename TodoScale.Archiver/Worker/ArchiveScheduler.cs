@@ -1,10 +1,9 @@
 using Microsoft.Extensions.Options;
-using TodoScale.Archiver.Maintenance;
+using TodoScale.Archiver.Archiving;
 using TodoScale.Archiver.Database;
 using TodoScale.Archiver.Settings;
 using TodoScale.Archiver.Telemetry;
 using TodoScale.Data.Partitioning;
-using TodoScale.Archiver.Archiving;
 
 namespace TodoScale.Archiver.Worker;
 

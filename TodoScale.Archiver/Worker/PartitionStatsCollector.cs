@@ -1,8 +1,6 @@
 using Microsoft.Extensions.Options;
 using Npgsql;
-using TodoScale.Archiver.Archiving;
 using TodoScale.Archiver.ColdStorage;
-using TodoScale.Archiver.Maintenance;
 using TodoScale.Archiver.Settings;
 using TodoScale.Archiver.Telemetry;
 

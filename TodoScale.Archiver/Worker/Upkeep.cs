@@ -1,10 +1,9 @@
 using Npgsql;
-using TodoScale.Archiver.Archiving;
 using TodoScale.Archiver.ColdStorage;
 using TodoScale.Archiver.Database;
+using TodoScale.Archiver.Maintenance;
 using TodoScale.Archiver.Settings;
 using TodoScale.Data.Partitioning;
-using TodoScale.Archiver.Maintenance;
 
 namespace TodoScale.Archiver.Worker;
 

@@ -4,8 +4,8 @@ using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Aspire.Hosting.Testing;
 using TodoScale.ServiceDefaults.Auth;
-using TodoScale.Tests.Infrastructure;
 using TodoScale.Testing;
+using TodoScale.Tests.Infrastructure;
 
 namespace TodoScale.Tests.Api;
 

@@ -2,8 +2,8 @@ using System.Diagnostics;
 using Aspire.Hosting;
 using Aspire.Hosting.Testing;
 using Npgsql;
-using TodoScale.Tests.Infrastructure;
 using TodoScale.Testing;
+using TodoScale.Tests.Infrastructure;
 
 namespace TodoScale.Tests.AppHost;
 

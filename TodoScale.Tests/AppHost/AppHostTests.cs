@@ -8,9 +8,9 @@ using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 using StackExchange.Redis;
 using TodoScale.Data.Schema;
-using TodoScale.Tests.Infrastructure;
-using TodoScale.Tests.Dashboards;
 using TodoScale.Testing;
+using TodoScale.Tests.Dashboards;
+using TodoScale.Tests.Infrastructure;
 
 namespace TodoScale.Tests.AppHost;
 

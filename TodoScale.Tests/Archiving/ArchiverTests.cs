@@ -1,19 +1,19 @@
 using System.Collections.Concurrent;
-using System.Runtime.CompilerServices;
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using Npgsql;
 using TodoScale.Archiver.Archiving;
 using TodoScale.Archiver.ColdStorage;
+using TodoScale.Archiver.Database;
 using TodoScale.Archiver.Maintenance;
 using TodoScale.Archiver.Partitions;
-using TodoScale.Tests.Infrastructure;
-using Xunit.Abstractions;
-using TodoScale.Archiver.Database;
 using TodoScale.Archiver.Settings;
 using TodoScale.Archiver.Telemetry;
 using TodoScale.Archiver.Worker;
 using TodoScale.Data.Partitioning;
 using TodoScale.Testing;
+using TodoScale.Tests.Infrastructure;
+using Xunit.Abstractions;
 
 namespace TodoScale.Tests.Archiving;
 

@@ -3,14 +3,14 @@ using System.Text;
 using Npgsql;
 using TodoScale.Archiver.Archiving;
 using TodoScale.Archiver.ColdStorage;
-using TodoScale.Archiver.Maintenance;
-using TodoScale.Data.Schema;
-using TodoScale.Tests.Infrastructure;
 using TodoScale.Archiver.Database;
+using TodoScale.Archiver.Maintenance;
 using TodoScale.Archiver.Settings;
 using TodoScale.Archiver.Worker;
 using TodoScale.Data.Partitioning;
+using TodoScale.Data.Schema;
 using TodoScale.Testing;
+using TodoScale.Tests.Infrastructure;
 
 namespace TodoScale.Tests.Archiving;
 

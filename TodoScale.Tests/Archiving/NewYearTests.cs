@@ -1,8 +1,8 @@
 using TodoScale.Archiver.Archiving;
-using TodoScale.Tests.Infrastructure;
-using Xunit.Abstractions;
 using TodoScale.Data.Partitioning;
 using TodoScale.Testing;
+using TodoScale.Tests.Infrastructure;
+using Xunit.Abstractions;
 
 namespace TodoScale.Tests.Archiving;
 

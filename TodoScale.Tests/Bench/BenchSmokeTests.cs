@@ -1,5 +1,5 @@
-using TodoScale.Tests.Infrastructure;
 using TodoScale.Testing;
+using TodoScale.Tests.Infrastructure;
 
 namespace TodoScale.Tests.Bench;
 

@@ -1,7 +1,7 @@
 using Npgsql;
 using TodoScale.Data.Schema;
-using TodoScale.Tests.Infrastructure;
 using TodoScale.Testing;
+using TodoScale.Tests.Infrastructure;
 
 namespace TodoScale.Tests.Cli;
 

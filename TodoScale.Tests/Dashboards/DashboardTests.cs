@@ -1,6 +1,6 @@
 using System.Text.Json;
-using TodoScale.Tests.Infrastructure;
 using TodoScale.Testing;
+using TodoScale.Tests.Infrastructure;
 
 namespace TodoScale.Tests.Dashboards;
 

@@ -1,9 +1,9 @@
 using System.Diagnostics;
 using Npgsql;
 using TodoScale.Data.Legacy;
+using TodoScale.Testing;
 using TodoScale.Tests.Infrastructure;
 using Xunit.Abstractions;
-using TodoScale.Testing;
 
 namespace TodoScale.Tests.Legacy;
 

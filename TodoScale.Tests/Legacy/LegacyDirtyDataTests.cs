@@ -1,7 +1,7 @@
 using System.Text.RegularExpressions;
+using TodoScale.Testing;
 using TodoScale.Tests.Infrastructure;
 using Xunit.Abstractions;
-using TodoScale.Testing;
 
 namespace TodoScale.Tests.Legacy;
 

@@ -1,11 +1,11 @@
 using System.Diagnostics;
 using Npgsql;
 using TodoScale.Archiver.Legacy;
+using TodoScale.Archiver.Settings;
 using TodoScale.Data.Legacy;
+using TodoScale.Testing;
 using TodoScale.Tests.Infrastructure;
 using Xunit.Abstractions;
-using TodoScale.Archiver.Settings;
-using TodoScale.Testing;
 
 namespace TodoScale.Tests.Legacy;
 

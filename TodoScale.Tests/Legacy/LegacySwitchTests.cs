@@ -1,10 +1,10 @@
 using System.Net;
-using Aspire.Hosting.Testing;
 using System.Text.Json.Nodes;
+using Aspire.Hosting.Testing;
 using TodoScale.Archiver.Legacy;
+using TodoScale.Testing;
 using TodoScale.Tests.Infrastructure;
 using Xunit.Abstractions;
-using TodoScale.Testing;
 
 namespace TodoScale.Tests.Legacy;
 

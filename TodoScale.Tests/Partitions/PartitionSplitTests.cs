@@ -2,14 +2,14 @@ using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using Microsoft.Extensions.DependencyInjection;
 using TodoScale.Archiver.Archiving;
-using TodoScale.Archiver.Partitions;
-using TodoScale.ServiceDefaults;
-using TodoScale.Tests.Infrastructure;
-using Xunit.Abstractions;
 using TodoScale.Archiver.Database;
+using TodoScale.Archiver.Partitions;
 using TodoScale.Archiver.Settings;
 using TodoScale.Archiver.Telemetry;
+using TodoScale.ServiceDefaults;
 using TodoScale.Testing;
+using TodoScale.Tests.Infrastructure;
+using Xunit.Abstractions;
 
 namespace TodoScale.Tests.Partitions;
 
