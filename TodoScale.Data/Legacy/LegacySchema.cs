@@ -6,7 +6,7 @@ namespace TodoScale.Data.Legacy;
 /// The original design's single table, `todos`, as an existing installation has it: every todo of every user,
 /// active or finished, in one unpartitioned heap with only its primary key. TodoScale migrates away from it
 /// (the `legacy` verbs) and the benchmark measures against it; neither creates it in a real installation (the tests
-/// and the benchmark create the original design's table: TodoScale.Tests/Legacy/LegacyTable.cs).
+/// and the benchmark create the original design's table: TodoScale.Testing/LegacyTable.cs).
 /// </summary>
 public static class LegacySchema
 {
