@@ -1,5 +1,6 @@
 using Scalar.AspNetCore;
 using TodoScale.Api.Apis;
+using TodoScale.Api.Contracts;
 using TodoScale.Api.Extensions;
 
 var builder = WebApplication.CreateBuilder(args);
@@ -30,11 +31,13 @@ if (app.Environment.IsDevelopment())
     app.MapScalarApiReference();
 }
 
-app.MapIdentityApi();
-app.MapTodosApi();
-app.MapSubtasksApi();
-app.MapProjectsApi();
-app.MapAiApi();
-app.MapOperatorApi();
+// Every endpoint refuses text PostgreSQL cannot store (NUL, lone surrogates) with a 400 naming the field.
+var api = app.MapGroup("").AddEndpointFilter<StorableTextFilter>();
+api.MapIdentityApi();
+api.MapTodosApi();
+api.MapSubtasksApi();
+api.MapProjectsApi();
+api.MapAiApi();
+api.MapOperatorApi();
 
 app.Run();

@@ -36,8 +36,10 @@ internal sealed class OptionalJsonConverterFactory : JsonConverterFactory
         // Called for null too, so an explicit null is "set to null", not "absent".
         public override bool HandleNull => true;
 
+        // The value's own converter, not a nested Deserialize: a value that does not read fails with the field's path
+        // ("$.description"), as any other field's would.
         public override Optional<T> Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
-            new(reader.TokenType == JsonTokenType.Null ? default : JsonSerializer.Deserialize<T>(ref reader, options));
+            new(reader.TokenType == JsonTokenType.Null ? default : ((JsonConverter<T>)options.GetConverter(typeof(T))).Read(ref reader, typeof(T), options));
 
         public override void Write(Utf8JsonWriter writer, Optional<T> value, JsonSerializerOptions options) =>
             JsonSerializer.Serialize(writer, value.Value, options);

@@ -49,6 +49,7 @@ public sealed partial class ApiExceptionHandler(IProblemDetailsService problems,
         BadHttpRequestException bad => new ProblemDetails { Status = bad.StatusCode, Title = "The request could not be read.", Detail = bad.Message },
         DbUpdateException { InnerException: { } inner } => Map(inner),
         InvalidOperationException { InnerException: NpgsqlException inner } => Map(inner),
+        System.Text.EncoderFallbackException => Invalid("body", "A text value is not valid Unicode (a lone surrogate)."),
         PostgresException pg => Database(pg),
         NpgsqlException or TimeoutException => Unavailable("The database is unreachable right now; try again shortly."),
         _ => null,
@@ -62,6 +63,9 @@ public sealed partial class ApiExceptionHandler(IProblemDetailsService problems,
         PostgresErrorCodes.SerializationFailure or PostgresErrorCodes.DeadlockDetected =>
             Conflict("The change collided with a concurrent change; retry it."),
         PostgresErrorCodes.StringDataRightTruncation => Invalid("body", "A value is longer than its field allows."),
+        // Caught before the database by StorableTextFilter; a path that reaches the server with such text is still the client's.
+        PostgresErrorCodes.CharacterNotInRepertoire or PostgresErrorCodes.UntranslatableCharacter =>
+            Invalid("body", "A text value holds a character that cannot be stored (NUL, or not valid Unicode)."),
         PostgresErrorCodes.InvalidTextRepresentation or PostgresErrorCodes.NumericValueOutOfRange or PostgresErrorCodes.DatetimeFieldOverflow =>
             Invalid("body", "A value is out of the range its field allows."),
         _ when pg.SqlState.StartsWith("08", StringComparison.Ordinal) || pg.SqlState.StartsWith("53", StringComparison.Ordinal)
@@ -79,6 +83,12 @@ public sealed partial class ApiExceptionHandler(IProblemDetailsService problems,
         }
 
         var field = FieldOf(json.Path, null);
+        if (json.InnerException is InvalidOperationException { Message: var message } && message.Contains("UTF-16", StringComparison.Ordinal))
+        {
+            // A JSON escape of a lone surrogate (\ud800): text with no UTF-8 form, which nothing could store.
+            return Invalid(field, "The text is not valid Unicode (a lone surrogate).");
+        }
+
         return Invalid(field, field == "body" ? "The body is not valid JSON for this request." : "The value has the wrong type or format for this field.");
     }
 
