@@ -2,12 +2,14 @@ using Scalar.AspNetCore;
 using TodoScale.Api.Apis;
 using TodoScale.Api.Contracts;
 using TodoScale.Api.Extensions;
+using TodoScale.Api.RateLimiting;
 
 var builder = WebApplication.CreateBuilder(args);
 
 builder.AddServiceDefaults();
 builder.AddApplicationServices();
 builder.AddTodoScaleAuthentication();
+builder.AddTodoScaleRateLimiting();
 builder.Services.AddProblemDetails(options => options.CustomizeProblemDetails = context =>
 {
     // A developer sees why a request failed; production answers never carry internals.
@@ -22,6 +24,7 @@ var app = builder.Build();
 app.UseExceptionHandler();
 app.UseStatusCodePages();
 app.UseAuthentication();
+app.UseRateLimiter(); // after authentication: the budget is the token's user's
 app.UseAuthorization();
 
 app.MapDefaultEndpoints();

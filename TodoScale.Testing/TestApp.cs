@@ -40,6 +40,11 @@ public static class TestApp
         // The archiver's partition gauges refresh every second here (30 s by default), as Prometheus scrapes.
         builder.CreateResourceBuilder(builder.Resources.OfType<ProjectResource>().Single(r => r.Name == "archiver"))
             .WithEnvironment("Maintenance__StatsInterval", "00:00:01");
+        // Tests and the benchmark drive the API with a handful of users at thousands of requests a second: each
+        // user's budget is raised so the limiter runs but never refuses (RateLimitTests runs an API with small budgets).
+        builder.CreateResourceBuilder(builder.Resources.OfType<ProjectResource>().Single(r => r.Name == "api"))
+            .WithEnvironment("RateLimit__PerSecond", "1000000")
+            .WithEnvironment("RateLimit__Burst", "1000000");
         configure?.Invoke(builder);
         builder.Services.AddLogging(logging => logging
             .SetMinimumLevel(LogLevel.Warning)

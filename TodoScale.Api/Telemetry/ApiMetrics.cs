@@ -13,6 +13,7 @@ public sealed class ApiMetrics
     public const string ReplicaLag = "todoscale.api.replica.lag";
     public const string ReplicaUp = "todoscale.api.replica.up";
     public const string ReplicaBytesBehind = "todoscale.api.replica.bytes_behind";
+    public const string RateLimited = "todoscale.api.rate_limited";
 
     /// <summary>From 0.1 ms (a first page from a warm partition) to 5 s.</summary>
     public static readonly IReadOnlyList<double> QueryBuckets =
@@ -39,6 +40,7 @@ public sealed class ApiMetrics
     private readonly Histogram<double> _queryDuration;
     private readonly Counter<long> _routed;
     private readonly Counter<long> _cache;
+    private readonly Counter<long> _rateLimited;
 
     public ApiMetrics(IMeterFactory meterFactory)
     {
@@ -48,6 +50,8 @@ public sealed class ApiMetrics
             tags: null, advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = QueryBuckets });
         _routed = _meter.CreateCounter<long>(ReadsRouted, unit: "{read}", description: "Reads by where they went and why.");
         _cache = _meter.CreateCounter<long>(CacheRequests, unit: "{request}", description: "First-page cache lookups by result.");
+        _rateLimited = _meter.CreateCounter<long>(RateLimited, unit: "{request}", description: "Requests refused with 429: their user was over RateLimit's budget.");
+        _rateLimited.Add(0);
     }
 
     public void RecordQuery(TimeSpan elapsed, int partition, string table, string target, string operation) =>
@@ -60,6 +64,8 @@ public sealed class ApiMetrics
 
     public void Routed(string target, string reason) =>
         _routed.Add(1, new(Tags.Target, target), new(Tags.Reason, reason));
+
+    public void RequestRateLimited() => _rateLimited.Add(1);
 
     public void CacheHit() => _cache.Add(1, new KeyValuePair<string, object?>(Tags.Result, "hit"));
 
