@@ -19,13 +19,18 @@ public sealed class ContainerInfrastructure : Infrastructure
     private const string ReplicaScript = """
         set -eu
         export PGDATA=/var/lib/postgresql/data
+        slot=todos_replica
+        until psql -h "$PRIMARY_HOST" -p "$PRIMARY_PORT" -U postgres -d postgres -Atq -c "SELECT pg_create_physical_replication_slot('$slot', true)
+                WHERE NOT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = '$slot')" >/dev/null; do
+          echo "waiting for the primary"; sleep 1
+        done
         if [ ! -s "$PGDATA/PG_VERSION" ]; then
-          until pg_basebackup -h "$PRIMARY_HOST" -p "$PRIMARY_PORT" -U postgres -D "$PGDATA" -X stream -R --checkpoint=fast; do
+          until pg_basebackup -h "$PRIMARY_HOST" -p "$PRIMARY_PORT" -U postgres -D "$PGDATA" -X stream -S "$slot" -R --checkpoint=fast; do
             echo "waiting for the primary"; rm -rf "$PGDATA"/*; sleep 1
           done
         fi
         chown -R postgres:postgres "$PGDATA"; chmod 700 "$PGDATA"
-        exec gosu postgres postgres -D "$PGDATA" -c hot_standby=on -c hot_standby_feedback=on \
+        exec gosu postgres postgres -D "$PGDATA" -c hot_standby=on -c hot_standby_feedback=on -c "primary_slot_name=$slot" \
           -c "primary_conninfo=host=$PRIMARY_HOST port=$PRIMARY_PORT user=postgres password=$PGPASSWORD application_name=todos_replica"
         """;
 
@@ -38,7 +43,8 @@ public sealed class ContainerInfrastructure : Infrastructure
         var server = builder.AddPostgres(PrimaryServer)
             .WithImageTag(PostgresImageTag)
             .WithDataVolume("todoscale-postgres-primary")
-            .WithInitFiles(initDirectory); // lets the replica connect for replication
+            .WithInitFiles(initDirectory) // lets the replica connect for replication
+            .WithArgs("-c", $"max_slot_wal_keep_size={options.MaxSlotWalKeepSize}");
         var todos = server.AddDatabase(Todos, DatabaseName);
 
         var replica = builder.AddResource(new PostgresReplicaContainerResource(TodosReplica, server.Resource.PasswordParameter))

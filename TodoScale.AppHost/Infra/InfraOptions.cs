@@ -46,6 +46,13 @@ public sealed class InfraOptions
     /// </summary>
     public Dictionary<string, string> PostgresSettings { get; set; } = [];
 
+    /// <summary>
+    /// The most WAL the primary keeps for the replica's replication slot while the replica is away (PostgreSQL
+    /// max_slot_wal_keep_size: `4GB`, `512MB`, or -1 for no limit). Past it the slot is lost and the replica is
+    /// cloned again at its next start; until then the replica catches up from where it stopped.
+    /// </summary>
+    public string MaxSlotWalKeepSize { get; set; } = "4GB";
+
     /// <summary>The settings as postgres.sh takes them: `name=value` words, each checked so none can inject anything.</summary>
     public string PostgresSettingsArgument()
     {
@@ -78,6 +85,12 @@ public sealed class InfraOptions
         }
 
         _ = options.PostgresSettingsArgument(); // a bad setting stops the AppHost here, naming it
+        if (!System.Text.RegularExpressions.Regex.IsMatch(options.MaxSlotWalKeepSize, "^(-1|[0-9]+(kB|MB|GB|TB))$"))
+        {
+            throw new InvalidOperationException(
+                $"Infra:MaxSlotWalKeepSize must be a size such as 4GB or 512MB, or -1 for no limit (was '{options.MaxSlotWalKeepSize}').");
+        }
+
         options.DataRoot = Path.GetFullPath(options.DataRoot ?? Path.Combine(builder.AppHostDirectory, "..", ".data"));
         return options;
     }

@@ -131,6 +131,7 @@ public sealed class ProcessInfrastructure : Infrastructure
             .WithEndpoint(name: PostgresProcessResource.EndpointName, scheme: "tcp", isProxied: false)
             .WithEnvironment("POSTGRES_PASSWORD", password)
             .WithEnvironment("POSTGRES_SETTINGS", Options.PostgresSettingsArgument())
+            .WithEnvironment("MAX_SLOT_WAL_KEEP_SIZE", Options.MaxSlotWalKeepSize)
             .WithArgs(context =>
             {
                 var resource = (PostgresProcessResource)context.Resource;

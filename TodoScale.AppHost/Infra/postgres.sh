@@ -6,9 +6,11 @@
 #
 # primary: initdb when the folder is empty (superuser `postgres` with POSTGRES_PASSWORD, scram on TCP) and
 #          create <database>; then serve on 127.0.0.1:<port>.
-# replica: pg_basebackup from the primary when the folder is empty or was cloned from another cluster; then
-#          serve as a hot standby streaming from the primary's CURRENT port (primary_conninfo on the command line
-#          overrides the one pg_basebackup wrote, so a kept folder follows the primary to its new port).
+# replica: pg_basebackup from the primary when the folder is empty, was cloned from another cluster, or its slot
+#          lost WAL it needs; then serve as a hot standby streaming from the primary's CURRENT port (primary_conninfo
+#          on the command line overrides the one pg_basebackup wrote, so a kept folder follows the primary to its new
+#          port) through the physical replication slot `todos_replica`, so the primary keeps the WAL the standby has
+#          not received yet (up to max_slot_wal_keep_size, MAX_SLOT_WAL_KEEP_SIZE: Infra:MaxSlotWalKeepSize).
 #
 # Runs the server as the `postgres` user when started as root (postgres refuses root). DCP stops a resource with
 # SIGTERM, which postgres reads as a "smart" shutdown that waits for clients; it is translated to SIGINT (fast
@@ -66,6 +68,8 @@ case "$role" in
   replica)
     primary_port=${4:?primary port}
     conninfo="host=127.0.0.1 port=$primary_port user=postgres passfile=$passfile application_name=todos_replica"
+    slot=todos_replica
+    on_primary() { PGPASSFILE=$passfile as_postgres "$bindir/psql" -Atq "$conninfo dbname=postgres" -c "$1"; }
     if [ -s "$data/PG_VERSION" ]; then
       # A kept replica must come from the same cluster as the primary (the primary may have been wiped).
       mine=$(as_postgres "$bindir/pg_controldata" -D "$data" | awk -F': *' '/Database system identifier/ {print $2}')
@@ -76,13 +80,21 @@ case "$role" in
         rm -rf "$data"
       fi
     fi
+    # A slot past max_slot_wal_keep_size has lost WAL this standby needs: it can never catch up from it.
+    if [ "$(on_primary "SELECT wal_status FROM pg_replication_slots WHERE slot_name = '$slot'")" = lost ]; then
+      echo "postgres.sh: slot $slot lost the WAL this replica needs (max_slot_wal_keep_size): cloning again"
+      on_primary "SELECT pg_drop_replication_slot('$slot')" >/dev/null
+      rm -rf "$data"
+    fi
+    on_primary "SELECT pg_create_physical_replication_slot('$slot', true)
+                 WHERE NOT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = '$slot')" >/dev/null
     if [ ! -s "$data/PG_VERSION" ]; then
       rm -rf "$data"
       prepare_dir "$data"
       echo "postgres.sh: pg_basebackup from 127.0.0.1:$primary_port into $data"
-      as_postgres "$bindir/pg_basebackup" -d "$conninfo" -D "$data" -X stream -R --checkpoint=fast
+      as_postgres "$bindir/pg_basebackup" -d "$conninfo" -D "$data" -X stream -S "$slot" -R --checkpoint=fast
     fi
-    extra=(-c "primary_conninfo=$conninfo" -c hot_standby=on -c hot_standby_feedback=on)
+    extra=(-c "primary_conninfo=$conninfo" -c "primary_slot_name=$slot" -c hot_standby=on -c hot_standby_feedback=on)
     ;;
   *)
     echo "postgres.sh: unknown role '$role' (primary|replica)" >&2
@@ -104,6 +116,7 @@ done
   -c max_connections=200 \
   -c wal_level=replica \
   -c max_wal_senders=10 \
+  -c max_slot_wal_keep_size="${MAX_SLOT_WAL_KEEP_SIZE:-4GB}" \
   -c logging_collector=off \
   ${extra[@]+"${extra[@]}"} &
 pid=$!

@@ -152,6 +152,19 @@ public sealed class AppHostTests(AppHostFixture fixture)
     }
 
     [Fact]
+    public async Task The_replica_streams_through_a_physical_slot_whose_wal_the_primary_keeps_up_to_the_setting()
+    {
+        await using var primary = new NpgsqlConnection(await App.GetConnectionStringAsync("todos"));
+        await primary.OpenAsync();
+        await Eventually.TrueAsync("the replica streaming through its slot", async () =>
+            await ScalarAsync<bool>(primary, "SELECT coalesce((SELECT active FROM pg_replication_slots WHERE slot_name = 'todos_replica'), false)"),
+            TimeSpan.FromSeconds(60));
+        Assert.Equal("physical", await ScalarAsync<string>(primary, "SELECT slot_type::text FROM pg_replication_slots WHERE slot_name = 'todos_replica'"));
+        Assert.Equal("todos_replica", await ScalarAsync<string>(primary, "SELECT application_name FROM pg_stat_replication s JOIN pg_replication_slots r ON r.active_pid = s.pid"));
+        Assert.Equal("4GB", await ScalarAsync<string>(primary, "SHOW max_slot_wal_keep_size"));
+    }
+
+    [Fact]
     public async Task Redis_answers_ping_through_the_cache_connection_string()
     {
         var options = ConfigurationOptions.Parse(await App.GetConnectionStringAsync("cache") ?? throw new InvalidOperationException("no cache connection string"));
@@ -204,6 +217,8 @@ public sealed class AppHostTests(AppHostFixture fixture)
             """pg_database_size_bytes{job="postgres", role="primary", datname="todos"} > 1000000""",
             """pg_replica_replay_lag_seconds{job="postgres", role="primary", application_name="todos_replica"} >= 0""",
             """pg_replicas_streaming{job="postgres", role="primary"} == 1""",
+            """pg_replication_slot_active{job="postgres", role="primary", slot_name="todos_replica"} == 1""",
+            """pg_replication_slot_safe_wal_size_bytes{job="postgres", role="primary", slot_name="todos_replica"} > 0""",
         ];
         var counts = new Dictionary<string, int>();
         var clock = Stopwatch.StartNew();

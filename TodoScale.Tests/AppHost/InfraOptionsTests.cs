@@ -52,6 +52,18 @@ public sealed class InfraOptionsTests
         }
     }
 
+    [Theory]
+    [InlineData("4 GB")]
+    [InlineData("lots")]
+    [InlineData("4GB; DROP")]
+    public void A_bad_slot_wal_limit_is_refused_naming_the_setting(string value)
+    {
+        var error = Assert.Throws<InvalidOperationException>(() => InfraOptions.Read(DistributedApplication.CreateBuilder([$"--Infra:MaxSlotWalKeepSize={value}"])));
+        Assert.Contains("Infra:MaxSlotWalKeepSize", error.Message);
+        Assert.Equal("512MB", InfraOptions.Read(DistributedApplication.CreateBuilder(["--Infra:MaxSlotWalKeepSize=512MB"])).MaxSlotWalKeepSize);
+        Assert.Equal("4GB", InfraOptions.Read(DistributedApplication.CreateBuilder([])).MaxSlotWalKeepSize);
+    }
+
     [Fact]
     public void Explicit_process_mode_does_not_ask_for_a_container_engine()
     {
