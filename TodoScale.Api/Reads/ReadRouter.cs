@@ -6,6 +6,7 @@ using Microsoft.EntityFrameworkCore.Storage;
 using Microsoft.Extensions.Options;
 using Npgsql;
 using TodoScale.Api.Caching;
+using TodoScale.Api.Resilience;
 using TodoScale.Api.Telemetry;
 using TodoScale.Data;
 using TodoScale.Data.Tenancy;
@@ -81,6 +82,12 @@ public sealed class ReadRouter(
         }
 
         var (target, reason) = Choose(view);
+
+        // A read is safe to run again: while the primary restarts, it waits for it (PrimaryRestart).
+        Task<T> OnPrimaryAsync() => PrimaryRestart.Pipeline.ExecuteAsync(
+            token => new ValueTask<T>(RunAsync(primaryContexts, userId, spec, partition, ApiMetrics.Targets.Primary, query, queryNamesTenant, serving.FromLegacy, token)),
+            cancellationToken).AsTask();
+
         metrics.Routed(target, reason);
         T result;
         if (target == ApiMetrics.Targets.Replica)
@@ -98,12 +105,12 @@ public sealed class ReadRouter(
 
                 metrics.Routed(ApiMetrics.Targets.Primary, "replica_failed");
                 target = ApiMetrics.Targets.Primary;
-                result = await RunAsync(primaryContexts, userId, spec, partition, target, query, queryNamesTenant, serving.FromLegacy, cancellationToken);
+                result = await OnPrimaryAsync();
             }
         }
         else
         {
-            result = await RunAsync(primaryContexts, userId, spec, partition, target, query, queryNamesTenant, serving.FromLegacy, cancellationToken);
+            result = await OnPrimaryAsync();
         }
 
         if (spec.PageKey is not null && view.Known)
@@ -140,21 +147,29 @@ public sealed class ReadRouter(
         where TContext : TodoScaleDbContext
     {
         await using var db = await contexts.CreateDbContextAsync(cancellationToken);
-        var started = Stopwatch.GetTimestamp();
-        await using var transaction = queryNamesTenant
-            ? await db.Database.BeginTransactionAsync(cancellationToken)
-            : await db.BeginTenantTransactionAsync(userId, cancellationToken, fromLegacy: fromLegacy);
-        if (queryNamesTenant && fromLegacy)
+        try
         {
-            // The query sets its tenant in its own batch; the legacy views go first on the path before it (one more
-            // round trip, only during a migration, before the switch).
-            await db.Database.ExecuteSqlRawAsync(TenantScope.ServeFromLegacyStatement, cancellationToken);
-        }
+            var started = Stopwatch.GetTimestamp();
+            await using var transaction = queryNamesTenant
+                ? await db.Database.BeginTransactionAsync(cancellationToken)
+                : await db.BeginTenantTransactionAsync(userId, cancellationToken, fromLegacy: fromLegacy);
+            if (queryNamesTenant && fromLegacy)
+            {
+                // The query sets its tenant in its own batch; the legacy views go first on the path before it (one more
+                // round trip, only during a migration, before the switch).
+                await db.Database.ExecuteSqlRawAsync(TenantScope.ServeFromLegacyStatement, cancellationToken);
+            }
 
-        var result = await query(db, cancellationToken);
-        await transaction.CommitAsync(cancellationToken);
-        metrics.RecordQuery(Stopwatch.GetElapsedTime(started), partition, spec.Table, target, spec.Operation);
-        return result;
+            var result = await query(db, cancellationToken);
+            await transaction.CommitAsync(cancellationToken);
+            metrics.RecordQuery(Stopwatch.GetElapsedTime(started), partition, spec.Table, target, spec.Operation);
+            return result;
+        }
+        catch (Exception e)
+        {
+            PrimaryRestart.Forget(db.Database.GetDbConnection(), e);
+            throw;
+        }
     }
 
     /// <summary>Failures of the replica itself (connection, shutdown, recovery conflicts), not of the query.</summary>

@@ -5,6 +5,7 @@ using Npgsql;
 using NpgsqlTypes;
 using TodoScale.Api.Caching;
 using TodoScale.Api.Reads;
+using TodoScale.Api.Resilience;
 using TodoScale.Api.Telemetry;
 using TodoScale.Data;
 using TodoScale.Data.Tenancy;
@@ -23,25 +24,28 @@ public sealed class TenantWrites(
     DatabaseMonitor monitor,
     ApiMetrics metrics)
 {
-    public async Task<UserWrite> BeginAsync(Guid userId, string operation, CancellationToken cancellationToken)
-    {
-        var db = await contexts.CreateDbContextAsync(cancellationToken);
-        try
+    /// <summary>Opens the write; while the primary restarts, waits for it (<see cref="PrimaryRestart"/>): nothing is sent yet.</summary>
+    public Task<UserWrite> BeginAsync(Guid userId, string operation, CancellationToken cancellationToken) =>
+        PrimaryRestart.Pipeline.ExecuteAsync(async token =>
         {
-            var started = Stopwatch.GetTimestamp();
-            // Opened here, the connection stays open after the commit (EF would close one it opened for the
-            // transaction), so the commit position is read on the same session.
-            await db.Database.OpenConnectionAsync(cancellationToken);
-            var serving = await monitor.ServingAsync(cancellationToken);
-            var transaction = await db.BeginTenantTransactionAsync(userId, cancellationToken, fromLegacy: serving.FromLegacy);
-            return new UserWrite(db, transaction, userId, operation, started, this);
-        }
-        catch
-        {
-            await db.DisposeAsync();
-            throw;
-        }
-    }
+            var db = await contexts.CreateDbContextAsync(token);
+            try
+            {
+                var started = Stopwatch.GetTimestamp();
+                // Opened here, the connection stays open after the commit (EF would close one it opened for the
+                // transaction), so the commit position is read on the same session.
+                await db.Database.OpenConnectionAsync(token);
+                var serving = await monitor.ServingAsync(token);
+                var transaction = await db.BeginTenantTransactionAsync(userId, token, fromLegacy: serving.FromLegacy);
+                return new UserWrite(db, transaction, userId, operation, started, this);
+            }
+            catch (Exception e)
+            {
+                PrimaryRestart.Forget(db.Database.GetDbConnection(), e);
+                await db.DisposeAsync();
+                throw;
+            }
+        }, cancellationToken).AsTask();
 
     internal async Task CommittedAsync(TodoDbContext db, Guid userId, string operation, long started)
     {

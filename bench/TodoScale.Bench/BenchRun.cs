@@ -180,6 +180,10 @@ public sealed class BenchRun(BenchScale scale, int seed, string output, string c
     public Task<string> RunSplitAsync(CancellationToken cancellationToken) =>
         RunOnFreshStackAsync(stack => SplitBench.RunAsync(stack, scale, Say, cancellationToken), (split, results) => Report.WriteSplit(split, results, output), cancellationToken);
 
+    /// <summary>`--workload soak`: 10 minutes of mixed API traffic with an archive pass in the middle, written to bench/results/&lt;date&gt;-&lt;scale&gt;-soak.md.</summary>
+    public Task<string> RunSoakAsync(CancellationToken cancellationToken) =>
+        RunOnFreshStackAsync(stack => SoakBench.RunAsync(stack, scale, Say, cancellationToken), (soak, results) => Report.WriteSoak(soak, results, output), cancellationToken);
+
     /// <summary>A workload of its own on a fresh stack, with the server's settings in its report.</summary>
     private async Task<string> RunOnFreshStackAsync<T>(Func<BenchStack, Task<T>> workload, Func<T, BenchResults, string> write, CancellationToken cancellationToken)
     {

@@ -7,7 +7,7 @@ using TodoScale.Testing;
 var scaleOption = new Option<string>("--scale") { Description = "tiny (seconds, for the tests), small (~1M rows), medium (20M: 10M active + 10M archived), large (50M: 1M and 10M curve points on the way).", DefaultValueFactory = _ => "small" };
 var outputOption = new Option<string>("--output") { Description = "Where the report and plots go.", DefaultValueFactory = _ => Path.Combine(RepositoryPaths.Root, "bench", "results") };
 var seedOption = new Option<int>("--seed") { Description = "The generator's seed (the same seed gives the same users and todos).", DefaultValueFactory = _ => 42 };
-var workloadOption = new Option<string>("--workload") { Description = "all (workloads 1-6, the main report) legacy (the migration from the legacy `todos` table: backfill rows/s, insert throughput with the dual-write trigger off and on, the longest write stall in start and switch) or split (the online re-split 16 -> 32 under write load: total time, the longest blocked write).", DefaultValueFactory = _ => "all" };
+var workloadOption = new Option<string>("--workload") { Description = "all (workloads 1-6, the main report) legacy (the migration from the legacy `todos` table: backfill rows/s, insert throughput with the dual-write trigger off and on, the longest write stall in start and switch) split (the online re-split 16 -> 32 under write load: total time, the longest blocked write) or soak (10 minutes of mixed API traffic with an archive pass in the middle: p99, errors and the API's memory over time).", DefaultValueFactory = _ => "all" };
 var root = new RootCommand("TodoScale benchmarks: TodoScale against an unpartitioned table and the original single table, on the same data, in one run.")
 {
     scaleOption, outputOption, seedOption, workloadOption,
@@ -28,9 +28,9 @@ root.SetAction(async (parse, cancellationToken) =>
     }
 
     var workload = parse.GetValue(workloadOption)!;
-    if (workload is not ("all" or "legacy" or "split"))
+    if (workload is not ("all" or "legacy" or "split" or "soak"))
     {
-        Console.Error.WriteLine($"bench: '{workload}' is not a workload; use all, legacy or split.");
+        Console.Error.WriteLine($"bench: '{workload}' is not a workload; use all, legacy, split or soak.");
         return 2;
     }
 
@@ -41,6 +41,7 @@ root.SetAction(async (parse, cancellationToken) =>
     {
         "legacy" => await run.RunLegacyAsync(cancellationToken),
         "split" => await run.RunSplitAsync(cancellationToken),
+        "soak" => await run.RunSoakAsync(cancellationToken),
         _ => await run.RunAsync(cancellationToken),
     };
     Console.WriteLine($"bench: done, report at {report}");

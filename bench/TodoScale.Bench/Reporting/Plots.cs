@@ -32,6 +32,33 @@ public static class Plots
         plot.SavePng(path, 1100, 560);
     }
 
+    /// <summary>One figure over time (seconds): each series a line, the archive pass shaded.</summary>
+    public static void OverTime(string path, string title, string yLabel, IReadOnlyList<(string Label, double[] Xs, double[] Ys)> series, (double From, double To)? marked = null)
+    {
+        var plot = new Plot();
+        if (marked is { } span && double.IsFinite(span.From) && double.IsFinite(span.To))
+        {
+            var shade = plot.Add.HorizontalSpan(span.From, span.To);
+            shade.FillStyle.Color = Colors.Gray.WithAlpha(0.2);
+            shade.LegendText = "archive pass";
+        }
+
+        foreach (var (label, xs, ys) in series)
+        {
+            var line = plot.Add.Scatter(xs, ys);
+            line.LegendText = label;
+            line.MarkerSize = 3;
+        }
+
+        plot.Legend.Alignment = Alignment.UpperLeft;
+        plot.ShowLegend();
+        plot.Title(title);
+        plot.XLabel("seconds into the soak");
+        plot.YLabel(yLabel);
+        plot.Axes.Margins(bottom: 0);
+        plot.SavePng(path, 1100, 420);
+    }
+
     /// <summary>p99 (ms) against rows in todos_active.</summary>
     public static void ScaleCurve(string path, IReadOnlyList<(long Rows, double P50, double P99)> points)
     {

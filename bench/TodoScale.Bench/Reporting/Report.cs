@@ -69,6 +69,56 @@ public static class Report
         }
     }
 
+    public static string WriteSoak(SoakResult s, BenchResults r, string folder)
+    {
+        Directory.CreateDirectory(folder);
+        var c = CultureInfo.InvariantCulture;
+        var stem = $"{r.Started:yyyy-MM-dd}-{r.Scale.Name}-soak";
+        var xs = s.Samples.Select(x => x.Seconds).ToArray();
+        var archive = (s.ArchiveFromSeconds, s.ArchiveToSeconds);
+        Plots.OverTime(Path.Combine(folder, $"{stem}-p99.png"), "Soak: p99 per window", "milliseconds", [("p99", xs, [.. s.Samples.Select(x => x.P99Ms)])], archive);
+        Plots.OverTime(Path.Combine(folder, $"{stem}-errors.png"), "Soak: requests and errors per window", "requests",
+            [("requests", xs, [.. s.Samples.Select(x => (double)x.Requests)]), ("errors", xs, [.. s.Samples.Select(x => (double)x.Errors)])], archive);
+        Plots.OverTime(Path.Combine(folder, $"{stem}-memory.png"), "Soak: the API's memory", "MiB",
+            [("working set", xs, [.. s.Samples.Select(x => x.WorkingSetMb)]), ("GC heap", xs, [.. s.Samples.Select(x => x.GcHeapMb)])], archive);
+
+        var md = new StringBuilder();
+        md.AppendLine(c, $"# TodoScale benchmark: a {s.Duration.TotalMinutes:0.#}-minute soak, {r.Scale.Name} scale, {r.Started:yyyy-MM-dd HH:mm} UTC")
+          .AppendLine()
+          .AppendLine(c, $"Reproduce: `{r.Command}`. Whole run: {s.Elapsed.TotalMinutes:0.0} min. {s.Users} users, {s.TargetRate} requests/s open loop (a request starts on schedule whether or not the last one finished) against the API of the process-mode stack; an archive pass over {s.Backlog:N0} finished todos in the middle. Targets reported, never asserted.")
+          .AppendLine();
+        md.AppendLine("## Targets").AppendLine()
+          .AppendLine("| figure | target | measured | |").AppendLine("|---|---|---|---|")
+          .AppendLine(c, $"| errors (5xx, failed connections, 4xx other than the API's designed 409) | 0 | {s.Errors:N0} of {s.Requests:N0} | {(s.Errors == 0 ? "met" : "**not met**")} |")
+          .AppendLine(c, $"| the API's working set, last third vs middle third (medians) | flat (within 10%) | {s.WorkingSetGrowthPercent:+0.0;-0.0}% | {(Math.Abs(s.WorkingSetGrowthPercent) <= 10 ? "met" : "**not met**")} |")
+          .AppendLine(c, $"| the API's GC heap, last third vs middle third (medians) | flat (within 10%) | {s.GcHeapGrowthPercent:+0.0;-0.0}% | {(Math.Abs(s.GcHeapGrowthPercent) <= 10 ? "met" : "**not met**")} |")
+          .AppendLine();
+        md.AppendLine("## Over time").AppendLine()
+          .AppendLine(c, $"![p99]({stem}-p99.png)").AppendLine()
+          .AppendLine(c, $"![errors]({stem}-errors.png)").AppendLine()
+          .AppendLine(c, $"![memory]({stem}-memory.png)").AppendLine()
+          .AppendLine(c, $"The archive pass ran from {s.ArchiveFromSeconds:0} s to {s.ArchiveToSeconds:0} s (shaded).").AppendLine();
+        md.AppendLine("## By operation").AppendLine()
+          .AppendLine("| operation | requests | errors | p99 ms |").AppendLine("|---|---|---|---|");
+        foreach (var (operation, (count, errors, p99)) in s.Operations)
+        {
+            md.AppendLine(c, $"| {operation} | {count:N0} | {errors:N0} | {p99:0.0} |");
+        }
+
+        md.AppendLine().AppendLine("## Windows").AppendLine()
+          .AppendLine("| at s | requests | errors | p99 ms | GC heap MiB | working set MiB |").AppendLine("|---|---|---|---|---|---|");
+        foreach (var w in s.Samples)
+        {
+            md.AppendLine(c, $"| {w.Seconds:0} | {w.Requests:N0} | {w.Errors:N0} | {w.P99Ms:0.0} | {w.GcHeapMb:0.0} | {w.WorkingSetMb:0.0} |");
+        }
+
+        md.AppendLine().AppendLine(c, $"{Environment.ProcessorCount} cores ({Machine.Cpu()}), {Machine.MemoryGb():0.0} GiB memory; the stack and the load generator share them.").AppendLine();
+        AppendSettings(md, r);
+        var path = Path.Combine(folder, $"{stem}.md");
+        File.WriteAllText(path, md.ToString());
+        return path;
+    }
+
     public static string WriteSplit(SplitBenchResult s, BenchResults r, string folder)
     {
         Directory.CreateDirectory(folder);
