@@ -76,6 +76,20 @@ public sealed class BenchSmokeTests
             return Task.CompletedTask;
         });
 
+    [Fact]
+    public Task Tiny_soak_run_reports_errors_and_memory_over_time_with_its_plots() =>
+        RunTinyAsync(["--workload", "soak"], "*-tiny-soak.md", TimeSpan.FromMinutes(4), (folder, text) =>
+        {
+            Assert.Equal(3, TargetRows(text).Count);
+            // Errors are counted exactly (not a timing): the API answers every request of a 30-second soak.
+            Assert.Matches(@"\| errors \(5xx, failed connections, 4xx other than the API's designed 409\) \| 0 \| 0 of [0-9,]+ \| met \|", text);
+            Assert.Matches(@"The archive pass ran from \d+ s to \d+ s", text);
+            Assert.Equal(3, Directory.GetFiles(folder, "*-tiny-soak-*.png").Length);
+            Assert.DoesNotContain("NaN", text, StringComparison.Ordinal);
+            Assert.Contains("./build.sh bench --scale tiny --workload soak", text, StringComparison.Ordinal);
+            return Task.CompletedTask;
+        });
+
     /// <summary>Runs the built benchmark at its tiny scale into a folder of its own, checks its one report, deletes the folder.</summary>
     private static async Task RunTinyAsync(string[] args, string report, TimeSpan timeout, Func<string, string, Task> check)
     {

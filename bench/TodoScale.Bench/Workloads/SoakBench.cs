@@ -5,7 +5,6 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json.Nodes;
-using Aspire.Hosting;
 using Aspire.Hosting.ApplicationModel;
 using Microsoft.Extensions.DependencyInjection;
 using TodoScale.Bench.Data;
@@ -109,7 +108,12 @@ public static class SoakBench
             if (archive is null && started.Elapsed >= duration / 2)
             {
                 archiveFrom = started.Elapsed.TotalSeconds;
-                archive = ArchiveAsync(stack, backlog, cancellationToken).ContinueWith(_ => archiveTo = started.Elapsed.TotalSeconds, TaskScheduler.Default);
+                archive = Task.Run(async () =>
+                {
+                    var line = await ArchiveAsync(stack, backlog, cancellationToken);
+                    archiveTo = started.Elapsed.TotalSeconds;
+                    say($"soak: {line}");
+                }, cancellationToken);
                 say($"soak: archive pass started at {archiveFrom:0} s");
             }
 
@@ -152,19 +156,13 @@ public static class SoakBench
         return new SoakResult(duration, Users, Rate, all.Count, errors, operations, samples, backlog, archiveFrom, archiveTo, clock.Elapsed);
     }
 
-    private static async Task ArchiveAsync(BenchStack stack, int backlog, CancellationToken cancellationToken)
+    /// <summary>The pass as an operator runs it (`archive --once`, the worker is stopped on the bench's stack); every backlog row must move.</summary>
+    private static async Task<string> ArchiveAsync(BenchStack stack, int backlog, CancellationToken cancellationToken)
     {
-        var run = await stack.App.ResourceCommands().ExecuteCommandAsync("archiver", "run-archive", cancellationToken);
-        if (!run.Success)
-        {
-            throw new InvalidOperationException($"run-archive: {run.Message}");
-        }
-
+        var line = await TodoScale.Testing.OperatorCli.SummaryAsync(stack.PrimaryConnectionString, ["archive", "--once"], "archive:", cancellationToken);
         await using var db = stack.OpenPrimary();
-        while (await Baselines.ScalarAsync<long>(db, "SELECT count(*) FROM todos_archived WHERE title LIKE 'backlog %'", cancellationToken) < backlog)
-        {
-            await Task.Delay(500, cancellationToken);
-        }
+        var moved = await Baselines.ScalarAsync<long>(db, "SELECT count(*) FROM todos_archived WHERE title LIKE 'backlog %'", cancellationToken);
+        return moved == backlog ? line : throw new InvalidOperationException($"the pass moved {moved:N0} of the {backlog:N0} backlog rows: {line}");
     }
 
     private static async Task<SoakSample> SampleAsync(
