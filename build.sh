@@ -5,7 +5,7 @@
 #   ./build.sh test [--at "YYYY-MM-DD hh:mm:ss"] [dotnet test args]
 #                                    install what is missing, build, run every test; ends with "N passed, N failed".
 #                                    --at: the run (tests, servers, CLIs) on a clock starting then, UTC (libfaketime)
-#   ./build.sh bench [--scale tiny|small|medium|large] [--seed N] [--workload all|legacy]
+#   ./build.sh bench [--scale tiny|small|medium|large] [--seed N] [--workload all|legacy|split|soak]
 #                                    install what is missing, build Release, run the benchmarks; writes
 #                                    bench/results/<date>-<scale>.md and its plots (legacy: <date>-<scale>-legacy.md)
 #

@@ -5,8 +5,6 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json.Nodes;
-using Aspire.Hosting.ApplicationModel;
-using Microsoft.Extensions.DependencyInjection;
 using TodoScale.Bench.Data;
 using TodoScale.Bench.Stack;
 
@@ -87,7 +85,6 @@ public static class SoakBench
 
         var calls = new ConcurrentQueue<(double At, string Operation, double Ms, bool Ok)>();
         var samples = new List<SoakSample>();
-        var apiPid = ApiPid(stack);
         using var gate = new SemaphoreSlim(256);
         var random = new Random(7);
         var started = Stopwatch.StartNew();
@@ -137,7 +134,7 @@ public static class SoakBench
 
             if (started.Elapsed >= nextSample)
             {
-                samples.Add(await SampleAsync(http, apiPid, calls, nextSample - window, nextSample, cancellationToken));
+                samples.Add(await SampleAsync(http, calls, nextSample - window, nextSample, cancellationToken));
                 nextSample += window;
             }
         }
@@ -159,14 +156,14 @@ public static class SoakBench
     /// <summary>The pass as an operator runs it (`archive --once`, the worker is stopped on the bench's stack); every backlog row must move.</summary>
     private static async Task<string> ArchiveAsync(BenchStack stack, int backlog, CancellationToken cancellationToken)
     {
-        var line = await TodoScale.Testing.OperatorCli.SummaryAsync(stack.PrimaryConnectionString, ["archive", "--once"], "archive:", cancellationToken);
+        var line = await TodoScale.Testing.OperatorCli.SummaryAsync(stack.PrimaryConnectionString, ["archive", "--once"], "archive: moved", cancellationToken);
         await using var db = stack.OpenPrimary();
         var moved = await Baselines.ScalarAsync<long>(db, "SELECT count(*) FROM todos_archived WHERE title LIKE 'backlog %'", cancellationToken);
         return moved == backlog ? line : throw new InvalidOperationException($"the pass moved {moved:N0} of the {backlog:N0} backlog rows: {line}");
     }
 
     private static async Task<SoakSample> SampleAsync(
-        HttpClient http, int apiPid, ConcurrentQueue<(double At, string Operation, double Ms, bool Ok)> calls, TimeSpan from, TimeSpan to, CancellationToken cancellationToken)
+        HttpClient http, ConcurrentQueue<(double At, string Operation, double Ms, bool Ok)> calls, TimeSpan from, TimeSpan to, CancellationToken cancellationToken)
     {
         var inWindow = calls.Where(c => c.At >= from.TotalSeconds && c.At < to.TotalSeconds).ToList();
         var metrics = await http.GetStringAsync("/metrics", cancellationToken);
@@ -174,20 +171,13 @@ public static class SoakBench
             .Where(l => l.StartsWith("dotnet_gc_last_collection_heap_size_bytes", StringComparison.Ordinal)
                         || l.StartsWith("process_runtime_dotnet_gc_heap_size_bytes", StringComparison.Ordinal))
             .Sum(l => double.Parse(l.Split(' ')[^1], CultureInfo.InvariantCulture));
-        var rss = File.ReadAllLines($"/proc/{apiPid}/status").Single(l => l.StartsWith("VmRSS:", StringComparison.Ordinal));
-        var workingSetKb = double.Parse(rss.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture);
+        // The API's own report of its working set (System.Runtime's dotnet.process.memory.working_set): the resource's
+        // pid is `dotnet run`'s, not the API's.
+        var workingSet = metrics.Split('\n')
+            .Where(l => l.StartsWith("dotnet_process_memory_working_set_bytes", StringComparison.Ordinal))
+            .Sum(l => double.Parse(l.Split(' ')[^1], CultureInfo.InvariantCulture));
         return new SoakSample(to.TotalSeconds, inWindow.Count, inWindow.Count(c => !c.Ok), Percentile(inWindow.Select(c => c.Ms), 0.99),
-            heap / 1_048_576, workingSetKb / 1024);
-    }
-
-    private static int ApiPid(BenchStack stack)
-    {
-        if (!stack.App.Services.GetRequiredService<ResourceNotificationService>().TryGetCurrentState("api", out var state))
-        {
-            throw new InvalidOperationException("the API resource has no state");
-        }
-
-        return Convert.ToInt32(state.Snapshot.Properties.Single(p => p.Name == "executable.pid").Value, CultureInfo.InvariantCulture);
+            heap / 1_048_576, workingSet / 1_048_576);
     }
 
     private static double Percentile(IEnumerable<double> values, double p)
