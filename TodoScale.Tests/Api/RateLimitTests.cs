@@ -27,15 +27,9 @@ public sealed class RateLimitTests(AppHostFixture fixture, ITestOutputHelper out
     {
         var port = FreePort();
         var key = (await File.ReadAllTextAsync(Path.Combine(fixture.DataRoot, "auth-signing.key"))).Trim();
-        var info = ProcessRunner.StartInfo("dotnet", [RepositoryPaths.ProjectOutput("TodoScale.Api", "TodoScale.Api.dll")]);
-        info.Environment["DOTNET_ENVIRONMENT"] = "Production";
-        info.Environment["ASPNETCORE_URLS"] = $"http://127.0.0.1:{port}";
-        info.Environment["ConnectionStrings__todos"] = await fixture.App.GetConnectionStringAsync("todos");
-        info.Environment["ConnectionStrings__todos-replica"] = await fixture.App.GetConnectionStringAsync("todos-replica");
-        info.Environment["ConnectionStrings__cache"] = await fixture.App.GetConnectionStringAsync("cache");
-        info.Environment["Auth__SigningKey"] = key;
-        info.Environment["RateLimit__Burst"] = $"{Burst}";
-        info.Environment["RateLimit__PerSecond"] = $"{PerSecond}";
+        var info = ApiProcess.StartInfo($"http://127.0.0.1:{port}",
+            (await fixture.App.GetConnectionStringAsync("todos"))!, (await fixture.App.GetConnectionStringAsync("todos-replica"))!,
+            (await fixture.App.GetConnectionStringAsync("cache"))!, key, ("RateLimit__Burst", $"{Burst}"), ("RateLimit__PerSecond", $"{PerSecond}"));
         using var api = Process.Start(info)!;
         try
         {

@@ -18,15 +18,9 @@ public sealed class StartupSettingsTests
     [InlineData("Cache__MaxPendingUsers", "0", "MaxPendingUsers")]
     public async Task A_bad_setting_stops_the_api_at_start_naming_it(string variable, string value, string named)
     {
-        var info = ProcessRunner.StartInfo("dotnet", [RepositoryPaths.ProjectOutput("TodoScale.Api", "TodoScale.Api.dll")]);
-        info.Environment["DOTNET_ENVIRONMENT"] = "Production";
-        info.Environment["ASPNETCORE_URLS"] = "http://127.0.0.1:0";
         // Nothing listens on port 1: the process must stop on its settings before it could reach a server.
-        info.Environment["ConnectionStrings__todos"] = "Host=127.0.0.1;Port=1;Database=todos;Username=nobody;Timeout=2";
-        info.Environment["ConnectionStrings__todos-replica"] = info.Environment["ConnectionStrings__todos"];
-        info.Environment["ConnectionStrings__cache"] = "127.0.0.1:1,abortConnect=false";
-        info.Environment["Auth__SigningKey"] = GoodKey;
-        info.Environment[variable] = value;
+        const string nowhere = "Host=127.0.0.1;Port=1;Database=todos;Username=nobody;Timeout=2";
+        var info = ApiProcess.StartInfo("http://127.0.0.1:0", nowhere, nowhere, "127.0.0.1:1,abortConnect=false", GoodKey, (variable, value));
 
         var (exitCode, output) = await ProcessRunner.RunAsync(info, TimeSpan.FromMinutes(2));
 
