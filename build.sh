@@ -70,6 +70,60 @@ then run ./build.sh again."
   fi
 }
 
+# The Citus extension for PostgreSQL $PG_MAJOR (the tests that need a Citus cluster, and --Infra:Database=citus).
+# Installed once: from Citus' own packages where apt has them (the repository at install.citusdata.com), else built
+# from the source archive named by CITUS_SOURCE (default: the one kept beside this checkout in ../shared/vendor).
+# Without either, the Citus tests are reported as skipped, with this reason.
+readonly CITUS_PACKAGE="postgresql-$PG_MAJOR-citus-13.0"
+citus_installed() {
+  [ -e "/usr/lib/postgresql/$PG_MAJOR/lib/citus.so" ] && [ -e "/usr/share/postgresql/$PG_MAJOR/extension/citus.control" ]
+}
+
+ensure_citus() {
+  citus_installed && return 0
+  local source=${CITUS_SOURCE:-}
+  if [ -z "$source" ]; then
+    local vendored
+    for vendored in ../shared/vendor/citus-13.0.*.tar.gz; do [ -e "$vendored" ] && source=$vendored; done
+  fi
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "    Citus is not installed: the Citus tests will be skipped. To install it (once), as root:"
+    echo "      sudo apt-get install $CITUS_PACKAGE   (with Citus' apt repository), or CITUS_SOURCE=<citus-13.0.x.tar.gz> sudo ./build.sh test"
+    return 0
+  fi
+  if command -v apt-cache >/dev/null && apt-cache show "$CITUS_PACKAGE" >/dev/null 2>&1; then
+    say "installing Citus ($CITUS_PACKAGE, apt)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$CITUS_PACKAGE" >/dev/null
+    return 0
+  fi
+  if [ -z "$source" ]; then
+    echo "    Citus is not installed and no package or source archive is at hand: the Citus tests will be skipped."
+    echo "    Set CITUS_SOURCE to a citus-13.0.x source archive (github.com/citusdata/citus, tag v13.0.5) to build it."
+    return 0
+  fi
+  [ -f "$source" ] || die "CITUS_SOURCE=$source: no such file"
+  local deps=("postgresql-server-dev-$PG_MAJOR" libcurl4-openssl-dev liblz4-dev libzstd-dev libkrb5-dev libssl-dev
+              libselinux1-dev libxslt1-dev libpam0g-dev libreadline-dev make gcc) missing=() dep
+  for dep in "${deps[@]}"; do dpkg -s "$dep" >/dev/null 2>&1 || missing+=("$dep"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "installing Citus' build dependencies: ${missing[*]} (apt)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  say "building Citus from $source (once; about 1.5 min on 2 cores)"
+  local work status=0
+  work=$(mktemp -d "${TMPDIR:-/tmp}/todoscale-citus.XXXXXX")
+  tar -xzf "$source" -C "$work" --strip-components=1
+  (cd "$work" && ./configure --quiet PG_CONFIG="/usr/lib/postgresql/$PG_MAJOR/bin/pg_config" >"$work/build.log" 2>&1 \
+    && make -j"$(nproc)" >>"$work/build.log" 2>&1 && make install >>"$work/build.log" 2>&1) || status=$?
+  if [ "$status" -ne 0 ]; then
+    tail -n 30 "$work/build.log" >&2
+    die "building Citus from $source failed (the log's end is above; the whole log: $work/build.log)"
+  fi
+  rm -rf "$work"
+  citus_installed || die "Citus was built from $source but citus.so is not in /usr/lib/postgresql/$PG_MAJOR/lib"
+}
+
 # libfaketime's multi-threaded build (Debian: package libfaketime, pulled in by faketime).
 faketime_library() {
   local lib
@@ -124,6 +178,7 @@ cmd_test() {
   fi
   ensure_dotnet
   ensure_local_servers # the tests start real servers in process mode, whatever engine is present
+  ensure_citus
   build
 
   local results

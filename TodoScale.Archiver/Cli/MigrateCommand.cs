@@ -32,7 +32,7 @@ internal static class MigrateCommand
             var result = await new SchemaMigrator(connectionString, options, message => AnsiConsole.MarkupLineInterpolated($"[grey]  {message}[/]")).MigrateAsync(cancellationToken);
             WarnWhenPartitionCountDiffers(connectionString, options);
             AnsiConsole.MarkupLineInterpolated(
-                $"migrate: database current, {result.Applied} migration(s) applied in {result.ElapsedMilliseconds} ms");
+                $"migrate: database current, {result.Applied} migration(s) applied in {result.ElapsedMilliseconds} ms{(result.Distributed.Count > 0 ? $", {result.Distributed.Count} table(s) placed on Citus" : "")}");
             return ExitCodes.Success;
         }
         catch (CliException ex)

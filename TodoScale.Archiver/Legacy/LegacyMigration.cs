@@ -98,6 +98,17 @@ public sealed partial class LegacyMigration(NpgsqlDataSource owner, NpgsqlDataSo
     public async Task<(bool Created, TimeSpan LongestLockWait)> StartAsync(string actor, CancellationToken cancellationToken)
     {
         await RequireLegacyTableAsync(cancellationToken);
+        await using (var citus = await owner.OpenConnectionAsync(cancellationToken))
+        {
+            if (await CitusLayout.IsCitusAsync(citus, cancellationToken))
+            {
+                throw new LegacyOrderException(
+                    "this database is a Citus cluster: the migration from `todos` runs on one PostgreSQL (its dual-write triggers and " +
+                    "backfill are built for local tables). Migrate there first; then make that server a Citus coordinator and run " +
+                    "`migrate`, which distributes the filled tables (README, \"TodoScale on Citus\")");
+            }
+        }
+
         await LegacyColumns.RequireAsync(owner, cancellationToken);
         var state = await StateAsync(cancellationToken);
         if (state is not null && state.Phase != LegacyPhase.Started)

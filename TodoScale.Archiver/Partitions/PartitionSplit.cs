@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using Npgsql;
+using TodoScale.Data.Schema;
 using Polly;
 using TodoScale.Archiver.Database;
 using TodoScale.Archiver.Settings;
@@ -155,6 +156,13 @@ public sealed partial class PartitionSplit(NpgsqlDataSource owner, NpgsqlDataSou
     /// <summary>The old partitions still to split to <paramref name="to"/> (<see cref="SplitPlan.Work"/>); refuses what cannot be done.</summary>
     private static async Task<List<SplitWork>> PlanAsync(NpgsqlConnection connection, int to, CancellationToken cancellationToken)
     {
+        if (await CitusLayout.IsCitusAsync(connection, cancellationToken))
+        {
+            throw new SplitRefusedException(
+                "this database is a Citus cluster: it grows by shards on more workers, not by more local partitions; add a worker " +
+                "and move shards to it with Citus' online rebalancer (citus_add_node, then citus_rebalance_start; README, \"TodoScale on Citus\")");
+        }
+
         if (await LegacyPhase.InProgressAsync(connection, cancellationToken) is { } phase)
         {
             throw new SplitRefusedException($"a legacy migration is in progress (phase {phase}); split after `legacy finalize`");

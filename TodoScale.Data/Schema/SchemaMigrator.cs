@@ -39,7 +39,15 @@ public sealed class SchemaMigrator(string connectionString, SchemaOptions option
         await using var connection = new NpgsqlConnection(target);
         var evolve = Create(connection);
         evolve.Migrate();
-        return new MigrationResult(evolve.NbMigration, [.. evolve.AppliedMigrations], stopwatch.ElapsedMilliseconds);
+
+        IReadOnlyList<string> distributed = [];
+        await connection.OpenAsync(cancellationToken);
+        if (await CitusLayout.IsCitusAsync(connection, cancellationToken))
+        {
+            distributed = await CitusLayout.ApplyAsync(connection, log, cancellationToken);
+        }
+
+        return new MigrationResult(evolve.NbMigration, [.. evolve.AppliedMigrations], stopwatch.ElapsedMilliseconds, distributed);
     }
 
     /// <summary>The names of the embedded migrations, in the order they apply.</summary>
@@ -81,7 +89,8 @@ public sealed class SchemaMigrator(string connectionString, SchemaOptions option
     };
 }
 
-public sealed record MigrationResult(int Applied, IReadOnlyList<string> Names, long ElapsedMilliseconds);
+/// <param name="Distributed">the tables placed on a Citus cluster by this run (empty on PostgreSQL, and when current).</param>
+public sealed record MigrationResult(int Applied, IReadOnlyList<string> Names, long ElapsedMilliseconds, IReadOnlyList<string> Distributed);
 
 /// <summary>Another migrate held the schema lock for longer than the configured lock timeout.</summary>
 public sealed class SchemaLockException(string message) : Exception(message);

@@ -13,13 +13,14 @@ namespace TodoScale.Tests.Infrastructure;
 /// run as the postgres user when root; each test class gets a fresh database. Disposal shuts the server down
 /// (fast shutdown, then kill) and removes the folder.
 /// </summary>
-public sealed class PostgresServer : IAsyncLifetime
+public sealed class PostgresServer : IAsyncLifetime, IDatabaseEngine
 {
     private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(60);
     private readonly ConcurrentDictionary<Type, Lazy<Task<string>>> _databases = new();
     private readonly ConcurrentDictionary<Type, Lazy<Task<string>>> _migrated = new();
     private readonly ConcurrentDictionary<Type, Lazy<Task>> _shared = new();
     private readonly FakeClock? _clock;
+    private readonly IReadOnlyList<string> _settings = [];
     private readonly Queue<string> _output = new();
     private Process? _server;
 
@@ -29,6 +30,11 @@ public sealed class PostgresServer : IAsyncLifetime
 
     /// <summary>A server whose clock (now(), and every timestamp it takes) is <paramref name="clock"/>'s.</summary>
     internal PostgresServer(FakeClock clock) => _clock = clock;
+
+    /// <summary>A server started with more settings (name=value, each passed as -c), e.g. a Citus node's.</summary>
+    internal PostgresServer(IReadOnlyList<string> settings) => _settings = settings;
+
+    public string Engine => "postgres";
 
     public string Directory { get; private set; } = "";
 
@@ -103,6 +109,7 @@ public sealed class PostgresServer : IAsyncLifetime
                 "-D", data, "-p", Port.ToString(System.Globalization.CultureInfo.InvariantCulture),
                 "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=", "-c", "max_connections=300",
                 "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+                .. _settings.SelectMany(setting => new[] { "-c", setting }),
             ], asPostgres: true, _clock?.ServerEnvironment());
             _server = Process.Start(start)!;
             DrainOutput(_server);

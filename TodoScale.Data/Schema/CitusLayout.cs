@@ -1,0 +1,123 @@
+using Npgsql;
+
+namespace TodoScale.Data.Schema;
+
+/// <summary>How one table is placed on a Citus cluster.</summary>
+public sealed record CitusPlacement(string Table, string Kind, string Why);
+
+/// <summary>
+/// The part of `migrate` that runs only on a Citus coordinator (a database with the citus extension): after the
+/// migrations, every tenant table is distributed by user_id in one co-location group, so a user's projects, todos,
+/// archived todos and AI interactions are always on one worker and every foreign key, trigger and tenant-scoped
+/// query stays on it. Idempotent: a table already distributed is left as it is, so every later `migrate` passes
+/// through here too and only distributes what a newer migration added.
+/// </summary>
+public static class CitusLayout
+{
+    /// <summary>The distribution column of every tenant table.</summary>
+    public const string DistributionColumn = "user_id";
+
+    /// <summary>The first distributed table: the others are co-located with it.</summary>
+    public const string ColocationAnchor = "projects";
+
+    /// <summary>Where each of TodoScale's tables goes, in the order they are placed (projects first).</summary>
+    public static IReadOnlyList<CitusPlacement> Placements { get; } =
+    [
+        new("projects", "distributed", "tenant data; the anchor of the co-location group"),
+        new("todos_active", "distributed", "tenant data, with its local hash partitions (each a distributed table of its own)"),
+        new("todos_archived", "distributed", "tenant data, with its monthly partitions"),
+        new("ai_interactions", "distributed", "tenant data, with its local hash partitions"),
+        new("ai_interactions_archived", "distributed", "tenant data, with its monthly partitions"),
+        new("audit_log", "reference", "global, append-only, written in the same transaction as tenant rows on any worker"),
+        new("legacy_migration", "coordinator", "operators' state, read and written only by the CLI on the coordinator"),
+        new("legacy_rejects", "coordinator", "operators' state (the legacy migration is refused on Citus)"),
+        new("partition_split", "coordinator", "operators' state (`partitions split` is refused on Citus)"),
+        new(SchemaMigrator.HistoryTable, "coordinator", "migrate's own history"),
+    ];
+
+    /// <summary>Whether the database is a Citus coordinator (the citus extension is installed in it).</summary>
+    public static async Task<bool> IsCitusAsync(NpgsqlConnection connection, CancellationToken cancellationToken = default) =>
+        await Catalog.ScalarAsync<bool>(connection, null, "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus')", cancellationToken);
+
+    /// <summary>
+    /// Distributes what is not distributed yet; returns the tables it placed now (empty when the layout was current).
+    /// Must run as the database's owner (a superuser in development), under migrate's lock.
+    /// </summary>
+    public static async Task<IReadOnlyList<string>> ApplyAsync(NpgsqlConnection connection, Action<string> log, CancellationToken cancellationToken = default)
+    {
+        // The coordinator opens its connections to the workers as the role a statement runs as: the API's and the
+        // archiver's statements run as todoscale_app / todoscale_archiver (SET ROLE at connect), so those roles must
+        // be able to log in on the workers (pg_hba and pg_dist_authinfo decide with what credentials). Roles are
+        // propagated to every node by Citus.
+        await Catalog.ExecuteAsync(connection, null, "ALTER ROLE todoscale_app LOGIN; ALTER ROLE todoscale_archiver LOGIN", cancellationToken);
+
+        // For every session of this database, whatever its login: SET LOCAL (the tenant scope, the archiver's
+        // session_replication_role and todoscale.archiving) travels with the transaction to the workers, and the
+        // triggers (which act only on their own shard: V15) may exist on distributed tables.
+        var database = await Catalog.ScalarAsync<string>(connection, null, "SELECT current_database()", cancellationToken);
+        var quoted = "\"" + database.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
+        await Catalog.ExecuteAsync(connection, null,
+            $"ALTER DATABASE {quoted} SET citus.propagate_set_commands = 'local'; " +
+            $"ALTER DATABASE {quoted} SET citus.enable_unsafe_triggers = on; " +
+            "SET citus.enable_unsafe_triggers = on",
+            cancellationToken);
+
+        var placed = new List<string>();
+        foreach (var placement in Placements)
+        {
+            if (placement.Kind == "coordinator" || await IsPlacedAsync(connection, placement.Table, cancellationToken))
+            {
+                continue;
+            }
+
+            if (placement.Table == "todos_active")
+            {
+                await ProjectKeyWithoutSetNullAsync(connection, log, cancellationToken);
+            }
+
+            var sql = placement.Kind == "reference"
+                ? $"SELECT create_reference_table('{placement.Table}')"
+                : placement.Table == ColocationAnchor
+                    ? $"SELECT create_distributed_table('{placement.Table}', '{DistributionColumn}')"
+                    : $"SELECT create_distributed_table('{placement.Table}', '{DistributionColumn}', colocate_with => '{ColocationAnchor}')";
+            var started = System.Diagnostics.Stopwatch.StartNew();
+            await Catalog.ExecuteAsync(connection, null, sql, cancellationToken);
+            log($"citus: {placement.Table} {(placement.Kind == "reference" ? "is a reference table" : $"distributed by {DistributionColumn}")} ({started.ElapsedMilliseconds} ms)");
+            placed.Add(placement.Table);
+        }
+
+        return placed;
+    }
+
+    private static Task<bool> IsPlacedAsync(NpgsqlConnection connection, string table, CancellationToken cancellationToken) =>
+        Catalog.ScalarAsync<bool>(connection, null,
+            $"SELECT EXISTS (SELECT FROM pg_dist_partition WHERE logicalrelid = to_regclass('{table}'))", cancellationToken);
+
+    /// <summary>
+    /// Citus refuses ON DELETE SET NULL on a foreign key that includes the distribution column. V15's trigger on
+    /// projects clears project_id before a project goes, on both engines, so the key only has to refuse dangling
+    /// references: redeclared NO ACTION here, while todos_active is still a local table.
+    /// </summary>
+    private static async Task ProjectKeyWithoutSetNullAsync(NpgsqlConnection connection, Action<string> log, CancellationToken cancellationToken)
+    {
+        var setNull = await Catalog.ScalarAsync<bool>(connection, null,
+            """
+            SELECT EXISTS (SELECT FROM pg_constraint WHERE conrelid = 'todos_active'::regclass
+                            AND conname = 'todos_active_project_fkey' AND confdeltype = 'n')
+            """, cancellationToken);
+        if (!setNull)
+        {
+            return;
+        }
+
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        await Catalog.ExecuteAsync(connection, transaction,
+            """
+            ALTER TABLE todos_active DROP CONSTRAINT todos_active_project_fkey;
+            ALTER TABLE todos_active ADD CONSTRAINT todos_active_project_fkey
+                FOREIGN KEY (user_id, project_id) REFERENCES projects (user_id, id);
+            """, cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
+        log("citus: todos_active_project_fkey redeclared without ON DELETE SET NULL (projects_before_delete clears project_id)");
+    }
+}

@@ -1,0 +1,34 @@
+using TodoScale.Testing;
+using TodoScale.Tests.Infrastructure;
+
+namespace TodoScale.Tests.Citus;
+
+/// <summary>The operators' verbs that have no meaning on a Citus cluster refuse with the Citus way named, changing nothing.</summary>
+[Collection(CitusCollection.Name)]
+[NeedsCitus]
+public sealed class CitusOperatorTests(CitusCluster cluster)
+{
+    [EngineFact]
+    public async Task Partitions_split_is_refused_with_the_rebalancer_named_and_the_layout_unchanged()
+    {
+        var connectionString = await cluster.FreshMigratedDatabaseAsync("split");
+        var (exitCode, output) = await OperatorCli.RunAsync(["partitions", "split", "--to", "32"], connectionString);
+
+        Assert.NotEqual(0, exitCode);
+        Assert.Contains("Citus cluster", output, StringComparison.Ordinal);
+        Assert.Contains("citus_rebalance_start", output, StringComparison.Ordinal);
+        Assert.Equal(16L, await Sql.ScalarAsync<long>(connectionString, "SELECT count(*) FROM pg_inherits WHERE inhparent = 'todos_active'::regclass"));
+    }
+
+    [EngineFact]
+    public async Task Legacy_start_is_refused_on_citus_with_the_way_through_one_postgresql_named()
+    {
+        var connectionString = await cluster.FreshMigratedDatabaseAsync("legacy");
+        await Sql.ExecuteAsync(connectionString, LegacyTable.CreateTable); // the original design's DDL, verbatim
+        var (exitCode, output) = await OperatorCli.RunAsync(["legacy", "start"], connectionString);
+
+        Assert.NotEqual(0, exitCode);
+        Assert.Contains("runs on one PostgreSQL", output, StringComparison.Ordinal);
+        Assert.Equal(0L, await Sql.ScalarAsync<long>(connectionString, "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'todos'::regclass AND NOT tgisinternal"));
+    }
+}
