@@ -10,6 +10,7 @@
 #                                    bench/results/<date>-<scale>.md and its plots (legacy: <date>-<scale>-legacy.md)
 #
 # AppHost args, e.g.: --Infra:Mode=process|container|auto   --Infra:Reset=true (wipe process-mode data folders)
+#                     --Infra:Database=postgres|citus (citus: a coordinator, its standby and Infra:CitusWorkers workers)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
@@ -148,6 +149,7 @@ cmd_run() {
   local mode
   mode=$(infra_mode "$@")
   [ "$mode" = process ] && ensure_local_servers
+  case " $* ${Infra__Database:-} " in *"--Infra:Database=citus"*|*" citus "*) ensure_citus ;; esac
   build
 
   # A plain-http, headless dashboard: works with no developer certificate and no browser.

@@ -13,6 +13,10 @@ var migrate = builder.AddProject<Projects.TodoScale_Archiver>("migrate", launchP
     .WithArgs("migrate")
     .WithReference(infra.TodosDatabase)
     .WaitFor(infra.TodosDatabase);
+if (infra.ClusterSetup is { } clusterSetup)
+{
+    migrate.WaitForCompletion(clusterSetup); // on Citus: the workers are in the cluster before anything is distributed
+}
 
 // The bearer-token signing key, generated once per data root (.data/auth-signing.key): the API validates with it,
 // and `token` (the operators' CLI) signs development tokens with it.

@@ -56,7 +56,9 @@ public static class TestApp
         {
             await app.StartAsync(cts.Token);
             var notifications = app.Services.GetRequiredService<ResourceNotificationService>();
-            await Task.WhenAll(HealthyResources.Select(name => notifications.WaitForResourceHealthyAsync(name, cts.Token)));
+            // On Citus (--Infra:Database=citus) the workers too.
+            var healthy = HealthyResources.Concat(builder.Resources.Select(r => r.Name).Where(n => n.StartsWith("citus-worker-", StringComparison.Ordinal))).ToList();
+            await Task.WhenAll(healthy.Select(name => notifications.WaitForResourceHealthyAsync(name, cts.Token)));
             await notifications.WaitForResourceAsync(Migrate, KnownResourceStates.Finished, cts.Token);
             return app;
         }

@@ -39,6 +39,13 @@ public sealed class ContainerInfrastructure : Infrastructure
 
     public ContainerInfrastructure(IDistributedApplicationBuilder builder, InfraOptions options) : base(builder, options)
     {
+        if (options.Database == DatabaseEngine.Citus)
+        {
+            throw new InvalidOperationException(
+                "Infra:Database=citus runs in process mode only for now (--Infra:Mode=process); the citusdata/citus container " +
+                "cluster comes with container mode's own work (issue 25).");
+        }
+
         var initDirectory = Path.Combine(builder.AppHostDirectory, "Infra", "container-init");
         var server = builder.AddPostgres(PrimaryServer)
             .WithImageTag(PostgresImageTag)

@@ -15,6 +15,15 @@ public enum InfraMode
     Process,
 }
 
+public enum DatabaseEngine
+{
+    /// <summary>One PostgreSQL primary and its streaming hot standby.</summary>
+    Postgres,
+
+    /// <summary>A Citus cluster: a coordinator (behind `todos`), its hot standby (`todos-replica`) and Infra:CitusWorkers workers.</summary>
+    Citus,
+}
+
 /// <summary>
 /// The `Infra` configuration section: `--Infra:Mode=auto|container|process` on the command line,
 /// `Infra__Mode` in the environment, or appsettings.json.
@@ -24,6 +33,12 @@ public sealed class InfraOptions
     public const string SectionName = "Infra";
 
     public InfraMode Mode { get; set; } = InfraMode.Auto;
+
+    /// <summary>`--Infra:Database=postgres|citus`: the engine behind the connection strings.</summary>
+    public DatabaseEngine Database { get; set; } = DatabaseEngine.Postgres;
+
+    /// <summary>How many Citus workers process mode starts with --Infra:Database=citus (1 to 8).</summary>
+    public int CitusWorkers { get; set; } = 2;
 
     /// <summary>Where process mode keeps its data folders (default: .data at the repository root).</summary>
     public string? DataRoot { get; set; }
@@ -78,7 +93,17 @@ public sealed class InfraOptions
             throw new InvalidOperationException($"Infra:Mode must be auto, container or process (was '{mode}').");
         }
 
+        if (section["Database"] is { Length: > 0 } engine && !Enum.TryParse(engine, ignoreCase: true, out DatabaseEngine _))
+        {
+            throw new InvalidOperationException($"Infra:Database must be postgres or citus (was '{engine}').");
+        }
+
         section.Bind(options);
+        if (options.CitusWorkers is < 1 or > 8)
+        {
+            throw new InvalidOperationException($"Infra:CitusWorkers must be from 1 to 8 (was {options.CitusWorkers}).");
+        }
+
         if (options.AlertFor is { } alertFor && !System.Text.RegularExpressions.Regex.IsMatch(alertFor, "^[0-9]+(ms|s|m|h)$"))
         {
             throw new InvalidOperationException($"Infra:AlertFor must be a Prometheus duration such as 5s or 1m (was '{alertFor}').");

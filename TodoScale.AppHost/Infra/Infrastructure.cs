@@ -24,6 +24,12 @@ public abstract class Infrastructure(IDistributedApplicationBuilder builder, Inf
     /// <summary>The streaming hot standby, behind `todos-replica`.</summary>
     public IResourceBuilder<IResourceWithConnectionString> TodosReplicaDatabase { get; protected init; } = null!;
 
+    /// <summary>
+    /// What must have finished before `migrate` runs, beyond the primary being up: on Citus, the cluster's forming
+    /// (the extension on every node, the workers added). Null on PostgreSQL.
+    /// </summary>
+    public IResourceBuilder<IResource>? ClusterSetup { get; protected init; }
+
     /// <summary>Redis, behind `cache`.</summary>
     public IResourceBuilder<IResourceWithConnectionString> CacheServer { get; protected init; } = null!;
 

@@ -10,6 +10,10 @@ public sealed class ProcessInfrastructure : Infrastructure
 {
     public const string PostgresExporter = "postgres-exporter";
     public const string PostgresExporterReplica = "postgres-exporter-replica";
+    public const string CitusCluster = "citus-cluster";
+
+    /// <summary>The Citus workers (empty on PostgreSQL).</summary>
+    public IReadOnlyList<IResourceBuilder<PostgresProcessResource>> Workers { get; } = [];
 
     private readonly string _dataRoot;
     private readonly IResourceBuilder<PostgresProcessResource> _primary;
@@ -18,7 +22,7 @@ public sealed class ProcessInfrastructure : Infrastructure
     public ProcessInfrastructure(IDistributedApplicationBuilder builder, InfraOptions options) : base(builder, options)
     {
         _dataRoot = options.DataRoot!;
-        RequireLocalInstall();
+        RequireLocalInstall(options.Database);
         PrepareDataRoot();
 
         var script = Path.Combine(builder.AppHostDirectory, "Infra", "postgres.sh");
@@ -26,10 +30,38 @@ public sealed class ProcessInfrastructure : Infrastructure
         var redisSecret = KeptSecret("redis.password");
         var redisPassword = builder.AddParameter("redis-password", redisSecret, secret: true);
 
-        var primary = AddPostgres(Todos, script, "primary", "postgres-primary", postgresPassword, DatabaseName);
-        var replica = AddPostgres(TodosReplica, script, "replica", "postgres-replica", postgresPassword,
+        // On Citus the primary is the coordinator and the replica its hot standby (README, "TodoScale on Citus").
+        var citus = options.Database == DatabaseEngine.Citus;
+        var primary = AddPostgres(Todos, script, "primary", citus ? "citus-coordinator" : "postgres-primary", postgresPassword, DatabaseName);
+        var replica = AddPostgres(TodosReplica, script, "replica", citus ? "citus-coordinator-standby" : "postgres-replica", postgresPassword,
                 primary.Resource.Endpoint.Property(EndpointProperty.Port))
             .WaitFor(primary);
+        if (citus)
+        {
+            var workers = Enumerable.Range(1, options.CitusWorkers)
+                .Select(i => AddPostgres($"citus-worker-{i}", script, "primary", $"citus-worker-{i}", postgresPassword, DatabaseName))
+                .ToList();
+            var cluster = builder.AddExecutable(CitusCluster, "bash", _dataRoot)
+                .WithEnvironment("POSTGRES_PASSWORD", postgresPassword)
+                .WithArgs(context =>
+                {
+                    context.Args.Add(Path.Combine(builder.AppHostDirectory, "Infra", "citus.sh"));
+                    context.Args.Add(DatabaseName);
+                    context.Args.Add(primary.Resource.Endpoint.Property(EndpointProperty.Port));
+                    foreach (var worker in workers)
+                    {
+                        context.Args.Add(worker.Resource.Endpoint.Property(EndpointProperty.Port));
+                    }
+                })
+                .WaitFor(primary);
+            foreach (var worker in workers)
+            {
+                cluster.WaitFor(worker);
+            }
+
+            Workers = workers;
+            ClusterSetup = cluster;
+        }
 
         var redisDir = Path.Combine(_dataRoot, "redis");
         Directory.CreateDirectory(redisDir);
@@ -132,6 +164,7 @@ public sealed class ProcessInfrastructure : Infrastructure
             .WithEnvironment("POSTGRES_PASSWORD", password)
             .WithEnvironment("POSTGRES_SETTINGS", Options.PostgresSettingsArgument())
             .WithEnvironment("MAX_SLOT_WAL_KEEP_SIZE", Options.MaxSlotWalKeepSize)
+            .WithEnvironment("CITUS", Options.Database == DatabaseEngine.Citus ? "on" : "off")
             .WithArgs(context =>
             {
                 var resource = (PostgresProcessResource)context.Resource;
@@ -180,8 +213,15 @@ public sealed class ProcessInfrastructure : Infrastructure
         return path;
     }
 
-    private static void RequireLocalInstall()
+    private static void RequireLocalInstall(DatabaseEngine database)
     {
+        if (database == DatabaseEngine.Citus && !Directory.EnumerateFiles("/usr/lib/postgresql", "citus.so", SearchOption.AllDirectories).Any())
+        {
+            throw new InvalidOperationException(
+                "Infra:Database=citus needs the Citus extension installed for the local PostgreSQL: ./build.sh run --Infra:Database=citus " +
+                "installs it (the postgresql-15-citus-13.0 package, or built once from CITUS_SOURCE).");
+        }
+
         string[] missing =
         [
             .. Directory.Exists("/usr/lib/postgresql") && Directory.EnumerateFiles("/usr/lib/postgresql", "postgres", SearchOption.AllDirectories).Any()

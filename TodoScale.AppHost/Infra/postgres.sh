@@ -4,6 +4,10 @@
 #   postgres.sh primary <data-dir> <port> <database>
 #   postgres.sh replica <data-dir> <port> <primary-port>
 #
+# CITUS=on (--Infra:Database=citus): the server is a Citus node (citus preloaded, logical WAL for the online
+# rebalancer, no SSL between nodes), and it authenticates to the other nodes as postgres with the password file.
+# A primary is then the coordinator or a worker (both made the same way), a replica the coordinator's hot standby.
+#
 # primary: initdb when the folder is empty (superuser `postgres` with POSTGRES_PASSWORD, scram on TCP) and
 #          create <database>; then serve on 127.0.0.1:<port>.
 # replica: pg_basebackup from the primary when the folder is empty, was cloned from another cluster, or its slot
@@ -102,6 +106,13 @@ case "$role" in
     ;;
 esac
 
+wal_level=replica
+if [ "${CITUS:-off}" = on ]; then
+  wal_level=logical
+  extra+=(-c shared_preload_libraries=citus -c citus.node_conninfo=sslmode=disable -c max_worker_processes=32)
+  export PGPASSFILE=$passfile # libpq inside the server (Citus' connections to the other nodes)
+fi
+
 # Infra:PostgresSettings, as name=value words (checked by the AppHost), for both servers.
 for setting in ${POSTGRES_SETTINGS:-}; do
   extra+=(-c "$setting")
@@ -114,7 +125,7 @@ done
   -c listen_addresses=127.0.0.1 \
   -c unix_socket_directories= \
   -c max_connections=200 \
-  -c wal_level=replica \
+  -c wal_level=$wal_level \
   -c max_wal_senders=10 \
   -c max_slot_wal_keep_size="${MAX_SLOT_WAL_KEEP_SIZE:-4GB}" \
   -c logging_collector=off \

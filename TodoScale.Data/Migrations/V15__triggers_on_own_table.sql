@@ -16,6 +16,48 @@
 -- cannot add a NOT VALID foreign key on a partitioned table); `migrate` on Citus redeclares it as NO ACTION when
 -- it distributes the tables (CitusLayout).
 
+-- A trigger now reads and writes the partition it fires on, so the role whose statement fired it needs on the
+-- partition what it holds on the parent, column grants included: V10 and V14 granted the archiver UPDATE of some
+-- columns of todos_active (the legacy backfill's retry writes over an earlier copy, and the depth trigger then
+-- updates the subtree), and V1's helper copied only table grants. It copies column grants too now, for the
+-- partitions made from here on (archive months, re-split children), and once below for every existing one.
+CREATE OR REPLACE FUNCTION todoscale_secure_partition(parent regclass, part regclass) RETURNS void
+LANGUAGE plpgsql SET search_path = public, pg_catalog AS $$
+DECLARE
+    grant_row record;
+BEGIN
+    PERFORM todoscale_secure_tenant_table(part);
+    FOR grant_row IN
+        SELECT acl.privilege_type, acl.grantee::regrole AS grantee
+        FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) acl
+        WHERE c.oid = parent AND acl.grantee <> c.relowner AND acl.grantee <> 0
+    LOOP
+        EXECUTE format('GRANT %s ON %s TO %s', grant_row.privilege_type, part, grant_row.grantee);
+    END LOOP;
+    FOR grant_row IN
+        SELECT a.attname, acl.privilege_type, acl.grantee::regrole AS grantee
+        FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid CROSS JOIN LATERAL aclexplode(a.attacl) acl
+        WHERE a.attrelid = parent AND a.attnum > 0 AND NOT a.attisdropped AND a.attacl IS NOT NULL
+          AND acl.grantee <> c.relowner AND acl.grantee <> 0
+    LOOP
+        EXECUTE format('GRANT %s (%I) ON %s TO %s', grant_row.privilege_type, grant_row.attname, part, grant_row.grantee);
+    END LOOP;
+END $$;
+
+DO $$
+DECLARE
+    p record;
+BEGIN
+    FOR p IN
+        SELECT i.inhparent::regclass AS parent, i.inhrelid::regclass AS part
+          FROM pg_inherits i
+         WHERE i.inhparent IN ('todos_active'::regclass, 'ai_interactions'::regclass, 'todos_archived'::regclass, 'ai_interactions_archived'::regclass)
+         ORDER BY 2
+    LOOP
+        PERFORM todoscale_secure_partition(p.parent, p.part);
+    END LOOP;
+END $$;
+
 -- The relation co-located with `own` in `target`: `target` itself on PostgreSQL (and on a Citus coordinator), the
 -- shard of `target` that holds the same hash range as the shard `own` when `own` is a Citus shard (its name is
 -- <table>_<shard id>). Used by triggers to reach a sibling table without a distributed query.

@@ -50,6 +50,24 @@ public static class CitusLayout
         // be able to log in on the workers (pg_hba and pg_dist_authinfo decide with what credentials). Roles are
         // propagated to every node by Citus.
         await Catalog.ExecuteAsync(connection, null, "ALTER ROLE todoscale_app LOGIN; ALTER ROLE todoscale_archiver LOGIN", cancellationToken);
+        // Where the workers ask for a password (scram), the coordinator gives the one in pg_dist_authinfo (node 0: every
+        // node): a random one per role, made here once, known only to the cluster (Citus propagates the role's password).
+        await Catalog.ExecuteAsync(connection, null,
+            """
+            DO $$
+            DECLARE
+                role_name text;
+                secret text;
+            BEGIN
+                FOREACH role_name IN ARRAY ARRAY['todoscale_app', 'todoscale_archiver'] LOOP
+                    IF NOT EXISTS (SELECT FROM pg_dist_authinfo WHERE nodeid = 0 AND rolename = role_name) THEN
+                        secret := replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', '');
+                        EXECUTE format('ALTER ROLE %I PASSWORD %L', role_name, secret);
+                        INSERT INTO pg_dist_authinfo (nodeid, rolename, authinfo) VALUES (0, role_name, 'password=' || secret);
+                    END IF;
+                END LOOP;
+            END $$
+            """, cancellationToken);
 
         // For every session of this database, whatever its login: SET LOCAL (the tenant scope, the archiver's
         // session_replication_role and todoscale.archiving) travels with the transaction to the workers, and the

@@ -5,11 +5,9 @@ using static System.Net.HttpStatusCode;
 namespace TodoScale.Tests.Api;
 
 /// <summary>Projects and AI interactions through the real API.</summary>
-[Trait(Traits.Needs, Traits.AppHost)]
-[Collection(AppHostCollection.Name)]
-public sealed class ProjectsAndAiApiTests(AppHostFixture fixture)
+public abstract class ProjectsAndAiApiTests(AppHostFixture fixture)
 {
-    [Fact]
+    [EngineFact]
     public async Task Projects_are_created_listed_by_name_renamed_and_deleted_and_their_todos_stay_without_a_project()
     {
         using var api = ApiClient.ForNewUser(fixture);
@@ -57,7 +55,7 @@ public sealed class ProjectsAndAiApiTests(AppHostFixture fixture)
         (await api.PostAsync("/api/todos", new { title = "x", projectId = ids["Work"] })).IsProblem(NotFound);
     }
 
-    [Fact]
+    [EngineFact]
     public async Task Ai_interactions_are_recorded_and_listed_newest_first()
     {
         using var api = ApiClient.ForNewUser(fixture);
@@ -84,7 +82,7 @@ public sealed class ProjectsAndAiApiTests(AppHostFixture fixture)
         (await api.GetAsync($"/api/todos/{todo}/ai-interactions?limit=201")).NamesField("limit");
     }
 
-    [Fact]
+    [EngineFact]
     public async Task An_ai_batch_creates_every_subtask_or_none()
     {
         using var api = ApiClient.ForNewUser(fixture);
@@ -128,3 +126,12 @@ public sealed class ProjectsAndAiApiTests(AppHostFixture fixture)
             (await fixture.App.GetConnectionStringAsync("todos"))!, $"SELECT count(*) FROM todos_active WHERE user_id = '{api.UserId}' AND parent_todo_id IS NOT NULL");
     }
 }
+
+[Trait(Traits.Needs, Traits.AppHost)]
+[Collection(AppHostCollection.Name)]
+public sealed class ProjectsAndAiApiTestsOnPostgres(AppHostFixture fixture) : ProjectsAndAiApiTests(fixture);
+
+[Trait(Traits.Needs, Traits.AppHost)]
+[Collection(CitusAppHostCollection.Name)]
+[NeedsCitus]
+public sealed class ProjectsAndAiApiTestsOnCitus(CitusAppHostFixture fixture) : ProjectsAndAiApiTests(fixture);

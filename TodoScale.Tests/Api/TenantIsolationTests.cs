@@ -4,11 +4,9 @@ using static System.Net.HttpStatusCode;
 namespace TodoScale.Tests.Api;
 
 /// <summary>User B gets 404 on every one of user A's resources, for every verb, and A's data is untouched afterwards.</summary>
-[Trait(Traits.Needs, Traits.AppHost)]
-[Collection(AppHostCollection.Name)]
-public sealed class TenantIsolationTests(AppHostFixture fixture)
+public abstract class TenantIsolationTests(AppHostFixture fixture)
 {
-    [Fact]
+    [EngineFact]
     public async Task Another_users_todos_projects_and_interactions_are_not_found_for_every_verb()
     {
         using var a = ApiClient.ForNewUser(fixture);
@@ -60,3 +58,12 @@ public sealed class TenantIsolationTests(AppHostFixture fixture)
         Assert.Single((await a.GetAsync("/api/projects")).Is(OK).Items);
     }
 }
+
+[Trait(Traits.Needs, Traits.AppHost)]
+[Collection(AppHostCollection.Name)]
+public sealed class TenantIsolationTestsOnPostgres(AppHostFixture fixture) : TenantIsolationTests(fixture);
+
+[Trait(Traits.Needs, Traits.AppHost)]
+[Collection(CitusAppHostCollection.Name)]
+[NeedsCitus]
+public sealed class TenantIsolationTestsOnCitus(CitusAppHostFixture fixture) : TenantIsolationTests(fixture);

@@ -7,11 +7,9 @@ using static System.Net.HttpStatusCode;
 namespace TodoScale.Tests.Api;
 
 /// <summary>The todo and subtask endpoints of the real API (AppHost: primary + replica + Redis), each happy path and its errors.</summary>
-[Trait(Traits.Needs, Traits.AppHost)]
-[Collection(AppHostCollection.Name)]
-public sealed class TodosApiTests(AppHostFixture fixture)
+public abstract class TodosApiTests(AppHostFixture fixture)
 {
-    [Fact]
+    [EngineFact]
     public async Task Create_returns_201_with_location_etag_and_a_uuid7_and_get_returns_the_same_todo()
     {
         using var api = ApiClient.ForNewUser(fixture);
@@ -31,7 +29,7 @@ public sealed class TodosApiTests(AppHostFixture fixture)
         (await api.GetAsync($"/api/todos/{Guid.CreateVersion7()}")).IsProblem(NotFound);
     }
 
-    [Fact]
+    [EngineFact]
     public async Task Bad_input_gets_a_400_problem_naming_the_field_and_never_a_500()
     {
         using var api = ApiClient.ForNewUser(fixture);
@@ -76,7 +74,7 @@ public sealed class TodosApiTests(AppHostFixture fixture)
         (await api.GetAsync($"/api/todos?sort=due&limit=1&include_archived=true&cursor={byDue.NextCursor}")).NamesField("cursor");
     }
 
-    [Fact]
+    [EngineFact]
     public async Task List_pages_by_keyset_in_each_sort_without_gaps_or_repeats_and_filters()
     {
         using var api = ApiClient.ForNewUser(fixture);
@@ -130,7 +128,7 @@ public sealed class TodosApiTests(AppHostFixture fixture)
         Assert.Null(defaultPage.NextCursor);
     }
 
-    [Fact]
+    [EngineFact]
     public async Task Include_archived_merges_archived_todos_in_order_across_pages()
     {
         using var api = ApiClient.ForNewUser(fixture);
@@ -187,7 +185,7 @@ public sealed class TodosApiTests(AppHostFixture fixture)
         Assert.NotNull(one.Body!["archivedAt"]);
     }
 
-    [Fact]
+    [EngineFact]
     public async Task Partial_update_changes_only_the_fields_sent_and_null_clears_a_nullable_field()
     {
         using var api = ApiClient.ForNewUser(fixture);
@@ -213,7 +211,7 @@ public sealed class TodosApiTests(AppHostFixture fixture)
         (await api.PatchAsync($"/api/todos/{id}", new { projectId = Guid.CreateVersion7() })).IsProblem(NotFound);
     }
 
-    [Fact]
+    [EngineFact]
     public async Task A_stale_if_match_gets_412_and_changes_nothing()
     {
         using var api = ApiClient.ForNewUser(fixture);
@@ -233,7 +231,7 @@ public sealed class TodosApiTests(AppHostFixture fixture)
         (await api.GetAsync($"/api/todos/{created.Id}")).IsProblem(NotFound);
     }
 
-    [Fact]
+    [EngineFact]
     public async Task Subtasks_get_their_depth_the_limit_is_enforced_and_the_subtree_comes_back_nested()
     {
         using var api = ApiClient.ForNewUser(fixture);
@@ -267,7 +265,7 @@ public sealed class TodosApiTests(AppHostFixture fixture)
         (await api.GetAsync($"/api/todos/{Guid.CreateVersion7()}/subtree")).IsProblem(NotFound);
     }
 
-    [Fact]
+    [EngineFact]
     public async Task Completing_a_parent_with_open_subtasks_is_409_unless_cascade_completes_the_whole_subtree()
     {
         using var api = ApiClient.ForNewUser(fixture);
@@ -300,7 +298,7 @@ public sealed class TodosApiTests(AppHostFixture fixture)
         (await api.PostAsync($"/api/todos/{Guid.CreateVersion7()}/reopen")).IsProblem(NotFound);
     }
 
-    [Fact]
+    [EngineFact]
     public async Task Move_reparents_a_subtree_and_refuses_cycles_depth_overflow_and_unknown_parents()
     {
         using var api = ApiClient.ForNewUser(fixture);
@@ -334,7 +332,7 @@ public sealed class TodosApiTests(AppHostFixture fixture)
         Assert.Equal(0, (await api.GetAsync($"/api/todos/{b}")).Body!["depth"]!.GetValue<int>());
     }
 
-    [Fact]
+    [EngineFact]
     public async Task Delete_removes_the_subtree_and_its_ai_interactions()
     {
         using var api = ApiClient.ForNewUser(fixture);
@@ -352,3 +350,12 @@ public sealed class TodosApiTests(AppHostFixture fixture)
             (await fixture.App.GetConnectionStringAsync("todos"))!, $"SELECT count(*) FROM ai_interactions WHERE user_id = '{api.UserId}'"));
     }
 }
+
+[Trait(Traits.Needs, Traits.AppHost)]
+[Collection(AppHostCollection.Name)]
+public sealed class TodosApiTestsOnPostgres(AppHostFixture fixture) : TodosApiTests(fixture);
+
+[Trait(Traits.Needs, Traits.AppHost)]
+[Collection(CitusAppHostCollection.Name)]
+[NeedsCitus]
+public sealed class TodosApiTestsOnCitus(CitusAppHostFixture fixture) : TodosApiTests(fixture);

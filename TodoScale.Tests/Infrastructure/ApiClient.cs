@@ -1,3 +1,4 @@
+using Aspire.Hosting;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
@@ -26,12 +27,16 @@ public sealed class ApiClient : IDisposable
     public Guid UserId { get; }
 
     /// <summary>A client for a new user (a fresh UUIDv7), so no test ever sees another test's rows.</summary>
-    public static ApiClient ForNewUser(AppHostFixture fixture, Guid? userId = null, bool admin = false)
+    public static ApiClient ForNewUser(AppHostFixture fixture, Guid? userId = null, bool admin = false) =>
+        ForNewUser(fixture.App, fixture.DataRoot, userId, admin);
+
+    /// <summary>A client of the API of a stack the test started itself on <paramref name="dataRoot"/>.</summary>
+    public static ApiClient ForNewUser(DistributedApplication app, string dataRoot, Guid? userId = null, bool admin = false)
     {
         var user = userId ?? Guid.CreateVersion7();
-        var key = File.ReadAllText(Path.Combine(fixture.DataRoot, "auth-signing.key")).Trim();
+        var key = File.ReadAllText(Path.Combine(dataRoot, "auth-signing.key")).Trim();
         var token = TodoScaleTokens.Create(new AuthOptions { SigningKey = key }, user, admin, DateTimeOffset.UtcNow, TimeSpan.FromHours(1));
-        var http = fixture.App.CreateHttpClient("api", "http");
+        var http = app.CreateHttpClient("api", "http");
         http.Timeout = RequestTimeout;
         http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
         return new ApiClient(http, user);

@@ -4,13 +4,16 @@ using TodoScale.Testing;
 namespace TodoScale.Tests.Infrastructure;
 
 /// <summary>One started AppHost shared by every test in the collection (a start costs about 10 s).</summary>
-public sealed class AppHostFixture : IAsyncLifetime
+public class AppHostFixture : IAsyncLifetime
 {
+    /// <summary>AppHost arguments beyond the test settings (the Citus stack's engine).</summary>
+    protected virtual IEnumerable<string> Args => [];
+
     public DistributedApplication App { get; private set; } = null!;
 
     public string DataRoot { get; } = TestApp.NewDataRoot();
 
-    public async Task InitializeAsync() => App = await TestApp.StartAsync(DataRoot);
+    public virtual async Task InitializeAsync() => App = await TestApp.StartAsync(DataRoot, Args);
 
     public async Task DisposeAsync()
     {
@@ -27,4 +30,18 @@ public sealed class AppHostFixture : IAsyncLifetime
 public sealed class AppHostCollection : ICollectionFixture<AppHostFixture>
 {
     public const string Name = "apphost";
+}
+
+/// <summary>The whole stack on a Citus cluster (--Infra:Database=citus): a coordinator, its standby and 2 workers.</summary>
+public sealed class CitusAppHostFixture : AppHostFixture
+{
+    protected override IEnumerable<string> Args => ["--Infra:Database=citus"];
+
+    public override Task InitializeAsync() => CitusCluster.MissingReason is null ? base.InitializeAsync() : Task.CompletedTask;
+}
+
+[CollectionDefinition(Name)]
+public sealed class CitusAppHostCollection : ICollectionFixture<CitusAppHostFixture>
+{
+    public const string Name = "apphost-citus";
 }
