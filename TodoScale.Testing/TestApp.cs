@@ -71,11 +71,49 @@ public static class TestApp
             await app.DisposeAsync();
             throw new TimeoutException($"the AppHost did not become healthy within {StartTimeout}: {string.Join(", ", states)}");
         }
-        catch
+        catch (Exception e) when (e is not TimeoutException)
         {
+            // A resource that failed (a server, migrate, the API): its own last lines say why.
+            var logs = await LastLogLinesAsync(app, [.. builder.Resources.Select(r => r.Name)]);
             await app.DisposeAsync();
-            throw;
+            throw new InvalidOperationException($"{e.Message}\n{logs}", e);
         }
+    }
+
+    /// <summary>The last lines each resource that is not running (exited, failed) wrote, for a start that failed.</summary>
+    private static async Task<string> LastLogLinesAsync(DistributedApplication app, IReadOnlyList<string> names)
+    {
+        var notifications = app.Services.GetRequiredService<ResourceNotificationService>();
+        var loggers = app.Services.GetRequiredService<ResourceLoggerService>();
+        var text = new System.Text.StringBuilder();
+        foreach (var name in names)
+        {
+            if (!notifications.TryGetCurrentState(name, out var e) || e.Snapshot.State?.Text is "Running" or "Waiting" or "NotStarted")
+            {
+                continue;
+            }
+
+            var lines = new List<string>();
+            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+            try
+            {
+                await foreach (var batch in loggers.GetAllAsync(name).WithCancellation(cts.Token))
+                {
+                    lines.AddRange(batch.Select(line => line.Content));
+                }
+            }
+            catch (OperationCanceledException)
+            {
+            }
+
+            text.AppendLine($"--- {name} ({e.Snapshot.State?.Text}, exit {e.Snapshot.ExitCode}):");
+            foreach (var line in lines.TakeLast(25))
+            {
+                text.AppendLine(line);
+            }
+        }
+
+        return text.ToString();
     }
 
     public static string NewDataRoot()

@@ -38,8 +38,9 @@ public sealed class ProcessInfrastructure : Infrastructure
             .WaitFor(primary);
         if (citus)
         {
+            var ports = WorkerPorts(options.CitusWorkers);
             var workers = Enumerable.Range(1, options.CitusWorkers)
-                .Select(i => AddPostgres($"citus-worker-{i}", script, "primary", $"citus-worker-{i}", postgresPassword, DatabaseName))
+                .Select(i => AddPostgres($"citus-worker-{i}", script, "primary", $"citus-worker-{i}", postgresPassword, DatabaseName, ports[i - 1]))
                 .ToList();
             var cluster = builder.AddExecutable(CitusCluster, "bash", _dataRoot)
                 .WithEnvironment("POSTGRES_PASSWORD", postgresPassword)
@@ -158,9 +159,9 @@ public sealed class ProcessInfrastructure : Infrastructure
     /// </summary>
     private IResourceBuilder<PostgresProcessResource> AddPostgres(
         string name, string script, string role, string folder, IResourceBuilder<ParameterResource> password,
-        object lastArgument) =>
+        object lastArgument, int? port = null) =>
         Builder.AddResource(new PostgresProcessResource(name, "bash", _dataRoot, password.Resource))
-            .WithEndpoint(name: PostgresProcessResource.EndpointName, scheme: "tcp", isProxied: false)
+            .WithEndpoint(name: PostgresProcessResource.EndpointName, scheme: "tcp", port: port, isProxied: false)
             .WithEnvironment("POSTGRES_PASSWORD", password)
             .WithEnvironment("POSTGRES_SETTINGS", Options.PostgresSettingsArgument())
             .WithEnvironment("MAX_SLOT_WAL_KEEP_SIZE", Options.MaxSlotWalKeepSize)
@@ -175,6 +176,32 @@ public sealed class ProcessInfrastructure : Infrastructure
                 context.Args.Add(lastArgument);
             })
             .WithPostgresHealthCheck();
+
+    /// <summary>
+    /// The Citus workers' ports, the same on every run of one data root (saved in citus-worker-ports): the coordinator
+    /// lists its workers by host and port, and Citus cannot move one node while another is unreachable at an old
+    /// port, so the workers keep theirs (the coordinator and the other servers take new ones each run).
+    /// </summary>
+    private int[] WorkerPorts(int count)
+    {
+        var path = Path.Combine(_dataRoot, "citus-worker-ports");
+        var kept = File.Exists(path)
+            ? File.ReadAllLines(path).Where(l => l.Length > 0).Select(l => int.Parse(l, System.Globalization.CultureInfo.InvariantCulture)).ToList()
+            : [];
+        while (kept.Count < count)
+        {
+            using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+            listener.Start();
+            var port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+            if (!kept.Contains(port))
+            {
+                kept.Add(port);
+            }
+        }
+
+        File.WriteAllLines(path, kept.Select(p => p.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        return [.. kept.Take(count)];
+    }
 
     private void PrepareDataRoot()
     {

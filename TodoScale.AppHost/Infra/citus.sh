@@ -3,10 +3,10 @@
 #
 #   citus.sh <database> <coordinator-port> <worker-port>...
 #
-# On every node: the citus extension in <database> (Citus keeps its node list per database). On the coordinator:
-# itself registered as the coordinator at its current port, and each worker added, or moved to its current port
-# when it is already a member (process mode picks ports per run: a worker is recognised by the group id it keeps in
-# its own database). Idempotent: a second run changes nothing. POSTGRES_PASSWORD: the superuser's, on every node.
+# On every node: the citus extension in <database> (Citus keeps its node list per database). On the coordinator: each
+# worker added when it is not a member yet (the workers keep their ports from run to run: the AppHost saves them in
+# the data root, since Citus cannot move a node while another is unreachable at an old port), then itself registered
+# as the coordinator at its current port. Idempotent. POSTGRES_PASSWORD: the superuser's, on every node.
 set -euo pipefail
 
 database=${1:?database}
@@ -24,21 +24,21 @@ sql() { # port, statement: one value, tab-free
 for port in "$coordinator" "$@"; do
   sql "$port" "CREATE EXTENSION IF NOT EXISTS citus" >/dev/null
 done
-sql "$coordinator" "SELECT citus_set_coordinator_host('127.0.0.1', $coordinator)" >/dev/null
-
 for port in "$@"; do
-  group=$(sql "$port" "SELECT groupid FROM pg_dist_local_group")
-  node=""
-  [ "$group" != 0 ] && node=$(sql "$coordinator" "SELECT nodeid FROM pg_dist_node WHERE groupid = $group AND noderole = 'primary'")
-  if [ -z "$node" ]; then
-    node=$(sql "$coordinator" "SELECT citus_add_node('127.0.0.1', $port)")
-    echo "citus.sh: worker 127.0.0.1:$port added (node $node)"
-  elif [ "$(sql "$coordinator" "SELECT nodeport FROM pg_dist_node WHERE nodeid = $node")" != "$port" ]; then
-    sql "$coordinator" "SELECT citus_update_node($node, '127.0.0.1', $port)" >/dev/null
-    sql "$coordinator" "SELECT citus_activate_node('127.0.0.1', $port)" >/dev/null
-    echo "citus.sh: worker node $node moved to 127.0.0.1:$port"
-  else
+  node=$(sql "$coordinator" "SELECT nodeid FROM pg_dist_node WHERE nodename = '127.0.0.1' AND nodeport = $port")
+  if [ -n "$node" ]; then
     echo "citus.sh: worker node $node at 127.0.0.1:$port"
+    continue
   fi
+  if [ "$(sql "$port" "SELECT groupid FROM pg_dist_local_group")" != 0 ]; then
+    echo "citus.sh: 127.0.0.1:$port is already a worker of another cluster or at another port (its folder was kept, the" \
+         "coordinator's list was not): remove its folder, or all folders (--Infra:Reset=true)" >&2
+    exit 1
+  fi
+  node=$(sql "$coordinator" "SELECT citus_add_node('127.0.0.1', $port)")
+  echo "citus.sh: worker 127.0.0.1:$port added (node $node)"
 done
+
+# Last: the coordinator at its port of this run (the metadata is synced to every worker, all reachable by now).
+sql "$coordinator" "SELECT citus_set_coordinator_host('127.0.0.1', $coordinator)" >/dev/null
 echo "citus.sh: cluster of $database: coordinator 127.0.0.1:$coordinator, $# worker(s)"
