@@ -98,7 +98,7 @@ public sealed record TodoListQuery(
 
     /// <summary>
     /// Runs the page in the open <paramref name="transaction"/>: SET LOCAL app.user_id, SET LOCAL plan_cache_mode
-    /// and the SELECT in one batch (one round trip; BEGIN goes with it). The SELECT is prepared per connection (the
+    /// (not with include_archived, see below) and the SELECT in one batch (one round trip; BEGIN goes with it). The SELECT is prepared per connection (the
     /// data source's auto-prepare) and runs its generic plan. Measured (bench/results/2026-11-25-medium.md, 10M
     /// rows): under the default plan_cache_mode PostgreSQL re-plans the prepared statement on every call (p50
     /// 0.362 ms), where the generic plan, pruned to the user's partition at run time and walking the (user_id,
@@ -110,7 +110,14 @@ public sealed record TodoListQuery(
     {
         await using var batch = new NpgsqlBatch(connection, transaction);
         batch.BatchCommands.Add(new NpgsqlBatchCommand(TenantScope.SetTenantStatement(userId)));
-        batch.BatchCommands.Add(new NpgsqlBatchCommand("SET LOCAL plan_cache_mode = force_generic_plan"));
+        if (!IncludeArchived)
+        {
+            // Not for the merge with the archive: its UNION ALL of two tables has no generic plan on Citus ("could
+            // not create distributed plan"), where Citus otherwise prices such a plan out so PostgreSQL keeps
+            // planning it per call; the single-table page is pruned to the user's shard at run time on Citus too.
+            batch.BatchCommands.Add(new NpgsqlBatchCommand("SET LOCAL plan_cache_mode = force_generic_plan"));
+        }
+
         var select = new NpgsqlBatchCommand();
         select.CommandText = BuildSql(select.Parameters, userId);
         batch.BatchCommands.Add(select);
