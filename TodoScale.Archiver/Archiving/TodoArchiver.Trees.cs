@@ -12,7 +12,7 @@ public sealed partial class TodoArchiver
 {
     private async Task<PartitionResult> ArchiveTreesAsync(
         NpgsqlConnection connection, string partition, int index, DateTimeOffset cutoff, DateTimeOffset archivedAt, bool skipRowTriggers,
-        IProgress<ArchiveProgress>? progress, CancellationToken cancellationToken)
+        bool citus, IProgress<ArchiveProgress>? progress, CancellationToken cancellationToken)
     {
         long rows = 0, roots = 0;
         var batches = 0;
@@ -27,7 +27,7 @@ public sealed partial class TodoArchiver
             }
 
             var started = Stopwatch.GetTimestamp();
-            var (moved, movedRoots) = await MoveBatchAsync(connection, partition, candidates, cutoff, archivedAt, skipRowTriggers, cancellationToken);
+            var (moved, movedRoots) = await MoveBatchAsync(connection, partition, candidates, cutoff, archivedAt, skipRowTriggers, citus, cancellationToken);
             rows += moved;
             roots += movedRoots;
             batches++;
@@ -92,10 +92,19 @@ public sealed partial class TodoArchiver
     /// row and then fails its own foreign key check. Without it, the triggers run and todos_active_archive_guard
     /// turns such a cascade into a serialization failure.
     /// </para>
+    /// <para>
+    /// On Citus (<paramref name="citus"/>) the batch runs per user of its roots, each user's statements routed whole
+    /// to the worker that holds the user: Citus plans a recursive CTE only when every table in it is filtered on the
+    /// distribution column, and not beside an INSERT fed by a DELETE, so the walk (<see cref="CitusWalk"/>) and the
+    /// move (<see cref="CitusMove"/>, re-checking each row as the one statement does) are two statements, in the
+    /// batch's one transaction. Citus commits it on every worker it touched with two-phase commit: the batch is
+    /// atomic across workers. A subtask added between the two statements is what the guard and the orphan check
+    /// already catch between the one statement's snapshot and its delete.
+    /// </para>
     /// </summary>
     private async Task<(long Rows, long Roots)> MoveBatchAsync(
         NpgsqlConnection connection, string partition, List<(Guid UserId, Guid Id, DateTimeOffset CompletedAt)> roots,
-        DateTimeOffset cutoff, DateTimeOffset archivedAt, bool skipRowTriggers, CancellationToken cancellationToken)
+        DateTimeOffset cutoff, DateTimeOffset archivedAt, bool skipRowTriggers, bool citus, CancellationToken cancellationToken)
     {
         var table = Quote(partition);
         var sql =
@@ -144,24 +153,9 @@ public sealed partial class TodoArchiver
                 await guard.ExecuteNonQueryAsync(token);
             }
 
-            await using var command = new NpgsqlCommand(sql, connection, transaction);
-            command.Parameters.Add(new NpgsqlParameter<Guid[]>("user_ids", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = roots.Select(r => r.UserId).ToArray() });
-            command.Parameters.Add(new NpgsqlParameter<Guid[]>("ids", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = roots.Select(r => r.Id).ToArray() });
-            command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("cutoff", NpgsqlDbType.TimestampTz) { TypedValue = cutoff });
-            command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("archived_at", NpgsqlDbType.TimestampTz) { TypedValue = archivedAt });
-            long rows, movedRoots;
-            Guid[] movedUsers = [], movedIds = [];
-            await using (var reader = await command.ExecuteReaderAsync(token))
-            {
-                await reader.ReadAsync(token);
-                rows = reader.GetInt64(0);
-                movedRoots = reader.GetInt64(1);
-                if (rows > 0)
-                {
-                    movedUsers = reader.GetFieldValue<Guid[]>(2);
-                    movedIds = reader.GetFieldValue<Guid[]>(3);
-                }
-            }
+            var (rows, movedRoots, movedUsers, movedIds) = citus
+                ? await MovePerUserAsync(connection, transaction, table, roots, cutoff, archivedAt, token)
+                : await MoveAsync(connection, transaction, sql, roots, cutoff, archivedAt, token);
 
             if (skipRowTriggers && rows > 0)
             {
@@ -177,6 +171,105 @@ public sealed partial class TodoArchiver
             await transaction.CommitAsync(token);
             return (rows, movedRoots);
         }, cancellationToken);
+    }
+
+    private static async Task<(long Rows, long Roots, Guid[] Users, Guid[] Ids)> MoveAsync(
+        NpgsqlConnection connection, NpgsqlTransaction transaction, string sql, List<(Guid UserId, Guid Id, DateTimeOffset CompletedAt)> roots,
+        DateTimeOffset cutoff, DateTimeOffset archivedAt, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand(sql, connection, transaction);
+        command.Parameters.Add(new NpgsqlParameter<Guid[]>("user_ids", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = roots.Select(r => r.UserId).ToArray() });
+        command.Parameters.Add(new NpgsqlParameter<Guid[]>("ids", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = roots.Select(r => r.Id).ToArray() });
+        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("cutoff", NpgsqlDbType.TimestampTz) { TypedValue = cutoff });
+        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("archived_at", NpgsqlDbType.TimestampTz) { TypedValue = archivedAt });
+        return await ReadMovedAsync(command, cancellationToken);
+    }
+
+    private static async Task<(long Rows, long Roots, Guid[] Users, Guid[] Ids)> ReadMovedAsync(NpgsqlCommand command, CancellationToken cancellationToken)
+    {
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        await reader.ReadAsync(cancellationToken);
+        var rows = reader.GetInt64(0);
+        return rows == 0
+            ? (0, 0, [], [])
+            : (rows, reader.GetInt64(1), reader.GetFieldValue<Guid[]>(2), reader.GetFieldValue<Guid[]>(3));
+    }
+
+    /// <summary>A user's movable trees under the given roots (every row of the tree qualifies), on Citus.</summary>
+    private static string CitusWalk(string table) =>
+        $"""
+        WITH RECURSIVE tree AS (
+            SELECT t.id, t.parent_todo_id, t.id AS root_id,
+                   (t.status IN ('done', 'cancelled') AND t.completed_at < @cutoff) AS qualifies
+              FROM {table} t
+             WHERE t.user_id = @user_id AND t.id = ANY (@ids) AND t.parent_todo_id IS NULL
+            UNION ALL
+            SELECT c.id, c.parent_todo_id, tree.root_id, (c.status IN ('done', 'cancelled') AND c.completed_at < @cutoff)
+              FROM {table} c JOIN tree ON c.parent_todo_id = tree.id
+             WHERE c.user_id = @user_id
+        )
+        SELECT coalesce(array_agg(id), ARRAY[]::uuid[]), coalesce(array_agg(parent_todo_id), ARRAY[]::uuid[]) FROM tree
+         WHERE root_id NOT IN (SELECT root_id FROM tree WHERE qualifies IS NOT TRUE)
+        """;
+
+    /// <summary>The move of the rows <see cref="CitusWalk"/> found, each re-checked as the one statement does, on Citus.</summary>
+    private static string CitusMove(string table) =>
+        $"""
+        WITH m AS (
+            SELECT * FROM unnest(@ids, @parents) AS m(id, parent_todo_id)
+        ), moved AS (
+            DELETE FROM {table} t USING m
+             WHERE t.user_id = @user_id AND t.id = m.id AND t.parent_todo_id IS NOT DISTINCT FROM m.parent_todo_id
+               AND t.status IN ('done', 'cancelled') AND t.completed_at < @cutoff
+            RETURNING {TodoColumns.Qualified(Columns, "t")}
+        ), archived AS (
+            INSERT INTO todos_archived ({Columns}, archived_at)
+            SELECT {Columns}, @archived_at FROM moved
+            RETURNING user_id, id, parent_todo_id
+        )
+        SELECT count(*), count(*) FILTER (WHERE parent_todo_id IS NULL), array_agg(user_id), array_agg(id) FROM archived
+        """;
+
+    private static async Task<(long Rows, long Roots, Guid[] Users, Guid[] Ids)> MovePerUserAsync(
+        NpgsqlConnection connection, NpgsqlTransaction transaction, string table, List<(Guid UserId, Guid Id, DateTimeOffset CompletedAt)> roots,
+        DateTimeOffset cutoff, DateTimeOffset archivedAt, CancellationToken cancellationToken)
+    {
+        long rows = 0, movedRoots = 0;
+        List<Guid> users = [], ids = [];
+        foreach (var user in roots.GroupBy(r => r.UserId))
+        {
+            Guid[] treeIds;
+            Guid?[] treeParents;
+            await using (var walk = new NpgsqlCommand(CitusWalk(table), connection, transaction))
+            {
+                walk.Parameters.Add(new NpgsqlParameter<Guid>("user_id", NpgsqlDbType.Uuid) { TypedValue = user.Key });
+                walk.Parameters.Add(new NpgsqlParameter<Guid[]>("ids", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = user.Select(r => r.Id).ToArray() });
+                walk.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("cutoff", NpgsqlDbType.TimestampTz) { TypedValue = cutoff });
+                await using var reader = await walk.ExecuteReaderAsync(cancellationToken);
+                await reader.ReadAsync(cancellationToken);
+                treeIds = reader.GetFieldValue<Guid[]>(0);
+                treeParents = reader.GetFieldValue<Guid?[]>(1);
+            }
+
+            if (treeIds.Length == 0)
+            {
+                continue;
+            }
+
+            await using var move = new NpgsqlCommand(CitusMove(table), connection, transaction);
+            move.Parameters.Add(new NpgsqlParameter<Guid>("user_id", NpgsqlDbType.Uuid) { TypedValue = user.Key });
+            move.Parameters.Add(new NpgsqlParameter<Guid[]>("ids", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = treeIds });
+            move.Parameters.Add(new NpgsqlParameter("parents", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { Value = treeParents.Select(p => p is { } g ? (object)g : DBNull.Value).ToArray() });
+            move.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("cutoff", NpgsqlDbType.TimestampTz) { TypedValue = cutoff });
+            move.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("archived_at", NpgsqlDbType.TimestampTz) { TypedValue = archivedAt });
+            var moved = await ReadMovedAsync(move, cancellationToken);
+            rows += moved.Rows;
+            movedRoots += moved.Roots;
+            users.AddRange(moved.Users);
+            ids.AddRange(moved.Ids);
+        }
+
+        return (rows, movedRoots, [.. users], [.. ids]);
     }
 
     private const string AiColumns = TodoColumns.AiInteraction;

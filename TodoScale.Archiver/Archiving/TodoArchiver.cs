@@ -41,8 +41,14 @@ public sealed partial class TodoArchiver(NpgsqlDataSource dataSource, ArchiveOpt
         }
 
         var skipRowTriggers = await MaySkipRowTriggersAsync(cancellationToken);
+        bool citus;
+        await using (var probe = await dataSource.OpenConnectionAsync(cancellationToken))
+        {
+            citus = await CitusLayout.IsCitusAsync(probe, cancellationToken);
+        }
+
         var result = await RunOverPartitionsAsync("todos_active", "todos_archived", "todos", now, cutoff, (connection, partition) =>
-            ArchiveTreesAsync(connection, partition.Name, partition.Index, cutoff, now, skipRowTriggers, progress, cancellationToken), cancellationToken);
+            ArchiveTreesAsync(connection, partition.Name, partition.Index, cutoff, now, skipRowTriggers, citus, progress, cancellationToken), cancellationToken);
         return result with { RowTriggersSkipped = skipRowTriggers };
     }
 

@@ -1,4 +1,5 @@
 using Npgsql;
+using TodoScale.Data.Schema;
 using TodoScale.Data.Partitioning;
 using static TodoScale.Data.Schema.Catalog;
 using static TodoScale.Data.SqlText;
@@ -29,6 +30,12 @@ public sealed partial class ColdStore
         {
             await ExecuteAsync(connection, null, $"ALTER TABLE {parent} DETACH PARTITION {part} FINALIZE", cancellationToken);
         }
+        else if (state == PartitionState.Attached && await CitusLayout.IsCitusAsync(connection, cancellationToken))
+        {
+            // Citus has no DETACH ... CONCURRENTLY (it raises XX000 "currently unsupported"): a plain DETACH, which
+            // holds ACCESS EXCLUSIVE on the archive table for the moment of the catalog change (no scan).
+            await ExecuteAsync(connection, null, $"ALTER TABLE {parent} DETACH PARTITION {part}", cancellationToken);
+        }
         else if (state == PartitionState.Attached)
         {
             try
@@ -37,7 +44,7 @@ public sealed partial class ColdStore
             }
             catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.FeatureNotSupported)
             {
-                // Citus (and a table with a default partition) cannot detach concurrently.
+                // A table with a default partition cannot detach concurrently.
                 await ExecuteAsync(connection, null, $"ALTER TABLE {parent} DETACH PARTITION {part}", cancellationToken);
             }
         }

@@ -52,7 +52,7 @@ public sealed partial class ColdStore
                 var part = Quote(table.Partition);
                 if (state == PartitionState.Attached)
                 {
-                    if (await ScalarAsync<bool>(connection, transaction, $"SELECT EXISTS (SELECT FROM {part})", cancellationToken))
+                    if (await ScalarAsync<bool>(connection, transaction, $"SELECT EXISTS (SELECT 1 FROM {part})", cancellationToken))
                     {
                         throw new ColdStorageException($"{monthText} is live: {table.Partition} exists and has rows; nothing restored");
                     }

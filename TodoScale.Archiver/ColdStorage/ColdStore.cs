@@ -122,7 +122,9 @@ public sealed partial class ColdStore(NpgsqlDataSource owner, MaintenanceOptions
                 {
                     var columns = await ColumnsAsync(connection, table, cancellationToken);
                     var part = Quote(partition);
-                    var bytes = await ScalarAsync<long>(connection, transaction, $"SELECT pg_total_relation_size({Literal(partition)}::regclass)", cancellationToken);
+                    // On Citus the month's rows are on the workers: the coordinator's partition is an empty shell.
+                    var size = await CitusLayout.IsCitusAsync(connection, cancellationToken) ? "citus_total_relation_size" : "pg_total_relation_size";
+                    var bytes = await ScalarAsync<long>(connection, transaction, $"SELECT {size}({Literal(partition)}::regclass)", cancellationToken);
                     var (rows, checksum) = await ChecksumAsync(connection, transaction, part, columns, cancellationToken);
                     var file = $"{table}.csv.gz";
                     var path = Path.Combine(staging, file);

@@ -3,6 +3,7 @@ using Npgsql;
 using NpgsqlTypes;
 using TodoScale.Archiver.Settings;
 using TodoScale.Data.Partitioning;
+using TodoScale.Data.Schema;
 using static TodoScale.Data.SqlText;
 
 namespace TodoScale.Archiver.Telemetry;
@@ -38,7 +39,8 @@ public static class PartitionStats
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         var active = new List<PartitionStat>();
         var months = new List<PartitionStat>();
-        foreach (var (table, partition, rows, bytes, users) in await CatalogAsync(connection, [.. ActiveTables, .. ArchiveMonths.Tables], cancellationToken))
+        var citus = await CitusLayout.IsCitusAsync(connection, cancellationToken);
+        foreach (var (table, partition, rows, bytes, users) in await CatalogAsync(connection, [.. ActiveTables, .. ArchiveMonths.Tables], citus, cancellationToken))
         {
             var counted = exact || (users is null && rows <= CountUsersUpTo)
                 ? await CountAsync(connection, partition, cancellationToken)
@@ -75,10 +77,28 @@ public static class PartitionStats
     private static string HashKey(string partition) =>
         partition.LastIndexOf("_p", StringComparison.Ordinal) is var at and >= 0 ? partition[(at + 2)..] : partition;
 
+    /// <summary>
+    /// Each partition's live rows, bytes and users estimate from the catalog. On a Citus coordinator the partitions
+    /// are empty shells: the rows are summed over the partition's shards on the workers (their statistics' live-row
+    /// counts, one command per shard), the bytes are citus_total_relation_size, and the users are left unknown (the
+    /// coordinator has no statistics of them), so small partitions are counted.
+    /// </summary>
     private static async Task<List<(string Table, string Partition, long Rows, long Bytes, long? Users)>> CatalogAsync(
-        NpgsqlConnection connection, string[] parents, CancellationToken cancellationToken)
+        NpgsqlConnection connection, string[] parents, bool citus, CancellationToken cancellationToken)
     {
-        await using var command = new NpgsqlCommand(
+        await using var command = new NpgsqlCommand(citus ?
+            """
+            SELECT p.relname, c.relname,
+                   (SELECT coalesce(sum(r.result::bigint), 0)::bigint FROM run_command_on_shards(c.oid::regclass,
+                        $$SELECT coalesce((SELECT n_live_tup FROM pg_stat_user_tables WHERE relid = '%s'::regclass), 0)$$) r
+                     WHERE r.success),
+                   citus_total_relation_size(c.oid), NULL::bigint
+              FROM pg_inherits i
+              JOIN pg_class c ON c.oid = i.inhrelid
+              JOIN pg_class p ON p.oid = i.inhparent
+             WHERE p.relname = ANY(@parents) AND p.relnamespace = 'public'::regnamespace
+             ORDER BY p.relname, c.relname
+            """ :
             """
             SELECT p.relname, c.relname, coalesce(s.n_live_tup, 0), pg_total_relation_size(c.oid),
                    (SELECT round(CASE WHEN st.n_distinct >= 0 THEN st.n_distinct ELSE -st.n_distinct * greatest(c.reltuples, 0) END)::bigint

@@ -14,14 +14,26 @@ public sealed class NeedsCitusAttribute : Attribute;
 
 /// <summary>A [Fact] that is skipped, with the reason, in a <see cref="NeedsCitusAttribute"/> class when Citus is missing.</summary>
 [XunitTestCaseDiscoverer("TodoScale.Tests.Infrastructure.EngineFactDiscoverer", "TodoScale.Tests")]
-public sealed class EngineFactAttribute : FactAttribute;
+public sealed class EngineFactAttribute : FactAttribute
+{
+    /// <summary>Why the test is about PostgreSQL alone: set, it is not a test of the Citus class at all.</summary>
+    public string? PostgresOnly { get; set; }
+}
 
 /// <summary>A [Theory] that is skipped, with the reason, in a <see cref="NeedsCitusAttribute"/> class when Citus is missing.</summary>
 [XunitTestCaseDiscoverer("TodoScale.Tests.Infrastructure.EngineTheoryDiscoverer", "TodoScale.Tests")]
-public sealed class EngineTheoryAttribute : TheoryAttribute;
+public sealed class EngineTheoryAttribute : TheoryAttribute
+{
+    /// <summary>Why the test is about PostgreSQL alone: set, it is not a test of the Citus class at all.</summary>
+    public string? PostgresOnly { get; set; }
+}
 
 internal static class EngineSkip
 {
+    public static bool NotForThisEngine(ITestMethod method, IAttributeInfo attribute) =>
+        method.TestClass.Class.GetCustomAttributes(typeof(NeedsCitusAttribute)).Any()
+        && attribute.GetNamedArgument<string?>("PostgresOnly") is { Length: > 0 };
+
     public static string? Reason(ITestMethod method) =>
         method.TestClass.Class.GetCustomAttributes(typeof(NeedsCitusAttribute)).Any() ? CitusCluster.MissingReason : null;
 
@@ -32,11 +44,15 @@ internal static class EngineSkip
 public sealed class EngineFactDiscoverer(IMessageSink sink) : FactDiscoverer(sink)
 {
     public override IEnumerable<IXunitTestCase> Discover(ITestFrameworkDiscoveryOptions options, ITestMethod method, IAttributeInfo attribute) =>
-        EngineSkip.Reason(method) is { } reason ? [EngineSkip.Skipped(DiagnosticMessageSink, options, method, reason)] : base.Discover(options, method, attribute);
+        EngineSkip.NotForThisEngine(method, attribute) ? []
+        : EngineSkip.Reason(method) is { } reason ? [EngineSkip.Skipped(DiagnosticMessageSink, options, method, reason)]
+        : base.Discover(options, method, attribute);
 }
 
 public sealed class EngineTheoryDiscoverer(IMessageSink sink) : TheoryDiscoverer(sink)
 {
     public override IEnumerable<IXunitTestCase> Discover(ITestFrameworkDiscoveryOptions options, ITestMethod method, IAttributeInfo attribute) =>
-        EngineSkip.Reason(method) is { } reason ? [EngineSkip.Skipped(DiagnosticMessageSink, options, method, reason)] : base.Discover(options, method, attribute);
+        EngineSkip.NotForThisEngine(method, attribute) ? []
+        : EngineSkip.Reason(method) is { } reason ? [EngineSkip.Skipped(DiagnosticMessageSink, options, method, reason)]
+        : base.Discover(options, method, attribute);
 }
