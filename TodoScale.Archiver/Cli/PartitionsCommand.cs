@@ -19,7 +19,15 @@ internal static class PartitionsCommand
         var batchSize = new Option<int?>("--batch-size") { Description = "Rows copied per batch (default Split:BatchSize, 5000)." };
         var split = new Command("split", "Online re-split of todos_active and ai_interactions to --to partitions, one old partition at a time; resumable after a kill.") { to, batchSize };
         split.SetAction((parseResult, cancellationToken) => SplitAsync(parseResult.GetValue(to), parseResult.GetValue(batchSize), cancellationToken));
-        return new Command("partitions", "The hash partitions of the active tables and the archive months.") { status, split };
+        var addWorker = new Option<string[]>("--add-worker")
+        {
+            Description = "A new Citus worker (host:port) to add before the rebalance; repeatable. Without it, the shards are only evened out.",
+            AllowMultipleArgumentsPerToken = false,
+        };
+        var rebalance = new Command("rebalance",
+            "On Citus: add workers and move shard groups onto them online (Citus' rebalancer, logical replication). On one PostgreSQL: use `split`.") { addWorker };
+        rebalance.SetAction((parseResult, cancellationToken) => RebalanceAsync(parseResult.GetValue(addWorker) ?? [], cancellationToken));
+        return new Command("partitions", "The hash partitions of the active tables and the archive months.") { status, split, rebalance };
     }
 
     private static Task<int> SplitAsync(int to, int? batchSize, CancellationToken cancellationToken) => VerbRunner.RunAsync("partitions split", async () =>
@@ -76,6 +84,69 @@ internal static class PartitionsCommand
             ? $"partitions split: todos_active and ai_interactions already have {to} partitions"
             : $"partitions split: {result.PartitionsSplit} old partition(s) split to modulus {to}, {result.RowsCopied:N0} rows copied, {result.Elapsed.TotalSeconds:0.0} s; " +
               $"longest swap {result.LongestSwap.TotalMilliseconds:0} ms ({result.LongestSwapAttempts} attempt(s) at most)");
+        return ExitCodes.Success;
+    });
+
+    private static Task<int> RebalanceAsync(string[] addWorkers, CancellationToken cancellationToken) => VerbRunner.RunAsync("partitions rebalance", async () =>
+    {
+        var workers = new List<(string Host, int Port)>();
+        foreach (var worker in addWorkers)
+        {
+            var colon = worker.LastIndexOf(':');
+            if (colon <= 0 || !int.TryParse(worker[(colon + 1)..], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var port)
+                || port is < 1 or > 65535)
+            {
+                throw new CliException($"--add-worker {worker}: expected host:port, e.g. --add-worker 10.0.0.7:5432");
+            }
+
+            workers.Add((worker[..colon], port));
+        }
+
+        var tools = OperatorTools.Load();
+        await using var owner = tools.OwnerDataSource();
+        var rebalance = new CitusRebalance(owner, tools.ConnectionString, TimeProvider.System);
+        RebalanceResult result;
+        try
+        {
+            if (Console.IsOutputRedirected)
+            {
+                var last = (Done: -1L, At: 0L);
+                result = await rebalance.RunAsync(workers, new Progress<RebalanceProgress>(p =>
+                {
+                    var now = Environment.TickCount64;
+                    if (p.Done != last.Done || now - last.At >= 5_000)
+                    {
+                        last = (p.Done, now);
+                        Console.WriteLine($"partitions rebalance: {p.Done} of {p.Total} shard-group moves done{(p.Moving is null ? "" : $"; moving: {p.Moving}")}");
+                    }
+                }), cancellationToken);
+            }
+            else
+            {
+                result = await AnsiConsole.Progress()
+                    .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
+                    .StartAsync(async context =>
+                    {
+                        var moves = context.AddTask("shard-group moves", maxValue: 1);
+                        var outcome = await rebalance.RunAsync(workers, new Progress<RebalanceProgress>(p =>
+                        {
+                            moves.MaxValue = Math.Max(p.Total, 1);
+                            moves.Value = p.Done;
+                        }), cancellationToken);
+                        moves.Value = moves.MaxValue;
+                        return outcome;
+                    });
+            }
+        }
+        catch (RebalanceRefusedException ex)
+        {
+            throw new CliException($"refused: {ex.Message}", ExitCodes.Failure);
+        }
+
+        AnsiConsole.WriteLine(
+            $"partitions rebalance: {(result.Added.Count == 0 ? "no worker added" : $"added {string.Join(", ", result.Added)}")}; " +
+            $"{result.Moves} shard-group move(s) in {result.Elapsed.TotalSeconds:0.0} s; shards per worker: " +
+            string.Join(", ", result.ShardsPerNode.Select(n => $"{n.Node} {n.Shards}")));
         return ExitCodes.Success;
     });
 

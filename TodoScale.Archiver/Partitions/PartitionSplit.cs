@@ -160,7 +160,7 @@ public sealed partial class PartitionSplit(NpgsqlDataSource owner, NpgsqlDataSou
         {
             throw new SplitRefusedException(
                 "this database is a Citus cluster: it grows by shards on more workers, not by more local partitions; add a worker " +
-                "and move shards to it with Citus' online rebalancer (citus_add_node, then citus_rebalance_start; README, \"TodoScale on Citus\")");
+                "and move shards to it online with `partitions rebalance --add-worker host:port` (Citus' rebalancer; README, \"TodoScale on Citus\")");
         }
 
         if (await LegacyPhase.InProgressAsync(connection, cancellationToken) is { } phase)

@@ -80,25 +80,7 @@ public static class CitusLayout
             "SET citus.enable_unsafe_triggers = on",
             cancellationToken);
 
-        // Grants on parameters are not propagated by Citus: the archiver's batches set session_replication_role in
-        // their transaction (V7), which Citus propagates to the workers, so every worker grants it too.
-        await Catalog.ExecuteAsync(connection, null,
-            """
-            DO $$
-            DECLARE
-                failed text;
-            BEGIN
-                IF EXISTS (SELECT FROM pg_parameter_acl p CROSS JOIN LATERAL aclexplode(p.paracl) a
-                            WHERE p.parname = 'session_replication_role' AND a.grantee = 'todoscale_archiver'::regrole) THEN
-                    SELECT string_agg(nodename || ':' || nodeport || ' ' || result, '; ') INTO failed
-                      FROM run_command_on_workers('GRANT SET ON PARAMETER session_replication_role TO todoscale_archiver')
-                     WHERE NOT success;
-                    IF failed IS NOT NULL THEN
-                        RAISE EXCEPTION 'granting session_replication_role on the workers failed: %', failed;
-                    END IF;
-                END IF;
-            END $$
-            """, cancellationToken);
+        await GrantOnWorkersAsync(connection, cancellationToken);
 
         var placed = new List<string>();
         foreach (var placement in Placements)
@@ -125,6 +107,33 @@ public static class CitusLayout
         }
 
         return placed;
+    }
+
+    /// <summary>
+    /// What Citus does not propagate, done on every worker (again after a worker joins): grants on parameters. The
+    /// archiver's batches set session_replication_role in their transaction (V7), which Citus propagates to the
+    /// workers, so every worker grants it to the archiver role as the coordinator does.
+    /// </summary>
+    public static async Task GrantOnWorkersAsync(NpgsqlConnection connection, CancellationToken cancellationToken = default)
+    {
+        await Catalog.ExecuteAsync(connection, null,
+            """
+            DO $$
+            DECLARE
+                failed text;
+            BEGIN
+                IF EXISTS (SELECT FROM pg_parameter_acl p CROSS JOIN LATERAL aclexplode(p.paracl) a
+                            WHERE p.parname = 'session_replication_role' AND a.grantee = 'todoscale_archiver'::regrole) THEN
+                    SELECT string_agg(nodename || ':' || nodeport || ' ' || result, '; ') INTO failed
+                      FROM run_command_on_workers('GRANT SET ON PARAMETER session_replication_role TO todoscale_archiver')
+                     WHERE NOT success;
+                    IF failed IS NOT NULL THEN
+                        RAISE EXCEPTION 'granting session_replication_role on the workers failed: %', failed;
+                    END IF;
+                END IF;
+            END $$
+            """, cancellationToken);
+
     }
 
     private static Task<bool> IsPlacedAsync(NpgsqlConnection connection, string table, CancellationToken cancellationToken) =>

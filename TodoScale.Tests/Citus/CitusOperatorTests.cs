@@ -16,8 +16,22 @@ public sealed class CitusOperatorTests(CitusCluster cluster)
 
         Assert.NotEqual(0, exitCode);
         Assert.Contains("Citus cluster", output, StringComparison.Ordinal);
-        Assert.Contains("citus_rebalance_start", output, StringComparison.Ordinal);
+        Assert.Contains("partitions rebalance --add-worker", output, StringComparison.Ordinal);
         Assert.Equal(16L, await Sql.ScalarAsync<long>(connectionString, "SELECT count(*) FROM pg_inherits WHERE inhparent = 'todos_active'::regclass"));
+    }
+
+    [EngineFact]
+    public async Task Rebalance_refuses_a_worker_that_is_not_host_and_port_and_one_that_does_not_answer_adding_nothing()
+    {
+        var connectionString = await cluster.MigratedDatabaseForAsync(GetType());
+        var bad = await OperatorCli.RunAsync(["partitions", "rebalance", "--add-worker", "localhost"], connectionString);
+        Assert.Equal(2, bad.ExitCode);
+        Assert.Contains("expected host:port", bad.Output, StringComparison.Ordinal);
+
+        var nobody = await OperatorCli.RunAsync(["partitions", "rebalance", "--add-worker", "127.0.0.1:1"], connectionString);
+        Assert.Equal(1, nobody.ExitCode);
+        Assert.Contains("cannot be prepared", nobody.Output, StringComparison.Ordinal);
+        Assert.Equal(2L, await Sql.ScalarAsync<long>(connectionString, "SELECT count(*) FROM pg_dist_node WHERE groupid > 0"));
     }
 
     [EngineFact]

@@ -145,8 +145,9 @@ public sealed class FaultTests(AppHostFixture fixture, ITestOutputHelper output)
         await Progress.UntilAsync<long>(primary, moved, n => n > 0, () => false, "the pass moving the first rows");
         var killedAt = await Sql.ScalarAsync<long>(primary, moved);
         await KillProcessOfAsync("archiver", "TodoScale.Archiver", signal: 9);
-
         var back = Stopwatch.StartNew();
+        // Seen down first: a Start sent before the orchestrator saw the exit met the old process's exit as its own.
+        await WaitDownAsync("archiver");
         await StartAsync("archiver");
         Assert.True((await commands.ExecuteCommandAsync("archiver", "run-archive")).Success);
         await Progress.UntilAsync<long>(primary, moved, n => n == rows, () => false, "every row archived by the next pass", Patience);

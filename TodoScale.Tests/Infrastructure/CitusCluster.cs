@@ -17,6 +17,7 @@ public sealed class CitusCluster : IAsyncLifetime, IDatabaseEngine
     private readonly ConcurrentDictionary<Type, Lazy<Task<string>>> _migrated = new();
     private readonly ConcurrentDictionary<Type, Lazy<Task>> _shared = new();
     private readonly List<PostgresServer> _nodes = [];
+    private readonly List<PostgresServer> _spares = [];
 
     /// <summary>Why Citus tests cannot run here, or null when they can.</summary>
     public static string? MissingReason { get; } = FindMissingReason();
@@ -52,11 +53,11 @@ public sealed class CitusCluster : IAsyncLifetime, IDatabaseEngine
         }
     }
 
-    /// <summary>Starts one more worker (not yet in any database's cluster), stopped with the cluster.</summary>
+    /// <summary>Starts one more server, a worker to be (in no database's cluster, nor in later ones), stopped with the cluster.</summary>
     public async Task<PostgresServer> StartWorkerAsync()
     {
         var node = new PostgresServer(NodeSettings);
-        _nodes.Add(node);
+        _spares.Add(node);
         await node.InitializeAsync();
         return node;
     }
@@ -89,15 +90,6 @@ public sealed class CitusCluster : IAsyncLifetime, IDatabaseEngine
         return connectionString;
     }
 
-    /// <summary>Adds <paramref name="worker"/> to the cluster of one database (the database and extension made on it).</summary>
-    public static async Task AddWorkerAsync(string connectionString, PostgresServer worker)
-    {
-        var database = new NpgsqlConnectionStringBuilder(connectionString).Database!;
-        await Sql.ExecuteAsync(worker.ConnectionString(), $"CREATE DATABASE \"{database}\"");
-        await Sql.ExecuteAsync(worker.ConnectionString(database), "CREATE EXTENSION citus");
-        await Sql.ExecuteAsync(connectionString, $"SELECT citus_add_node('127.0.0.1', {worker.Port})");
-    }
-
     public Task<string> MigratedDatabaseForAsync(Type testClass) =>
         _migrated.GetOrAdd(testClass, type => new Lazy<Task<string>>(() => FreshMigratedDatabaseAsync(type.Name))).Value;
 
@@ -113,7 +105,7 @@ public sealed class CitusCluster : IAsyncLifetime, IDatabaseEngine
 
     public async Task DisposeAsync()
     {
-        foreach (var node in _nodes)
+        foreach (var node in _nodes.Concat(_spares))
         {
             await node.DisposeAsync();
         }
