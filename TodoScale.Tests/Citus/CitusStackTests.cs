@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Aspire.Hosting;
 using Aspire.Hosting.Testing;
 using Npgsql;
@@ -85,12 +84,7 @@ public sealed class CitusStackTests
             }
 
             // Stopped: nothing of it left running.
-            var clock = Stopwatch.StartNew();
-            while (OwnedProcesses.Under(dataRoot).Count > 0 && clock.Elapsed < TimeSpan.FromSeconds(20))
-            {
-                await Task.Delay(100);
-            }
-
+            await Eventually.TrueAsync("every process under the data root gone", () => Task.FromResult(OwnedProcesses.Under(dataRoot).Count == 0), TimeSpan.FromSeconds(20));
             Assert.Empty(OwnedProcesses.Under(dataRoot));
 
             // Again on the same folders: new ports everywhere; citus.sh moves the workers, the data is all there.
