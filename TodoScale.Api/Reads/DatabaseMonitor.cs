@@ -21,15 +21,21 @@ public sealed record ReplicaState(bool Up, ulong ReplayLsn, TimeSpan Lag, ulong 
 
 /// <summary>Facts the API reads from the catalog rather than from settings, so a re-split needs no restart.</summary>
 /// <param name="Layout">The (modulus, remainder) of every partition of todos_active: during a re-split, two moduli side by side.</param>
-public sealed record SchemaFacts(IReadOnlySet<(int Modulus, int Remainder)> Layout, int? MaxDepth)
+/// <param name="ShardMinValues">On Citus, where todos_active is one distributed table, its shards' lowest hashes in
+/// ascending order (its partitions are the shards, and a shard split changes them); empty on one PostgreSQL.</param>
+public sealed record SchemaFacts(IReadOnlySet<(int Modulus, int Remainder)> Layout, int? MaxDepth, IReadOnlyList<int> ShardMinValues)
 {
-    public static readonly SchemaFacts Default = new(Enumerable.Range(0, 16).Select(r => (16, r)).ToHashSet(), null);
+    public static readonly SchemaFacts Default = new(Enumerable.Range(0, 16).Select(r => (16, r)).ToHashSet(), null, []);
 
-    /// <summary>The largest modulus: the number of partitions once a re-split in progress is done.</summary>
-    public int ActiveModulus => Layout.Count == 0 ? 16 : Layout.Max(b => b.Modulus);
+    /// <summary>The number of partitions (on Citus, shards) once a re-split in progress is done.</summary>
+    public int ActiveModulus => ShardMinValues.Count > 0 ? ShardMinValues.Count : Layout.Count == 0 ? 16 : Layout.Max(b => b.Modulus);
 
-    /// <summary>The remainder of the partition holding the user's todos now (the old one until it is swapped).</summary>
-    public int PartitionOf(Guid userId) => PartitionHash.PartitionIndex(userId, Layout);
+    /// <summary>
+    /// The partition holding the user's todos now (the old one until a re-split swaps it); on Citus the shard's place
+    /// in hash order, as `partitions status` and the archiver's gauges number them.
+    /// </summary>
+    public int PartitionOf(Guid userId) =>
+        ShardMinValues.Count > 0 ? PartitionHash.ShardIndex(userId, ShardMinValues) : PartitionHash.PartitionIndex(userId, Layout);
 }
 
 /// <summary>
@@ -194,15 +200,31 @@ public sealed partial class DatabaseMonitor(
                       FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
                      WHERE i.inhparent = 'todos_active'::regclass),
                    (SELECT pg_get_constraintdef(oid) FROM pg_constraint
-                     WHERE conrelid = 'todos_active'::regclass AND conname = 'todos_active_depth_check')
+                     WHERE conrelid = 'todos_active'::regclass AND conname = 'todos_active_depth_check'),
+                   to_regclass('pg_catalog.pg_dist_shard') IS NOT NULL AND (SELECT relkind FROM pg_class WHERE oid = 'todos_active'::regclass) = 'r'
             """, connection);
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        await reader.ReadAsync(cancellationToken);
-        var bounds = reader.IsDBNull(0) ? "" : reader.GetString(0);
-        var check = reader.IsDBNull(1) ? "" : reader.GetString(1);
+        string bounds, check;
+        bool distributedWhole;
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
+        {
+            await reader.ReadAsync(cancellationToken);
+            bounds = reader.IsDBNull(0) ? "" : reader.GetString(0);
+            check = reader.IsDBNull(1) ? "" : reader.GetString(1);
+            distributedWhole = reader.GetBoolean(2);
+        }
+
+        int[] shards = [];
+        if (distributedWhole)
+        {
+            await using var shardQuery = new NpgsqlCommand(
+                "SELECT coalesce(array_agg(shardminvalue::int ORDER BY shardminvalue::int), '{}') FROM pg_dist_shard WHERE logicalrelid = 'todos_active'::regclass",
+                connection);
+            shards = (int[])(await shardQuery.ExecuteScalarAsync(cancellationToken))!;
+        }
+
         var layout = BoundPattern().Matches(bounds).Select(m => (int.Parse(m.Groups[1].Value), int.Parse(m.Groups[2].Value))).ToHashSet();
         var depth = MaxDepthPattern().Match(check) is { Success: true } m ? int.Parse(m.Groups[1].Value) : (int?)null;
-        return new SchemaFacts(layout.Count == 0 ? SchemaFacts.Default.Layout : layout, depth);
+        return new SchemaFacts(layout.Count == 0 ? SchemaFacts.Default.Layout : layout, depth, shards);
     }
 
     private async Task<Serving> ReadServingAsync(NpgsqlConnection connection, CancellationToken cancellationToken)

@@ -137,10 +137,21 @@ public sealed partial class TodoArchiver(NpgsqlDataSource dataSource, ArchiveOpt
     public Task<List<(string Name, uint Oid, int Index)>> ActivePartitionsAsync(CancellationToken cancellationToken) =>
         PartitionsAsync("todos_active", cancellationToken);
 
+    /// <summary>
+    /// The units a pass works: the hash partitions; on Citus, where the table is one distributed table whose shards
+    /// are the partitions (<see cref="CitusLayout.Flattened"/>), the table itself, one unit whose candidate queries
+    /// Citus runs on every shard at once and whose moves go per user to the user's worker.
+    /// </summary>
     private async Task<List<(string Name, uint Oid, int Index)>> PartitionsAsync(string parent, CancellationToken cancellationToken)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        return [.. (await Catalog.PartitionsAsync(connection, parent, cancellationToken)).Select((p, i) =>
+        var partitions = await Catalog.PartitionsAsync(connection, parent, cancellationToken);
+        if (partitions.Count == 0)
+        {
+            return [(parent, await Catalog.ScalarAsync<uint>(connection, null, $"SELECT '{parent}'::regclass::oid", cancellationToken), 0)];
+        }
+
+        return [.. partitions.Select((p, i) =>
             (p.Name, p.Oid, int.TryParse(p.Name.AsSpan(p.Name.LastIndexOf("_p", StringComparison.Ordinal) + 2), out var index) ? index : i))];
     }
 

@@ -40,6 +40,14 @@ public static class PartitionStats
         var active = new List<PartitionStat>();
         var months = new List<PartitionStat>();
         var citus = await CitusLayout.IsCitusAsync(connection, cancellationToken);
+        if (citus)
+        {
+            foreach (var table in ActiveTables)
+            {
+                active.AddRange(await ShardsAsync(connection, table, exact, now - (table == "todos_active" ? archive.OlderThan : archive.AiOlderThan), cancellationToken));
+            }
+        }
+
         foreach (var (table, partition, rows, bytes, users) in await CatalogAsync(connection, [.. ActiveTables, .. ArchiveMonths.Tables], citus, cancellationToken))
         {
             var counted = exact || (users is null && rows <= CountUsersUpTo)
@@ -72,6 +80,84 @@ public static class PartitionStats
         }
 
         return new PartitionSnapshot(active, [.. months.OrderBy(m => m.Key, StringComparer.Ordinal).ThenBy(m => m.Table, StringComparer.Ordinal)], monthsAhead, now);
+    }
+
+    /// <summary>
+    /// On Citus, where <paramref name="table"/> is one distributed table (<see cref="CitusLayout.Flattened"/>), its
+    /// shards are its partitions: one stat per shard, keyed by the shard's place in hash order ("00" holds the lowest
+    /// hash range), with the shard's name, live rows and users from the worker's own statistics, bytes from
+    /// citus_shards, and the rows waiting to be archived counted on the shard by the archiver's partial index. Empty
+    /// when the table is not distributed whole (a layout of local partitions, each distributed, is read per partition).
+    /// </summary>
+    private static async Task<List<PartitionStat>> ShardsAsync(NpgsqlConnection connection, string table, bool exact, DateTimeOffset cutoff, CancellationToken cancellationToken)
+    {
+        var waiting = table == "todos_active"
+            ? "SELECT count(*) FROM %%s WHERE status IN ('done', 'cancelled') AND completed_at < %L"
+            : "SELECT count(*) FROM %%s WHERE created_at < %L";
+        await using var command = new NpgsqlCommand(
+            $$"""
+            WITH shards AS (
+                SELECT s.shardid, shard_name(s.logicalrelid, s.shardid) AS name,
+                       row_number() OVER (ORDER BY s.shardminvalue::int) - 1 AS place,
+                       (SELECT sum(cs.shard_size) FROM citus_shards cs WHERE cs.shardid = s.shardid)::bigint AS bytes
+                  FROM pg_dist_shard s
+                 WHERE s.logicalrelid = to_regclass(@table)
+                   AND NOT EXISTS (SELECT FROM pg_inherits i WHERE i.inhparent = s.logicalrelid))
+            SELECT sh.name, sh.place, coalesce(sh.bytes, 0),
+                   (SELECT r.result FROM run_command_on_shards(@table,
+                        CASE WHEN @exact THEN 'SELECT count(*) || '' '' || count(DISTINCT user_id) FROM %s'
+                             ELSE $q$SELECT coalesce((SELECT n_live_tup FROM pg_stat_user_tables WHERE relid = '%s'::regclass), 0) || ' ' ||
+                                  coalesce((SELECT round(CASE WHEN st.n_distinct >= 0 THEN st.n_distinct ELSE -st.n_distinct * greatest(c.reltuples, 0) END)::bigint::text
+                                              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                                              JOIN pg_stats st ON st.schemaname = n.nspname AND st.tablename = c.relname AND st.attname = 'user_id'
+                                             WHERE c.oid = '%s'::regclass), '-')$q$ END) r
+                     WHERE r.shardid = sh.shardid AND r.success),
+                   (SELECT r.result::bigint FROM run_command_on_shards(@table, format('{{waiting}}', @cutoff::text)) r
+                     WHERE r.shardid = sh.shardid AND r.success)
+              FROM shards sh ORDER BY sh.place
+            """, connection);
+        command.Parameters.Add(new NpgsqlParameter<string>("table", table));
+        command.Parameters.Add(new NpgsqlParameter<bool>("exact", exact));
+        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("cutoff", NpgsqlDbType.TimestampTz) { TypedValue = cutoff });
+        var shards = new List<(string Name, long Place, long Bytes, string? Counts, long? Waiting)>();
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
+        {
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                shards.Add((reader.GetString(0), reader.GetInt64(1), reader.GetInt64(2),
+                    reader.IsDBNull(3) ? null : reader.GetString(3), reader.IsDBNull(4) ? null : reader.GetInt64(4)));
+            }
+        }
+
+        var parsed = shards.Select(shard =>
+        {
+            var parts = (shard.Counts ?? "0 -").Split(' ');
+            long? users = parts.Length > 1 && long.TryParse(parts[1], CultureInfo.InvariantCulture, out var u) ? u : null;
+            return (shard.Name, shard.Place, shard.Bytes, Rows: long.Parse(parts[0], CultureInfo.InvariantCulture), Users: users, shard.Waiting);
+        }).ToList();
+
+        // Small shards never analyzed: their users counted on the workers, as a small partition's are (one command).
+        var counted = parsed.Any(p => p.Users is null && p.Rows <= CountUsersUpTo)
+            ? await UsersPerShardAsync(connection, table, cancellationToken)
+            : [];
+        return [.. parsed.Select(p => new PartitionStat(table, p.Name, p.Place.ToString("00", CultureInfo.InvariantCulture), p.Rows, p.Bytes,
+            p.Users ?? (p.Rows <= CountUsersUpTo && counted.TryGetValue(p.Name, out var users) ? users : null), p.Waiting))];
+    }
+
+    private static async Task<Dictionary<string, long>> UsersPerShardAsync(NpgsqlConnection connection, string table, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand(
+            "SELECT shard_name(@table::regclass, r.shardid), r.result::bigint FROM run_command_on_shards(@table, 'SELECT count(DISTINCT user_id) FROM %s') r WHERE r.success",
+            connection);
+        command.Parameters.Add(new NpgsqlParameter<string>("table", table));
+        var users = new Dictionary<string, long>(StringComparer.Ordinal);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            users[reader.GetString(0)] = reader.GetInt64(1);
+        }
+
+        return users;
     }
 
     private static string HashKey(string partition) =>

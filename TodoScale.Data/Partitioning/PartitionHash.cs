@@ -56,6 +56,34 @@ public static class PartitionHash
         return -1;
     }
 
+    /// <summary>
+    /// The hash Citus routes a uuid distribution column by (worker_hash): the type's standard 32-bit hash, uuid_hash =
+    /// hash_bytes over the 16 bytes, which is the low 32 bits of hash_bytes_extended with seed 0.
+    /// </summary>
+    public static int CitusHash(Guid key)
+    {
+        Span<byte> bytes = stackalloc byte[16];
+        key.TryWriteBytes(bytes, bigEndian: true, out _);
+        return unchecked((int)(uint)HashBytesExtended(bytes, 0));
+    }
+
+    /// <summary>
+    /// The place, in hash order, of the Citus shard holding <paramref name="key"/>, given every shard's lowest hash
+    /// (shardminvalue) in ascending order: the last shard whose range starts at or below the key's hash. -1 when the
+    /// list is empty.
+    /// </summary>
+    public static int ShardIndex(Guid key, IReadOnlyList<int> shardMinValues)
+    {
+        var hash = CitusHash(key);
+        var index = -1;
+        for (var i = 0; i < shardMinValues.Count && shardMinValues[i] <= hash; i++)
+        {
+            index = i;
+        }
+
+        return index;
+    }
+
     /// <summary>The name of the partition holding <paramref name="key"/>: todos_active_p07 for table todos_active.</summary>
     public static string PartitionName(string table, Guid key, int modulus) => PartitionName(table, PartitionIndex(key, modulus));
 
