@@ -158,12 +158,20 @@ internal static class PartitionsCommand
         foreach (var group in snapshot.Active.GroupBy(p => p.Table).OrderBy(g => PartitionStats.ActiveTables.ToList().IndexOf(g.Key)))
         {
             var mean = group.Average(p => (double)p.Rows);
-            var table = new Table().Title($"{group.Key}: {group.Count()} partitions ({(exact ? "counted" : "estimated")})")
-                .AddColumn("partition").AddColumns(Numbers("rows", "bytes", "users", "waiting to archive", "rows / mean"));
+            var shards = snapshot.Units == "shards";
+            var table = new Table().Title($"{group.Key}: {group.Count()} {snapshot.Units} ({(exact ? "counted" : "estimated")})")
+                .AddColumn(shards ? "shard" : "partition");
+            if (shards)
+            {
+                table.AddColumns("#", "worker");
+            }
+
+            table.AddColumns(Numbers("rows", "bytes", "users", "waiting to archive", "rows / mean"));
             foreach (var p in group)
             {
-                table.AddRow(p.Partition, p.Rows.ToString("N0"), PartitionStats.Bytes(p.Bytes), p.Users?.ToString("N0") ?? "?",
-                    p.Waiting?.ToString("N0") ?? "-", mean == 0 ? "-" : $"{p.Rows / mean:0.00}");
+                string[] numbers = [p.Rows.ToString("N0"), PartitionStats.Bytes(p.Bytes), p.Users?.ToString("N0") ?? "?",
+                    p.Waiting?.ToString("N0") ?? "-", mean == 0 ? "-" : $"{p.Rows / mean:0.00}"];
+                table.AddRow(shards ? [p.Partition, p.Key, p.Node ?? "?", .. numbers] : [p.Partition, .. numbers]);
             }
 
             AnsiConsole.Write(table);
@@ -199,7 +207,7 @@ internal static class PartitionsCommand
 
         var todos = snapshot.Active.Where(p => p.Table == "todos_active").ToList();
         AnsiConsole.MarkupLineInterpolated(
-            $"partitions: todos_active {todos.Count} partitions, {todos.Sum(p => p.Rows):N0} rows, {PartitionStats.Bytes(todos.Sum(p => p.Bytes))}, skew {snapshot.Skew("todos_active"):0.00} (largest / mean), {todos.Sum(p => p.Waiting ?? 0):N0} rows waiting to be archived; {snapshot.ArchiveMonths.Select(m => m.Key).Distinct().Count()} archive months, {snapshot.MonthsAhead} ahead");
+            $"partitions: todos_active {todos.Count} {snapshot.Units}, {todos.Sum(p => p.Rows):N0} rows, {PartitionStats.Bytes(todos.Sum(p => p.Bytes))}, skew {snapshot.Skew("todos_active"):0.00} (largest / mean), {todos.Sum(p => p.Waiting ?? 0):N0} rows waiting to be archived; {snapshot.ArchiveMonths.Select(m => m.Key).Distinct().Count()} archive months, {snapshot.MonthsAhead} ahead");
         return ExitCodes.Success;
     });
 

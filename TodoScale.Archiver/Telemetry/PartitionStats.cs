@@ -14,11 +14,18 @@ namespace TodoScale.Archiver.Telemetry;
 /// and is small, or with <c>exact</c>) and, for the active tables, the rows waiting to be archived.
 /// </summary>
 /// <param name="Key">"00".."63" for a hash partition, "2026-11" for an archive month.</param>
-public sealed record PartitionStat(string Table, string Partition, string Key, long Rows, long Bytes, long? Users, long? Waiting);
+public sealed record PartitionStat(string Table, string Partition, string Key, long Rows, long Bytes, long? Users, long? Waiting)
+{
+    /// <summary>On Citus, the worker holding the shard (host:port); null for a partition on one PostgreSQL.</summary>
+    public string? Node { get; init; }
+}
 
 /// <summary>Everything `partitions status` prints and the archiver's gauges export, read in one go.</summary>
 public sealed record PartitionSnapshot(IReadOnlyList<PartitionStat> Active, IReadOnlyList<PartitionStat> ArchiveMonths, int MonthsAhead, DateTimeOffset At)
 {
+    /// <summary>What the active tables' units are: "partitions" on one PostgreSQL, "shards" on Citus (one distributed table each).</summary>
+    public string Units => Active.Any(p => p.Node is not null) ? "shards" : "partitions";
+
     /// <summary>Largest partition's rows over the mean partition's rows, per active table (1 is perfectly even).</summary>
     public double Skew(string table)
     {
@@ -99,7 +106,8 @@ public static class PartitionStats
             WITH shards AS (
                 SELECT s.shardid, shard_name(s.logicalrelid, s.shardid) AS name,
                        row_number() OVER (ORDER BY s.shardminvalue::int) - 1 AS place,
-                       (SELECT sum(cs.shard_size) FROM citus_shards cs WHERE cs.shardid = s.shardid)::bigint AS bytes
+                       (SELECT sum(cs.shard_size) FROM citus_shards cs WHERE cs.shardid = s.shardid)::bigint AS bytes,
+                       (SELECT string_agg(cs.nodename || ':' || cs.nodeport, ', ') FROM citus_shards cs WHERE cs.shardid = s.shardid) AS node
                   FROM pg_dist_shard s
                  WHERE s.logicalrelid = to_regclass(@table)
                    AND NOT EXISTS (SELECT FROM pg_inherits i WHERE i.inhparent = s.logicalrelid))
@@ -112,20 +120,21 @@ public static class PartitionStats
                                               JOIN pg_stats st ON st.schemaname = n.nspname AND st.tablename = c.relname AND st.attname = 'user_id'
                                              WHERE c.oid = '%s'::regclass), '-')$q$ END) r
                      WHERE r.shardid = sh.shardid AND r.success),
-                   (SELECT r.result::bigint FROM run_command_on_shards(@table, format('{{waiting}}', @cutoff::text)) r
+                   (SELECT r.result::bigint FROM run_command_on_shards(@table, format($w${{waiting}}$w$, @cutoff::text)) r
                      WHERE r.shardid = sh.shardid AND r.success)
+                   , coalesce(sh.node, '?')
               FROM shards sh ORDER BY sh.place
             """, connection);
         command.Parameters.Add(new NpgsqlParameter<string>("table", table));
         command.Parameters.Add(new NpgsqlParameter<bool>("exact", exact));
         command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("cutoff", NpgsqlDbType.TimestampTz) { TypedValue = cutoff });
-        var shards = new List<(string Name, long Place, long Bytes, string? Counts, long? Waiting)>();
+        var shards = new List<(string Name, long Place, long Bytes, string? Counts, long? Waiting, string Node)>();
         await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
         {
             while (await reader.ReadAsync(cancellationToken))
             {
                 shards.Add((reader.GetString(0), reader.GetInt64(1), reader.GetInt64(2),
-                    reader.IsDBNull(3) ? null : reader.GetString(3), reader.IsDBNull(4) ? null : reader.GetInt64(4)));
+                    reader.IsDBNull(3) ? null : reader.GetString(3), reader.IsDBNull(4) ? null : reader.GetInt64(4), reader.GetString(5)));
             }
         }
 
@@ -133,7 +142,7 @@ public static class PartitionStats
         {
             var parts = (shard.Counts ?? "0 -").Split(' ');
             long? users = parts.Length > 1 && long.TryParse(parts[1], CultureInfo.InvariantCulture, out var u) ? u : null;
-            return (shard.Name, shard.Place, shard.Bytes, Rows: long.Parse(parts[0], CultureInfo.InvariantCulture), Users: users, shard.Waiting);
+            return (shard.Name, shard.Place, shard.Bytes, Rows: long.Parse(parts[0], CultureInfo.InvariantCulture), Users: users, shard.Waiting, shard.Node);
         }).ToList();
 
         // Small shards never analyzed: their users counted on the workers, as a small partition's are (one command).
@@ -141,7 +150,7 @@ public static class PartitionStats
             ? await UsersPerShardAsync(connection, table, cancellationToken)
             : [];
         return [.. parsed.Select(p => new PartitionStat(table, p.Name, p.Place.ToString("00", CultureInfo.InvariantCulture), p.Rows, p.Bytes,
-            p.Users ?? (p.Rows <= CountUsersUpTo && counted.TryGetValue(p.Name, out var users) ? users : null), p.Waiting))];
+            p.Users ?? (p.Rows <= CountUsersUpTo && counted.TryGetValue(p.Name, out var users) ? users : null), p.Waiting) { Node = p.Node })];
     }
 
     private static async Task<Dictionary<string, long>> UsersPerShardAsync(NpgsqlConnection connection, string table, CancellationToken cancellationToken)

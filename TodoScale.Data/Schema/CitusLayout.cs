@@ -119,7 +119,45 @@ public static class CitusLayout
             placed.Add(placement.Table);
         }
 
+        await UnforceRowSecurityAsync(connection, log, cancellationToken);
         return placed;
+    }
+
+    /// <summary>
+    /// Row-level security stays enabled on every tenant table, partition and (propagated by Citus) shard, but is not
+    /// forced: Citus' online shard moves replicate as a non-superuser member of the table's owner, and PostgreSQL
+    /// refuses logical replication into a table whose policy binds that role, so a move with writes to catch up would
+    /// retry forever (V16). The API's role is bound as before; the owner is the role that runs `migrate`.
+    /// </summary>
+    private static async Task UnforceRowSecurityAsync(NpgsqlConnection connection, Action<string> log, CancellationToken cancellationToken)
+    {
+        var forced = new List<string>();
+        await using (var command = new NpgsqlCommand(
+            """
+            SELECT c.oid::regclass::text FROM pg_class c
+             WHERE c.relforcerowsecurity AND c.relnamespace = 'public'::regnamespace
+               AND (c.relname = ANY (@tables)
+                    OR c.oid IN (SELECT i.inhrelid FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = ANY (@tables)))
+             ORDER BY 1
+            """, connection))
+        {
+            command.Parameters.AddWithValue("tables", Placements.Where(p => p.Kind == "distributed").Select(p => p.Table).ToArray());
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                forced.Add(reader.GetString(0));
+            }
+        }
+
+        foreach (var table in forced)
+        {
+            await Catalog.ExecuteAsync(connection, null, $"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY", cancellationToken);
+        }
+
+        if (forced.Count > 0)
+        {
+            log($"citus: row-level security enabled, not forced, on {forced.Count} table(s) and their shards (Citus' online shard moves replicate as the owner)");
+        }
     }
 
     /// <summary>

@@ -17,7 +17,8 @@ public sealed class CitusOperatorTests(CitusCluster cluster)
         Assert.NotEqual(0, exitCode);
         Assert.Contains("Citus cluster", output, StringComparison.Ordinal);
         Assert.Contains("partitions rebalance --add-worker", output, StringComparison.Ordinal);
-        Assert.Equal(16L, await Sql.ScalarAsync<long>(connectionString, "SELECT count(*) FROM pg_inherits WHERE inhparent = 'todos_active'::regclass"));
+        Assert.Equal((long)CitusCluster.ShardCount, await Sql.ScalarAsync<long>(connectionString, "SELECT count(*) FROM pg_dist_shard WHERE logicalrelid = 'todos_active'::regclass"));
+        Assert.Equal(0L, await Sql.ScalarAsync<long>(connectionString, "SELECT count(*) FROM pg_inherits WHERE inhparent = 'todos_active'::regclass"));
     }
 
     [EngineFact]

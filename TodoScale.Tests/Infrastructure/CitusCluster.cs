@@ -24,6 +24,13 @@ public sealed class CitusCluster : IAsyncLifetime, IDatabaseEngine
 
     public string Engine => "citus";
 
+    /// <summary>citus.shard_count in <see cref="NodeSettings"/>.</summary>
+    public const int ShardCount = 8;
+
+    public int ActiveUnits => ShardCount;
+
+    public bool ForcesRowSecurity => false;
+
     public PostgresServer Coordinator => _nodes[0];
 
     public IReadOnlyList<PostgresServer> Workers => _nodes[1..];
@@ -33,7 +40,7 @@ public sealed class CitusCluster : IAsyncLifetime, IDatabaseEngine
     public static IReadOnlyList<string> NodeSettings { get; } =
     [
         "shared_preload_libraries=citus", "wal_level=logical", "citus.node_conninfo=sslmode=disable",
-        "citus.shard_count=8", "max_worker_processes=32",
+        $"citus.shard_count={ShardCount}", "max_worker_processes=32",
     ];
 
     public string ConnectionString(string database = "postgres") => Coordinator.ConnectionString(database);

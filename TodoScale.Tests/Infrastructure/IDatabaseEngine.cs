@@ -10,6 +10,19 @@ public interface IDatabaseEngine
     /// <summary>"postgres" or "citus".</summary>
     string Engine { get; }
 
+    /// <summary>
+    /// How many units a fresh todos_active (and ai_interactions) is worked and measured in: 16 hash partitions on
+    /// one PostgreSQL (migrate's default), on Citus the shards of the one distributed table (the cluster's
+    /// citus.shard_count).
+    /// </summary>
+    int ActiveUnits { get; }
+
+    /// <summary>
+    /// Whether the tenant tables' row-level security is forced (binds their owner too): on one PostgreSQL, yes; on
+    /// Citus enabled but not forced, because Citus' online shard moves replicate as a member of the owner (V16).
+    /// </summary>
+    bool ForcesRowSecurity { get; }
+
     /// <summary>A superuser connection string to the given database (on Citus: on the coordinator).</summary>
     string ConnectionString(string database = "postgres");
 

@@ -36,6 +36,10 @@ public sealed class PostgresServer : IAsyncLifetime, IDatabaseEngine
 
     public string Engine => "postgres";
 
+    public int ActiveUnits => 16;
+
+    public bool ForcesRowSecurity => true;
+
     public string Directory { get; private set; } = "";
 
     public int Port { get; private set; }
