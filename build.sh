@@ -5,9 +5,10 @@
 #   ./build.sh test [--at "YYYY-MM-DD hh:mm:ss"] [dotnet test args]
 #                                    install what is missing, build, run every test; ends with "N passed, N failed".
 #                                    --at: the run (tests, servers, CLIs) on a clock starting then, UTC (libfaketime)
-#   ./build.sh bench [--scale tiny|small|medium|large] [--seed N] [--workload all|legacy|split|soak]
+#   ./build.sh bench [--scale tiny|small|medium|large] [--seed N] [--workload all|legacy|split|soak] [--engine citus]
 #                                    install what is missing, build Release, run the benchmarks; writes
-#                                    bench/results/<date>-<scale>.md and its plots (legacy: <date>-<scale>-legacy.md)
+#                                    bench/results/<date>-<scale>.md and its plots (legacy: <date>-<scale>-legacy.md;
+#                                    --engine citus: one PostgreSQL and Citus side by side, <date>-<scale>-citus.md)
 #
 # AppHost args, e.g.: --Infra:Mode=process|container|auto   --Infra:Reset=true (wipe process-mode data folders)
 #                     --Infra:Database=postgres|citus (citus: a coordinator, its standby and Infra:CitusWorkers workers)
@@ -256,6 +257,7 @@ PY
 cmd_bench() {
   ensure_dotnet
   ensure_local_servers
+  case " $* " in *" --engine citus "*|*" --engine=citus "*) ensure_citus ;; esac
   # Measured in Release: the API and archiver the AppHost starts run the configuration it was built in.
   CONFIGURATION=Release build
   say "TodoScale.Bench $*"
@@ -267,7 +269,7 @@ case "${1:-}" in
   test) shift; cmd_test "$@" ;;
   bench) shift; cmd_bench "$@" ;;
   *)
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

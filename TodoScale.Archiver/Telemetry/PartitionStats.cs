@@ -95,6 +95,8 @@ public static class PartitionStats
     /// hash range), with the shard's name, live rows and users from the worker's own statistics, bytes from
     /// citus_shards, and the rows waiting to be archived counted on the shard by the archiver's partial index. Empty
     /// when the table is not distributed whole (a layout of local partitions, each distributed, is read per partition).
+    /// run_command_on_shards formats each command with the shard's name as its one argument: %s once, or %1$s where
+    /// the name is needed more than once.
     /// </summary>
     private static async Task<List<PartitionStat>> ShardsAsync(NpgsqlConnection connection, string table, bool exact, DateTimeOffset cutoff, CancellationToken cancellationToken)
     {
@@ -114,11 +116,11 @@ public static class PartitionStats
             SELECT sh.name, sh.place, coalesce(sh.bytes, 0),
                    (SELECT r.result FROM run_command_on_shards(@table,
                         CASE WHEN @exact THEN 'SELECT count(*) || '' '' || count(DISTINCT user_id) FROM %s'
-                             ELSE $q$SELECT coalesce((SELECT n_live_tup FROM pg_stat_user_tables WHERE relid = '%s'::regclass), 0) || ' ' ||
+                             ELSE $q$SELECT coalesce((SELECT n_live_tup FROM pg_stat_user_tables WHERE relid = '%1$s'::regclass), 0) || ' ' ||
                                   coalesce((SELECT round(CASE WHEN st.n_distinct >= 0 THEN st.n_distinct ELSE -st.n_distinct * greatest(c.reltuples, 0) END)::bigint::text
                                               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                                               JOIN pg_stats st ON st.schemaname = n.nspname AND st.tablename = c.relname AND st.attname = 'user_id'
-                                             WHERE c.oid = '%s'::regclass), '-')$q$ END) r
+                                             WHERE c.oid = '%1$s'::regclass), '-')$q$ END) r
                      WHERE r.shardid = sh.shardid AND r.success),
                    (SELECT r.result::bigint FROM run_command_on_shards(@table, format($w${{waiting}}$w$, @cutoff::text)) r
                      WHERE r.shardid = sh.shardid AND r.success)

@@ -91,7 +91,7 @@ public sealed class BenchSmokeTests
         });
 
     /// <summary>Runs the built benchmark at its tiny scale into a folder of its own, checks its one report, deletes the folder.</summary>
-    private static async Task RunTinyAsync(string[] args, string report, TimeSpan timeout, Func<string, string, Task> check)
+    internal static async Task RunTinyAsync(string[] args, string report, TimeSpan timeout, Func<string, string, Task> check)
     {
         var output = Directory.CreateTempSubdirectory("todoscale-bench-test-").FullName;
         try

@@ -11,30 +11,34 @@ using Xunit.Abstractions;
 namespace TodoScale.Tests.Dashboards;
 
 /// <summary>
-/// End to end: heavy tenants that PartitionHash places in one partition make the archiver's gauges, Prometheus'
-/// recording rule and the TodoScalePartitionSkew alert say so. The AppHost runs with Infra:AlertFor=2s (the
-/// rule file keeps its 15 minutes) and 1 s scrapes; the archiver refreshes its gauges every second.
+/// End to end: heavy tenants that PartitionHash places in one partition (on Citus: in one shard, by Citus' own hash)
+/// make the archiver's gauges, Prometheus' recording rule and the TodoScalePartitionSkew alert say so. The AppHost
+/// runs with Infra:AlertFor=2s (the rule file keeps its 15 minutes) and 1 s scrapes; the archiver refreshes its
+/// gauges every second. The same test on both engines.
 /// </summary>
-[Trait(Traits.Needs, Traits.AppHost)]
-[Collection(AppHostCollection.Name)]
-public sealed class SkewAlertTests(AppHostFixture fixture, ITestOutputHelper output)
+public abstract class SkewAlertTests(AppHostFixture fixture, ITestOutputHelper output)
 {
     private const int HeavyPartition = 5;
 
-    [Fact]
+    [EngineFact]
     public async Task Heavy_tenants_in_one_partition_make_the_skew_alert_fire()
     {
+        var connectionString = (await fixture.App.GetConnectionStringAsync("todos"))!;
+        var citus = await Sql.ScalarAsync<bool>(connectionString, "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus')");
+        var shardMinValues = citus
+            ? await Sql.ColumnAsync<int>(connectionString, "SELECT shardminvalue::int FROM pg_dist_shard WHERE logicalrelid = 'todos_active'::regclass ORDER BY 1")
+            : [];
         var users = new List<Guid>();
         while (users.Count < 20)
         {
             var user = Guid.CreateVersion7();
-            if (PartitionHash.PartitionIndex(user, 16) == HeavyPartition)
+            if ((citus ? PartitionHash.ShardIndex(user, shardMinValues) : PartitionHash.PartitionIndex(user, 16)) == HeavyPartition)
             {
                 users.Add(user);
             }
         }
 
-        await using var primary = new NpgsqlConnection(await fixture.App.GetConnectionStringAsync("todos"));
+        await using var primary = new NpgsqlConnection(connectionString);
         await primary.OpenAsync();
         try
         {
@@ -46,7 +50,10 @@ public sealed class SkewAlertTests(AppHostFixture fixture, ITestOutputHelper out
                 await insert.ExecuteNonQueryAsync();
             }
 
-            Assert.Equal($"todos_active_p{HeavyPartition:00}", await Sql.ScalarAsync<string>(primary, $"SELECT tableoid::regclass::text FROM todos_active WHERE user_id = '{users[0]}' LIMIT 1"));
+            // They are where the C# hash says: one partition here, on Citus the shard at that place in hash order.
+            Assert.Equal(citus ? $"{HeavyPartition}" : $"todos_active_p{HeavyPartition:00}", await Sql.ScalarAsync<string>(primary, citus
+                ? $"SELECT (SELECT count(*) FROM pg_dist_shard WHERE logicalrelid = 'todos_active'::regclass AND shardminvalue::int < s.shardminvalue::int)::text FROM pg_dist_shard s WHERE s.shardid = get_shard_id_for_distribution_column('todos_active', '{users[0]}')"
+                : $"SELECT tableoid::regclass::text FROM todos_active WHERE user_id = '{users[0]}' LIMIT 1"));
 
             using var prometheus = fixture.App.CreateHttpClient("prometheus", "http");
             var clock = Stopwatch.StartNew();
@@ -87,3 +94,12 @@ public sealed class SkewAlertTests(AppHostFixture fixture, ITestOutputHelper out
         }
     }
 }
+
+[Trait(Traits.Needs, Traits.AppHost)]
+[Collection(AppHostCollection.Name)]
+public sealed class SkewAlertTestsOnPostgres(AppHostFixture fixture, ITestOutputHelper output) : SkewAlertTests(fixture, output);
+
+[Trait(Traits.Needs, Traits.AppHost)]
+[Collection(CitusAppHostCollection.Name)]
+[NeedsCitus]
+public sealed class SkewAlertTestsOnCitus(CitusAppHostFixture fixture, ITestOutputHelper output) : SkewAlertTests(fixture, output);

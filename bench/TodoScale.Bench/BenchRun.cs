@@ -184,6 +184,37 @@ public sealed class BenchRun(BenchScale scale, int seed, string output, string c
     public Task<string> RunSoakAsync(CancellationToken cancellationToken) =>
         RunOnFreshStackAsync(stack => SoakBench.RunAsync(stack, scale, Say, cancellationToken), (soak, results) => Report.WriteSoak(soak, results, output), cancellationToken);
 
+    /// <summary>
+    /// `--engine citus`: the page, API and archive workloads on one PostgreSQL and on Citus (coordinator + 2 workers),
+    /// same data, one report: bench/results/&lt;date&gt;-&lt;scale&gt;-citus.md.
+    /// </summary>
+    public async Task<string> RunCitusAsync(CancellationToken cancellationToken)
+    {
+        var results = new BenchResults { Scale = scale, Command = command, Seed = seed };
+        var work = Directory.CreateTempSubdirectory("todoscale-bench-").FullName;
+        try
+        {
+            var citus = await CitusBench.RunAsync(async args =>
+            {
+                var stack = await StartStackAsync(args);
+                if (results.Server.Count == 0)
+                {
+                    await using var db = stack.OpenPrimary();
+                    await ReadServerAsync(db, results, cancellationToken);
+                }
+
+                return stack;
+            }, scale, seed, work, Say, cancellationToken);
+            var report = Report.WriteCitus(citus, results, output);
+            Say($"report: {report}");
+            return report;
+        }
+        finally
+        {
+            Directory.Delete(work, recursive: true);
+        }
+    }
+
     /// <summary>A workload of its own on a fresh stack, with the server's settings in its report.</summary>
     private async Task<string> RunOnFreshStackAsync<T>(Func<BenchStack, Task<T>> workload, Func<T, BenchResults, string> write, CancellationToken cancellationToken)
     {
@@ -200,9 +231,9 @@ public sealed class BenchRun(BenchScale scale, int seed, string output, string c
     }
 
     /// <summary>The stack both workloads run on, its servers sized for the scale.</summary>
-    private Task<BenchStack> StartStackAsync()
+    private Task<BenchStack> StartStackAsync(IEnumerable<string>? appHostArgs = null)
     {
-        Say($"starting the stack (AppHost, process mode; shared_buffers {scale.SharedBuffers})");
+        Say($"starting the stack (AppHost, process mode; shared_buffers {scale.SharedBuffers} a server)");
         return BenchStack.StartAsync(new Dictionary<string, string>
         {
             ["shared_buffers"] = scale.SharedBuffers,
@@ -211,7 +242,7 @@ public sealed class BenchRun(BenchScale scale, int seed, string output, string c
             ["max_wal_size"] = "16GB",
             ["checkpoint_timeout"] = "30min",
             ["max_connections"] = "300",
-        });
+        }, appHostArgs);
     }
 
     /// <summary>A sample of the users below the Zipf head (the top 1% are the heavy ones).</summary>

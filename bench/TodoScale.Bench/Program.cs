@@ -8,9 +8,10 @@ var scaleOption = new Option<string>("--scale") { Description = "tiny (seconds, 
 var outputOption = new Option<string>("--output") { Description = "Where the report and plots go.", DefaultValueFactory = _ => Path.Combine(RepositoryPaths.Root, "bench", "results") };
 var seedOption = new Option<int>("--seed") { Description = "The generator's seed (the same seed gives the same users and todos).", DefaultValueFactory = _ => 42 };
 var workloadOption = new Option<string>("--workload") { Description = "all (workloads 1-6, the main report) legacy (the migration from the legacy `todos` table: backfill rows/s, insert throughput with the dual-write trigger off and on, the longest write stall in start and switch) split (the online re-split 16 -> 32 under write load: total time, the longest blocked write) or soak (10 minutes of mixed API traffic with an archive pass in the middle: p99, errors and the API's memory over time).", DefaultValueFactory = _ => "all" };
+var engineOption = new Option<string>("--engine") { Description = "postgres (one PostgreSQL: the workloads above) or citus (the page, API and archive workloads on one PostgreSQL and on Citus, a coordinator + 2 workers, with the same data, in one report: <date>-<scale>-citus.md).", DefaultValueFactory = _ => "postgres" };
 var root = new RootCommand("TodoScale benchmarks: TodoScale against an unpartitioned table and the original single table, on the same data, in one run.")
 {
-    scaleOption, outputOption, seedOption, workloadOption,
+    scaleOption, outputOption, seedOption, workloadOption, engineOption,
 };
 root.SetAction(async (parse, cancellationToken) =>
 {
@@ -34,14 +35,28 @@ root.SetAction(async (parse, cancellationToken) =>
         return 2;
     }
 
-    var command = $"./build.sh bench --scale {scale.Name}" + (parse.GetValue(seedOption) is var seed && seed != 42 ? $" --seed {seed}" : "")
-        + (workload == "all" ? "" : $" --workload {workload}");
-    var run = new BenchRun(scale, parse.GetValue(seedOption), Path.GetFullPath(parse.GetValue(outputOption)!), command);
-    var report = workload switch
+    var engine = parse.GetValue(engineOption)!;
+    if (engine is not ("postgres" or "citus"))
     {
-        "legacy" => await run.RunLegacyAsync(cancellationToken),
-        "split" => await run.RunSplitAsync(cancellationToken),
-        "soak" => await run.RunSoakAsync(cancellationToken),
+        Console.Error.WriteLine($"bench: '{engine}' is not an engine; use postgres or citus.");
+        return 2;
+    }
+
+    if (engine == "citus" && workload != "all")
+    {
+        Console.Error.WriteLine($"bench: --engine citus runs its own workloads (page, API, archive on both engines); leave out --workload {workload}.");
+        return 2;
+    }
+
+    var command = $"./build.sh bench --scale {scale.Name}" + (parse.GetValue(seedOption) is var seed && seed != 42 ? $" --seed {seed}" : "")
+        + (workload == "all" ? "" : $" --workload {workload}") + (engine == "citus" ? " --engine citus" : "");
+    var run = new BenchRun(scale, parse.GetValue(seedOption), Path.GetFullPath(parse.GetValue(outputOption)!), command);
+    var report = (engine, workload) switch
+    {
+        ("citus", _) => await run.RunCitusAsync(cancellationToken),
+        (_, "legacy") => await run.RunLegacyAsync(cancellationToken),
+        (_, "split") => await run.RunSplitAsync(cancellationToken),
+        (_, "soak") => await run.RunSoakAsync(cancellationToken),
         _ => await run.RunAsync(cancellationToken),
     };
     Console.WriteLine($"bench: done, report at {report}");

@@ -23,7 +23,7 @@ public sealed record Generated(long Active, long Archived, long Projects, long A
 /// of the todos; an AI interaction for one open todo in twenty. A finished tree (a root and every subtask
 /// under it finish together) that finished more than <see cref="ArchivedBefore"/> ago is loaded straight into
 /// todos_archived, as earlier daily passes would have left it; the rest is todos_active.
-/// The loader sets session_replication_role = replica: the rows are consistent by construction (parents before
+/// The loader sets session_replication_role = replica for its transactions: the rows are consistent by construction (parents before
 /// children, depth, completed_at), so the per-row triggers and foreign-key checks are skipped while loading.
 /// </summary>
 public sealed class Generator(BenchScale scale, int seed, DateTimeOffset now)
@@ -57,9 +57,14 @@ public sealed class Generator(BenchScale scale, int seed, DateTimeOffset now)
     public async Task<(List<BenchUser> Loaded, Generated Counts)> LoadAsync(NpgsqlConnection[] connections, long activeTarget, long activeSoFar, CancellationToken cancellationToken)
     {
         var clock = Stopwatch.StartNew();
+        // One transaction a connection, its settings SET LOCAL: on Citus they then travel to the workers' shards with
+        // it (citus.propagate_set_commands = 'local'), where the triggers and foreign-key checks run.
+        var transactions = new List<NpgsqlTransaction>();
         foreach (var connection in connections)
         {
-            await using var set = new NpgsqlCommand("SET session_replication_role = replica; SET synchronous_commit = off", connection);
+            var transaction = await connection.BeginTransactionAsync(cancellationToken);
+            transactions.Add(transaction);
+            await using var set = new NpgsqlCommand("SET LOCAL session_replication_role = replica; SET LOCAL synchronous_commit = off", connection, transaction);
             await set.ExecuteNonQueryAsync(cancellationToken);
         }
 
@@ -123,6 +128,12 @@ public sealed class Generator(BenchScale scale, int seed, DateTimeOffset now)
             await archivedCopy.CompleteAsync(cancellationToken);
             await projectCopy.CompleteAsync(cancellationToken);
             await aiCopy.CompleteAsync(cancellationToken);
+        }
+
+        foreach (var transaction in transactions)
+        {
+            await transaction.CommitAsync(cancellationToken);
+            await transaction.DisposeAsync();
         }
 
         return (loaded, new Generated(active, archived, projects, ai, clock.Elapsed));

@@ -155,6 +155,81 @@ public static class Report
         return path;
     }
 
+    /// <summary>`--engine citus`: one PostgreSQL and Citus side by side, the page's plan on Citus, what the coordinator adds.</summary>
+    public static string WriteCitus(CitusBenchResult b, BenchResults r, string folder)
+    {
+        Directory.CreateDirectory(folder);
+        var c = CultureInfo.InvariantCulture;
+        var (pg, ci) = (b.Postgres, b.Citus);
+        var routed = ci.Plan.Any(l => l == "Task Count: 1");
+        var md = new StringBuilder();
+        md.AppendLine(c, $"# TodoScale benchmark: one PostgreSQL and Citus, {r.Scale.Name} scale, {r.Started:yyyy-MM-dd HH:mm} UTC")
+          .AppendLine()
+          .AppendLine(c, $"Reproduce: `{r.Command}` (seed {r.Seed}). Whole run: {b.Elapsed.TotalMinutes:0.0} min. Each engine on a stack of its own started by the AppHost (process mode; `--Infra:Database=citus` for Citus), one after the other, with the same generated users and todos; every server of both gets the settings below. On Citus every node (coordinator, its standby, 2 workers) runs on this one machine: the figures show what the coordinator's extra hop and planning cost, not what more machines give.")
+          .AppendLine();
+        md.AppendLine("## Side by side").AppendLine()
+          .AppendLine(c, $"| figure | {pg.Engine} | {ci.Engine} | Citus / PostgreSQL |").AppendLine("|---|---|---|---|");
+        Row("layout", pg.Layout, ci.Layout, null);
+        Row("rows loaded (binary COPY, 4 connections)", $"{pg.Generated.Rows:N0} at {pg.Generated.RowsPerSecond:N0} rows/s", $"{ci.Generated.Rows:N0} at {ci.Generated.RowsPerSecond:N0} rows/s", ci.Generated.RowsPerSecond / pg.Generated.RowsPerSecond);
+        Row("first page at the database, p50 (2 clients, prepared, generic plan)", $"{pg.Page.P50:0.000} ms", $"{ci.Page.P50:0.000} ms", ci.Page.P50 / pg.Page.P50);
+        Row("first page at the database, p99", $"{pg.Page.P99:0.000} ms", $"{ci.Page.P99:0.000} ms", ci.Page.P99 / pg.Page.P99);
+        Row("first page at the database, pages/s", $"{pg.Page.PerSecond:N0}", $"{ci.Page.PerSecond:N0}", ci.Page.PerSecond / pg.Page.PerSecond);
+        Row("the same page re-planned each call (plan_cache_mode = auto), p50 / p99", $"{pg.PageReplanned.P50:0.000} / {pg.PageReplanned.P99:0.000} ms", $"{ci.PageReplanned.P50:0.000} / {ci.PageReplanned.P99:0.000} ms", ci.PageReplanned.P50 / pg.PageReplanned.P50);
+        Row("API, GET /api/todos uncached, requests/s (wrk, 32 connections)", $"{pg.Api.PerSecond:N0}", $"{ci.Api.PerSecond:N0}", ci.Api.PerSecond / pg.Api.PerSecond);
+        Row("API p50 / p99", $"{pg.Api.P50Ms:0.00} / {pg.Api.P99Ms:0.00} ms", $"{ci.Api.P50Ms:0.00} / {ci.Api.P99Ms:0.00} ms", ci.Api.P99Ms / pg.Api.P99Ms);
+        Row("API errors (socket errors + non-2xx)", $"{pg.Api.Errors + pg.Api.Non2xx:N0} of {pg.Api.Requests:N0}", $"{ci.Api.Errors + ci.Api.Non2xx:N0} of {ci.Api.Requests:N0}", null);
+        Row("archive pass (`archive --once`), rows/s", $"{pg.Archive.Rows:N0} todos in {pg.Archive.Seconds:0.0} s: {pg.Archive.RowsPerSecond:N0}/s", $"{ci.Archive.Rows:N0} todos in {ci.Archive.Seconds:0.0} s: {ci.Archive.RowsPerSecond:N0}/s", ci.Archive.RowsPerSecond / pg.Archive.RowsPerSecond);
+        md.AppendLine();
+
+        md.AppendLine("## The page on Citus: routed to one shard").AppendLine()
+          .AppendLine(c, $"`EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)` of the prepared page (`plan_cache_mode = force_generic_plan`, as the API runs it) for one typical user, through the coordinator: {(routed ? "**Task Count: 1**, the query went to the one shard that holds the user" : "**not routed to one shard** (no `Task Count: 1` line)")}.")
+          .AppendLine().AppendLine("```");
+        foreach (var line in ci.Plan)
+        {
+            md.AppendLine(line);
+        }
+
+        md.AppendLine("```").AppendLine();
+        if (ci.PageThroughCoordinator is { } via && ci.PageOnWorker is { } direct)
+        {
+            md.AppendLine("## What the coordinator adds").AppendLine()
+              .AppendLine(c, $"The same page for the same {ci.WorkerUsers}, alternated in rounds after a warm-up: through the coordinator (as the API sends it), and sent straight to the user's shard on the worker (`todos_active_<shardid>`, the worker's own plan, no coordinator).")
+              .AppendLine()
+              .AppendLine("| path | pages | pages/s | p50 ms | p90 ms | p99 ms | max ms |").AppendLine("|---|---|---|---|---|---|---|");
+            foreach (var m in new[] { via, direct })
+            {
+                md.AppendLine(c, $"| {m.Variant} | {m.Latency.Count:N0} | {m.PerSecond:N0} | {m.Latency.Ms(50):0.000} | {m.Latency.Ms(90):0.000} | {m.Latency.Ms(99):0.000} | {m.Latency.MaxMs:0.000} |");
+            }
+
+            md.AppendLine().AppendLine(c, $"The coordinator adds **{via.P50 - direct.P50:0.000} ms at p50** and {via.P99 - direct.P99:0.000} ms at p99 per page (its planning, the extra round trip to the worker over a cached connection, and passing the rows back).").AppendLine();
+        }
+
+        md.AppendLine("## Distributed shards per node (Citus)").AppendLine().AppendLine("| node | shards |").AppendLine("|---|---|");
+        foreach (var (node, shards) in ci.ShardsPerNode)
+        {
+            md.AppendLine(c, $"| {node} | {shards:N0} |");
+        }
+
+        md.AppendLine().AppendLine("## What changes on real machines").AppendLine()
+          .AppendLine("- Here the coordinator, the workers, the API, Redis, Prometheus and the load generator share 2 cores, so every Citus figure pays for the extra servers' CPU; the single server gets the cores to itself. On real machines each worker has its own CPUs, memory and disk: throughput grows with the workers (each page touches one shard on one worker), and the data that has to stay in memory is split between them.")
+          .AppendLine("- The coordinator's added latency (above) is one extra round trip and its planning; on a network it grows by the round-trip time between coordinator and worker (typically 0.1-0.5 ms in one zone). Its planning is the part a bigger coordinator or more coordinators (any node with the metadata can take queries) spreads.")
+          .AppendLine("- The archive pass moves each user's trees on the user's worker, in one transaction with two-phase commit across workers: here every 2PC is between processes on one machine; across machines it costs a round trip per prepared transaction, and the workers move their users' rows in parallel.")
+          .AppendLine("- Loading with COPY through the coordinator routes each row to its shard; on real machines the workers write in parallel on their own disks.")
+          .AppendLine();
+        md.AppendLine("## Machine and PostgreSQL").AppendLine()
+          .AppendLine(c, $"- {Environment.ProcessorCount} cores ({Machine.Cpu()}), {Machine.MemoryGb():0.0} GiB memory; each stack (its servers, Redis, Prometheus, the API) and the load generators share them.")
+          .AppendLine(c, $"- Data: {pg.Generated.Active:N0} active and {pg.Generated.Archived:N0} archived todos, {pg.Generated.Projects:N0} projects and {pg.Generated.AiInteractions:N0} AI interactions of {r.Scale.Users:N0} users (Zipf), the same on both engines.")
+          .AppendLine();
+        AppendSettings(md, r);
+
+        var path = Path.Combine(folder, $"{r.Started:yyyy-MM-dd}-{r.Scale.Name}-citus.md");
+        File.WriteAllText(path, md.ToString());
+        return path;
+
+        void Row(string figure, string postgres, string citus, double? ratio) =>
+            md.AppendLine(c, $"| {figure} | {postgres} | {citus} | {(ratio is { } x && double.IsFinite(x) ? x.ToString("0.00", c) : "-")} |");
+    }
+
     public static string Write(BenchResults r, string folder)
     {
         Directory.CreateDirectory(folder);

@@ -38,14 +38,15 @@ public sealed class BenchStack : IAsyncDisposable
 
     public Uri ApiBase => App.GetEndpoint("api", "http");
 
-    public static async Task<BenchStack> StartAsync(IReadOnlyDictionary<string, string> postgresSettings)
+    /// <param name="appHostArgs">More AppHost arguments, e.g. --Infra:Database=citus.</param>
+    public static async Task<BenchStack> StartAsync(IReadOnlyDictionary<string, string> postgresSettings, IEnumerable<string>? appHostArgs = null)
     {
         var dataRoot = TestApp.NewDataRoot();
         var switches = new ApiSwitches();
         try
         {
             var app = await TestApp.StartAsync(dataRoot,
-                [.. postgresSettings.Select(s => $"--Infra:PostgresSettings:{s.Key}={s.Value}"), "--Infra:ScrapeInterval=15s"],
+                [.. postgresSettings.Select(s => $"--Infra:PostgresSettings:{s.Key}={s.Value}"), "--Infra:ScrapeInterval=15s", .. appHostArgs ?? []],
                 builder =>
                 {
                     // The bench prints its own progress; the servers' and services' logs stay out of it.
@@ -72,9 +73,12 @@ public sealed class BenchStack : IAsyncDisposable
         }
     }
 
-    public NpgsqlConnection OpenPrimary(string? applicationName = null)
+    public NpgsqlConnection OpenPrimary(string? applicationName = null) => Open(PrimaryConnectionString, applicationName);
+
+    /// <summary>An unpooled connection to a server of the stack, without a command timeout.</summary>
+    public static NpgsqlConnection Open(string connectionString, string? applicationName = null)
     {
-        var builder = new NpgsqlConnectionStringBuilder(PrimaryConnectionString)
+        var builder = new NpgsqlConnectionStringBuilder(connectionString)
         {
             ApplicationName = applicationName ?? "todoscale-bench",
             CommandTimeout = 0,

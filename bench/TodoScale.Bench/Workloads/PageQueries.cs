@@ -10,8 +10,11 @@ using TodoScale.Data.Partitioning;
 
 namespace TodoScale.Bench.Workloads;
 
-/// <summary>Where a variant sends the page query, and how the session is set up.</summary>
-public sealed record PageVariant(string Name, Func<Guid, int, string> Table, string? SessionSetup = null, int Clients = 2);
+/// <summary>
+/// Where a variant sends the page query, and how the session is set up; <paramref name="Server"/>: another server
+/// than the stack's primary (a Citus worker, to query its shard without the coordinator).
+/// </summary>
+public sealed record PageVariant(string Name, Func<Guid, int, string> Table, string? SessionSetup = null, int Clients = 2, string? Server = null);
 
 /// <summary>
 /// Workload 1 (and the scale curve's points): the first page (50) of a user's open todos, the statement the API
@@ -40,7 +43,7 @@ public sealed class PageQueries(BenchStack stack, int modulus)
     {
         var clients = Enumerable.Range(0, variant.Clients).Select(async client =>
         {
-            await using var connection = stack.OpenPrimary("bench-page");
+            await using var connection = variant.Server is { } server ? BenchStack.Open(server, "bench-page") : stack.OpenPrimary("bench-page");
             if (variant.SessionSetup is { } setup)
             {
                 await using var set = new NpgsqlCommand(setup, connection);
@@ -117,19 +120,7 @@ public sealed class PageQueries(BenchStack stack, int modulus)
     /// <summary>EXPLAIN ANALYZE of the prepared statement for one user under a plan_cache_mode: the scan nodes, buffers and time.</summary>
     public async Task<string> PlanAsync(string table, Guid user, string planCacheMode, CancellationToken cancellationToken)
     {
-        await using var connection = stack.OpenPrimary("bench-plan");
-        var statement = Statement.Replace("FROM todos_active ", $"FROM {table} ", StringComparison.Ordinal);
-        var prepared = statement.Replace("@user_id", "$1", StringComparison.Ordinal).Replace("@statuses", "$2", StringComparison.Ordinal).Replace("@take", "$3", StringComparison.Ordinal);
-        await Data.Baselines.ExecuteAsync(connection, $"SET plan_cache_mode = {planCacheMode}; PREPARE page(uuid, text[], integer) AS {prepared}", cancellationToken);
-        await using var explain = new NpgsqlCommand($"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) EXECUTE page('{user}', ARRAY['todo','in_progress'], 51)", connection);
-        var lines = new List<string>();
-        await using (var reader = await explain.ExecuteReaderAsync(cancellationToken))
-        {
-            while (await reader.ReadAsync(cancellationToken))
-            {
-                lines.Add(reader.GetString(0).Trim());
-            }
-        }
+        var lines = await ExplainAsync(table, user, planCacheMode, cancellationToken);
 
         // The plan's nodes (the first line and every "->" line), without costs: "Limit > Sort > Append > Index Scan ...".
         var nodes = lines.Where((l, i) => i == 0 || l.StartsWith("->", StringComparison.Ordinal))
@@ -145,6 +136,26 @@ public sealed class PageQueries(BenchStack stack, int modulus)
             var at = line.IndexOf("rows=", StringComparison.Ordinal);
             return at < 0 ? "" : "(" + line[at..].Split(' ')[0] + ")";
         }
+    }
+
+    /// <summary>EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) of the prepared page for one user, every line trimmed.</summary>
+    public async Task<List<string>> ExplainAsync(string table, Guid user, string planCacheMode, CancellationToken cancellationToken)
+    {
+        await using var connection = stack.OpenPrimary("bench-plan");
+        var statement = Statement.Replace("FROM todos_active ", $"FROM {table} ", StringComparison.Ordinal);
+        var prepared = statement.Replace("@user_id", "$1", StringComparison.Ordinal).Replace("@statuses", "$2", StringComparison.Ordinal).Replace("@take", "$3", StringComparison.Ordinal);
+        await Data.Baselines.ExecuteAsync(connection, $"SET plan_cache_mode = {planCacheMode}; PREPARE page(uuid, text[], integer) AS {prepared}", cancellationToken);
+        await using var explain = new NpgsqlCommand($"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) EXECUTE page('{user}', ARRAY['todo','in_progress'], 51)", connection);
+        var lines = new List<string>();
+        await using (var reader = await explain.ExecuteReaderAsync(cancellationToken))
+        {
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                lines.Add(reader.GetString(0).Trim());
+            }
+        }
+
+        return lines;
     }
 
     private static async Task<NpgsqlCommand> CommandAsync(NpgsqlConnection connection, Dictionary<string, NpgsqlCommand> commands, string table, CancellationToken cancellationToken)
