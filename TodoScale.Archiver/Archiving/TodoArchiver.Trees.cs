@@ -93,13 +93,13 @@ public sealed partial class TodoArchiver
     /// turns such a cascade into a serialization failure.
     /// </para>
     /// <para>
-    /// On Citus (<paramref name="citus"/>) the batch runs per user of its roots, each user's statements routed whole
-    /// to the worker that holds the user: Citus plans a recursive CTE only when every table in it is filtered on the
-    /// distribution column, and not beside an INSERT fed by a DELETE, so the walk (<see cref="CitusWalk"/>) and the
-    /// move (<see cref="CitusMove"/>, re-checking each row as the one statement does) are two statements, in the
-    /// batch's one transaction. Citus commits it on every worker it touched with two-phase commit: the batch is
-    /// atomic across workers. A subtask added between the two statements is what the guard and the orphan check
-    /// already catch between the one statement's snapshot and its delete.
+    /// On Citus (<paramref name="citus"/>) the batch runs per shard of its roots' users, each shard's statements
+    /// routed whole to the worker that holds it: Citus plans a recursive CTE only when every table in it is filtered
+    /// on the distribution column and pruned to one shard, and not beside an INSERT fed by a DELETE, so the walk
+    /// (<see cref="CitusWalk"/>) and the move (<see cref="CitusMove"/>, re-checking each row as the one statement
+    /// does) are two statements per shard, in the batch's one transaction. Citus commits it on every worker it
+    /// touched with two-phase commit: the batch is atomic across workers. A subtask added between the two statements
+    /// is what the guard and the orphan check already catch between the one statement's snapshot and its delete.
     /// </para>
     /// </summary>
     private async Task<(long Rows, long Roots)> MoveBatchAsync(
@@ -154,7 +154,7 @@ public sealed partial class TodoArchiver
             }
 
             var (rows, movedRoots, movedUsers, movedIds) = citus
-                ? await MovePerUserAsync(connection, transaction, table, roots, cutoff, archivedAt, token)
+                ? await MovePerShardAsync(connection, transaction, table, roots, cutoff, archivedAt, token)
                 : await MoveAsync(connection, transaction, sql, roots, cutoff, archivedAt, token);
 
             if (skipRowTriggers && rows > 0)
@@ -195,31 +195,36 @@ public sealed partial class TodoArchiver
             : (rows, reader.GetInt64(1), reader.GetFieldValue<Guid[]>(2), reader.GetFieldValue<Guid[]>(3));
     }
 
-    /// <summary>A user's movable trees under the given roots (every row of the tree qualifies), on Citus.</summary>
+    /// <summary>
+    /// The movable trees under the given roots of users who all live in one shard (every row of the tree qualifies),
+    /// on Citus: every table filtered on the distribution column and pruned to that one shard, so Citus sends the
+    /// whole recursive statement to the worker that holds it.
+    /// </summary>
     private static string CitusWalk(string table) =>
         $"""
         WITH RECURSIVE tree AS (
-            SELECT t.id, t.parent_todo_id, t.id AS root_id,
+            SELECT t.user_id, t.id, t.parent_todo_id, t.id AS root_id,
                    (t.status IN ('done', 'cancelled') AND t.completed_at < @cutoff) AS qualifies
-              FROM {table} t
-             WHERE t.user_id = @user_id AND t.id = ANY (@ids) AND t.parent_todo_id IS NULL
+              FROM {table} t JOIN unnest(@root_users, @root_ids) AS r(user_id, id) ON t.user_id = r.user_id AND t.id = r.id
+             WHERE t.user_id = ANY (@users) AND t.parent_todo_id IS NULL
             UNION ALL
-            SELECT c.id, c.parent_todo_id, tree.root_id, (c.status IN ('done', 'cancelled') AND c.completed_at < @cutoff)
-              FROM {table} c JOIN tree ON c.parent_todo_id = tree.id
-             WHERE c.user_id = @user_id
+            SELECT c.user_id, c.id, c.parent_todo_id, tree.root_id, (c.status IN ('done', 'cancelled') AND c.completed_at < @cutoff)
+              FROM {table} c JOIN tree ON c.user_id = tree.user_id AND c.parent_todo_id = tree.id
+             WHERE c.user_id = ANY (@users)
         )
-        SELECT coalesce(array_agg(id), ARRAY[]::uuid[]), coalesce(array_agg(parent_todo_id), ARRAY[]::uuid[]) FROM tree
+        SELECT coalesce(array_agg(user_id), ARRAY[]::uuid[]), coalesce(array_agg(id), ARRAY[]::uuid[]), coalesce(array_agg(parent_todo_id), ARRAY[]::uuid[])
+          FROM tree
          WHERE root_id NOT IN (SELECT root_id FROM tree WHERE qualifies IS NOT TRUE)
         """;
 
-    /// <summary>The move of the rows <see cref="CitusWalk"/> found, each re-checked as the one statement does, on Citus.</summary>
+    /// <summary>The move of the rows <see cref="CitusWalk"/> found, each re-checked as the one statement does, on Citus (one shard's users).</summary>
     private static string CitusMove(string table) =>
         $"""
         WITH m AS (
-            SELECT * FROM unnest(@ids, @parents) AS m(id, parent_todo_id)
+            SELECT * FROM unnest(@row_users, @ids, @parents) AS m(user_id, id, parent_todo_id)
         ), moved AS (
             DELETE FROM {table} t USING m
-             WHERE t.user_id = @user_id AND t.id = m.id AND t.parent_todo_id IS NOT DISTINCT FROM m.parent_todo_id
+             WHERE t.user_id = ANY (@users) AND t.user_id = m.user_id AND t.id = m.id AND t.parent_todo_id IS NOT DISTINCT FROM m.parent_todo_id
                AND t.status IN ('done', 'cancelled') AND t.completed_at < @cutoff
             RETURNING {TodoColumns.Qualified(Columns, "t")}
         ), archived AS (
@@ -230,25 +235,45 @@ public sealed partial class TodoArchiver
         SELECT count(*), count(*) FILTER (WHERE parent_todo_id IS NULL), array_agg(user_id), array_agg(id) FROM archived
         """;
 
-    private static async Task<(long Rows, long Roots, Guid[] Users, Guid[] Ids)> MovePerUserAsync(
+    /// <summary>
+    /// A batch on Citus: its roots grouped by the shard their user lives in (Citus' own function, one query), then
+    /// per shard a walk and a move, each one statement routed to that shard's worker: a batch is at most two
+    /// statements per shard, however many users it holds.
+    /// </summary>
+    private static async Task<(long Rows, long Roots, Guid[] Users, Guid[] Ids)> MovePerShardAsync(
         NpgsqlConnection connection, NpgsqlTransaction transaction, string table, List<(Guid UserId, Guid Id, DateTimeOffset CompletedAt)> roots,
         DateTimeOffset cutoff, DateTimeOffset archivedAt, CancellationToken cancellationToken)
     {
+        var shardOf = new Dictionary<Guid, long>();
+        await using (var shards = new NpgsqlCommand("SELECT u, get_shard_id_for_distribution_column(@table::regclass, u) FROM unnest(@users) u", connection, transaction))
+        {
+            shards.Parameters.Add(new NpgsqlParameter<string>("table", table));
+            shards.Parameters.Add(new NpgsqlParameter<Guid[]>("users", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = [.. roots.Select(r => r.UserId).Distinct()] });
+            await using var reader = await shards.ExecuteReaderAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                shardOf[reader.GetGuid(0)] = reader.GetInt64(1);
+            }
+        }
+
         long rows = 0, movedRoots = 0;
         List<Guid> users = [], ids = [];
-        foreach (var user in roots.GroupBy(r => r.UserId))
+        foreach (var shard in roots.GroupBy(r => shardOf[r.UserId]))
         {
-            Guid[] treeIds;
+            var shardUsers = shard.Select(r => r.UserId).Distinct().ToArray();
+            Guid[] treeUsers, treeIds;
             Guid?[] treeParents;
             await using (var walk = new NpgsqlCommand(CitusWalk(table), connection, transaction))
             {
-                walk.Parameters.Add(new NpgsqlParameter<Guid>("user_id", NpgsqlDbType.Uuid) { TypedValue = user.Key });
-                walk.Parameters.Add(new NpgsqlParameter<Guid[]>("ids", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = user.Select(r => r.Id).ToArray() });
+                walk.Parameters.Add(new NpgsqlParameter<Guid[]>("users", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = shardUsers });
+                walk.Parameters.Add(new NpgsqlParameter<Guid[]>("root_users", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = [.. shard.Select(r => r.UserId)] });
+                walk.Parameters.Add(new NpgsqlParameter<Guid[]>("root_ids", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = [.. shard.Select(r => r.Id)] });
                 walk.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("cutoff", NpgsqlDbType.TimestampTz) { TypedValue = cutoff });
                 await using var reader = await walk.ExecuteReaderAsync(cancellationToken);
                 await reader.ReadAsync(cancellationToken);
-                treeIds = reader.GetFieldValue<Guid[]>(0);
-                treeParents = reader.GetFieldValue<Guid?[]>(1);
+                treeUsers = reader.GetFieldValue<Guid[]>(0);
+                treeIds = reader.GetFieldValue<Guid[]>(1);
+                treeParents = reader.GetFieldValue<Guid?[]>(2);
             }
 
             if (treeIds.Length == 0)
@@ -257,7 +282,8 @@ public sealed partial class TodoArchiver
             }
 
             await using var move = new NpgsqlCommand(CitusMove(table), connection, transaction);
-            move.Parameters.Add(new NpgsqlParameter<Guid>("user_id", NpgsqlDbType.Uuid) { TypedValue = user.Key });
+            move.Parameters.Add(new NpgsqlParameter<Guid[]>("users", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = shardUsers });
+            move.Parameters.Add(new NpgsqlParameter<Guid[]>("row_users", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = treeUsers });
             move.Parameters.Add(new NpgsqlParameter<Guid[]>("ids", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = treeIds });
             move.Parameters.Add(new NpgsqlParameter("parents", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { Value = treeParents.Select(p => p is { } g ? (object)g : DBNull.Value).ToArray() });
             move.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("cutoff", NpgsqlDbType.TimestampTz) { TypedValue = cutoff });
