@@ -238,7 +238,8 @@ ns = {"t": "http://microsoft.com/schemas/VisualStudio/TeamTest/2010"}
 for path in sys.argv[1:]:
     for r in ET.parse(path).getroot().iterfind(".//t:UnitTestResult[@outcome='Failed']", ns):
         msg = r.findtext(".//t:Message", default="", namespaces=ns).strip().splitlines()
-        print(f"  {r.get('testName')}: {msg[0][:400] if msg else ''}")
+        # The first lines: an assertion's Expected/Actual follow its first line.
+        print(f"  {r.get('testName')}: {' | '.join(line.strip() for line in msg[:5])[:600]}")
 PY
   fi
   rm -rf "$results"

@@ -118,6 +118,33 @@ for setting in ${POSTGRES_SETTINGS:-}; do
   extra+=(-c "$setting")
 done
 
+# A server killed hard (SIGKILL) leaves its children for a moment, still attached to its shared memory, and a new
+# postmaster refuses to start beside them ("pre-existing shared memory block ... is still in use"). Wait until the
+# old segment (its id on line 7 of postmaster.pid) has no process attached, as the kernel counts them
+# (/proc/sysvipc/shm, Linux; elsewhere postgres' own check decides).
+wait_for_old_children() {
+  local pidfile=$data/postmaster.pid shmid attached tries=0
+  [ -r "$pidfile" ] && [ -r /proc/sysvipc/shm ] || return 0
+  shmid=$(sed -n 7p "$pidfile" | awk '{print $2}')
+  [ -n "$shmid" ] || return 0
+  while :; do
+    attached=$(awk -v id="$shmid" '$2 == id {print $7}' /proc/sysvipc/shm)
+    if [ -z "$attached" ] || [ "$attached" = 0 ]; then
+      return 0
+    fi
+    if [ $tries -eq 0 ]; then
+      echo "postgres.sh: $attached process(es) of the previous server on $data still attached to its shared memory (id $shmid): waiting for them to exit"
+    fi
+    tries=$((tries + 1))
+    if [ $tries -ge 600 ]; then
+      echo "postgres.sh: after 60 s, $attached process(es) of the previous server still hold $data's shared memory (id $shmid); stop them (ps -ef | grep postgres) and start again" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+}
+wait_for_old_children
+
 # Stale pid files from a killed run are handled by postgres itself (it checks whether that pid still lives).
 # Not through as_postgres: a backgrounded shell function runs in a forked subshell, and $! would be that
 # subshell instead of postgres, so the fast-shutdown signal below would miss the server.

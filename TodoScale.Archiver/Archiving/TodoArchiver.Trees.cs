@@ -80,7 +80,8 @@ public sealed partial class TodoArchiver
     /// The batch: one statement that finds each candidate's subtree, keeps the trees in which every todo qualifies,
     /// deletes exactly those rows (re-checking status, completed_at and parent on the row version it deletes) and
     /// inserts what the delete returned. Retried whole on a serialization failure (a concurrent change reached a
-    /// moving tree).
+    /// moving tree), and when the delete moved fewer rows than the trees held when read: a todo changed in between
+    /// (a root reopened while its subtasks still qualify), and moving the rest would split its tree.
     /// <para>
     /// A subtask committed under a moving todo after the statement's snapshot is what could be lost. With
     /// <paramref name="skipRowTriggers"/> the transaction runs with session_replication_role = replica, so the
@@ -134,7 +135,8 @@ public sealed partial class TodoArchiver
                 SELECT {Columns}, @archived_at FROM moved
                 RETURNING user_id, id, parent_todo_id
             )
-            SELECT count(*), count(*) FILTER (WHERE parent_todo_id IS NULL), array_agg(user_id), array_agg(id) FROM archived
+            SELECT count(*), count(*) FILTER (WHERE parent_todo_id IS NULL), array_agg(user_id), array_agg(id), (SELECT count(*) FROM movable)
+              FROM archived
             """;
         var orphans =
             $"""
@@ -153,9 +155,13 @@ public sealed partial class TodoArchiver
                 await guard.ExecuteNonQueryAsync(token);
             }
 
-            var (rows, movedRoots, movedUsers, movedIds) = citus
+            var (rows, movedRoots, movedUsers, movedIds, found) = citus
                 ? await MovePerShardAsync(connection, transaction, table, roots, cutoff, archivedAt, token)
                 : await MoveAsync(connection, transaction, sql, roots, cutoff, archivedAt, token);
+            if (rows != found)
+            {
+                throw new TreeChangedWhileMovingException(found - rows);
+            }
 
             if (skipRowTriggers && rows > 0)
             {
@@ -173,7 +179,7 @@ public sealed partial class TodoArchiver
         }, cancellationToken);
     }
 
-    private static async Task<(long Rows, long Roots, Guid[] Users, Guid[] Ids)> MoveAsync(
+    private static async Task<(long Rows, long Roots, Guid[] Users, Guid[] Ids, long Found)> MoveAsync(
         NpgsqlConnection connection, NpgsqlTransaction transaction, string sql, List<(Guid UserId, Guid Id, DateTimeOffset CompletedAt)> roots,
         DateTimeOffset cutoff, DateTimeOffset archivedAt, CancellationToken cancellationToken)
     {
@@ -185,14 +191,16 @@ public sealed partial class TodoArchiver
         return await ReadMovedAsync(command, cancellationToken);
     }
 
-    private static async Task<(long Rows, long Roots, Guid[] Users, Guid[] Ids)> ReadMovedAsync(NpgsqlCommand command, CancellationToken cancellationToken)
+    /// <summary>What a move statement archived, and how many rows its trees held when it read them (Found).</summary>
+    private static async Task<(long Rows, long Roots, Guid[] Users, Guid[] Ids, long Found)> ReadMovedAsync(NpgsqlCommand command, CancellationToken cancellationToken)
     {
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         await reader.ReadAsync(cancellationToken);
         var rows = reader.GetInt64(0);
+        var found = Convert.ToInt64(reader.GetValue(4), System.Globalization.CultureInfo.InvariantCulture);
         return rows == 0
-            ? (0, 0, [], [])
-            : (rows, reader.GetInt64(1), reader.GetFieldValue<Guid[]>(2), reader.GetFieldValue<Guid[]>(3));
+            ? (0, 0, [], [], found)
+            : (rows, reader.GetInt64(1), reader.GetFieldValue<Guid[]>(2), reader.GetFieldValue<Guid[]>(3), found);
     }
 
     /// <summary>
@@ -232,7 +240,8 @@ public sealed partial class TodoArchiver
             SELECT {Columns}, @archived_at FROM moved
             RETURNING user_id, id, parent_todo_id
         )
-        SELECT count(*), count(*) FILTER (WHERE parent_todo_id IS NULL), array_agg(user_id), array_agg(id) FROM archived
+        SELECT count(*), count(*) FILTER (WHERE parent_todo_id IS NULL), array_agg(user_id), array_agg(id), cardinality(@ids::uuid[])
+          FROM archived
         """;
 
     /// <summary>
@@ -240,7 +249,7 @@ public sealed partial class TodoArchiver
     /// per shard a walk and a move, each one statement routed to that shard's worker: a batch is at most two
     /// statements per shard, however many users it holds.
     /// </summary>
-    private static async Task<(long Rows, long Roots, Guid[] Users, Guid[] Ids)> MovePerShardAsync(
+    private static async Task<(long Rows, long Roots, Guid[] Users, Guid[] Ids, long Found)> MovePerShardAsync(
         NpgsqlConnection connection, NpgsqlTransaction transaction, string table, List<(Guid UserId, Guid Id, DateTimeOffset CompletedAt)> roots,
         DateTimeOffset cutoff, DateTimeOffset archivedAt, CancellationToken cancellationToken)
     {
@@ -256,7 +265,7 @@ public sealed partial class TodoArchiver
             }
         }
 
-        long rows = 0, movedRoots = 0;
+        long rows = 0, movedRoots = 0, found = 0;
         List<Guid> users = [], ids = [];
         foreach (var shard in roots.GroupBy(r => shardOf[r.UserId]))
         {
@@ -291,15 +300,24 @@ public sealed partial class TodoArchiver
             var moved = await ReadMovedAsync(move, cancellationToken);
             rows += moved.Rows;
             movedRoots += moved.Roots;
+            found += moved.Found;
             users.AddRange(moved.Users);
             ids.AddRange(moved.Ids);
         }
 
-        return (rows, movedRoots, [.. users], [.. ids]);
+        return (rows, movedRoots, [.. users], [.. ids], found);
     }
 
     private const string AiColumns = TodoColumns.AiInteraction;
 }
+
+/// <summary>
+/// A todo of a tree the batch read changed before the batch's delete reached it (reopened, edited or moved), so the
+/// delete's re-check left it: moving the rest would split its tree (a subtask archived under a root that stays
+/// active). The batch rolls back and is retried, and reads the trees again.
+/// </summary>
+public sealed class TreeChangedWhileMovingException(long rows)
+    : TransientConflictException($"{rows} todo(s) of the batch's trees changed after the batch read them; the batch is retried");
 
 /// <summary>A subtask was committed under a todo the batch moved, after the batch's snapshot: the batch rolls back and is retried.</summary>
 public sealed class SubtaskAddedWhileMovingException(Guid subtask)

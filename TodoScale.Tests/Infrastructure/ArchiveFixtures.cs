@@ -87,23 +87,32 @@ public static class ArchiveData
     {
         await using var connection = new NpgsqlConnection(connectionString);
         await connection.OpenAsync();
-        Assert.Equal(0L, await Sql.ScalarAsync<long>(connection,
+        // Each broken rule names its first rows, so a failure on a loaded machine says which interleaving it was.
+        var duplicated = await Sql.ColumnAsync<string>(connection,
             """
-            SELECT count(*) FROM (SELECT id FROM (SELECT id FROM todos_active UNION ALL SELECT id FROM todos_archived) s
-                                   GROUP BY id HAVING count(*) > 1) duplicated
-            """));
-        Assert.Equal(0L, await Sql.ScalarAsync<long>(connection,
+            SELECT id::text FROM (SELECT id FROM todos_active UNION ALL SELECT id FROM todos_archived) s
+             GROUP BY id HAVING count(*) > 1 ORDER BY id LIMIT 5
+            """);
+        Assert.True(duplicated.Count == 0, $"todos in both tables (or twice): {string.Join(", ", duplicated)}");
+        var orphans = await Sql.ColumnAsync<string>(connection,
             """
-            SELECT count(*) FROM todos_archived a WHERE parent_todo_id IS NOT NULL
+            SELECT format('%s (parent %s, %s)', a.id, a.parent_todo_id,
+                          CASE WHEN EXISTS (SELECT FROM todos_active p WHERE p.user_id = a.user_id AND p.id = a.parent_todo_id)
+                               THEN 'the parent is active' ELSE 'the parent is nowhere' END)
+              FROM todos_archived a WHERE parent_todo_id IS NOT NULL
                AND NOT EXISTS (SELECT FROM todos_archived p WHERE p.user_id = a.user_id AND p.id = a.parent_todo_id)
-            """));
-        Assert.Equal(0L, await Sql.ScalarAsync<long>(connection,
-            "SELECT count(*) FROM todos_archived WHERE status NOT IN ('done', 'cancelled') OR completed_at IS NULL"));
+             ORDER BY a.id LIMIT 5
+            """);
+        Assert.True(orphans.Count == 0, $"archived subtasks whose parent is not archived: {string.Join("; ", orphans)}");
+        var open = await Sql.ColumnAsync<string>(connection,
+            "SELECT format('%s (%s, completed_at %s)', id, status, completed_at) FROM todos_archived WHERE status NOT IN ('done', 'cancelled') OR completed_at IS NULL ORDER BY id LIMIT 5");
+        Assert.True(open.Count == 0, $"archived todos that are not finished: {string.Join("; ", open)}");
         if (cutoff is { } before)
         {
             await using var command = new NpgsqlCommand("SELECT count(*) FROM todos_archived WHERE completed_at >= @cutoff", connection);
             command.Parameters.AddWithValue("cutoff", before);
-            Assert.Equal(0L, (long)(await command.ExecuteScalarAsync())!);
+            var recent = (long)(await command.ExecuteScalarAsync())!;
+            Assert.True(recent == 0, $"{recent} archived todos completed after the cut-off {before:O}");
         }
     }
 }
