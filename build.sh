@@ -21,15 +21,48 @@ readonly DASHBOARD_URL=${TODOSCALE_DASHBOARD_URL:-http://localhost:18888}
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
 
+# `with_timeout SECONDS command...`: the command, killed after SECONDS (macOS has no GNU timeout).
+with_timeout() {
+  local seconds=$1 pid watchdog status=0
+  shift
+  "$@" &
+  pid=$!
+  (sleep "$seconds" && kill "$pid" 2>/dev/null) >/dev/null 2>&1 &
+  watchdog=$!
+  wait "$pid" || status=$?
+  kill "$watchdog" 2>/dev/null || true
+  wait "$watchdog" 2>/dev/null || true
+  return "$status"
+}
+
+# Whether a container engine's server answers (`version` names the server on Docker and Podman alike; Podman's
+# `info` has no ServerVersion field, so asking for it missed a working Podman).
+engine_answers() {
+  local out
+  out=$(with_timeout 10 "$1" version --format '{{.Server.Version}}' 2>/dev/null) && [ -n "$out" ]
+}
+
+# The engine Aspire's DCP will drive: ASPIRE_CONTAINER_RUNTIME when set, else docker, else a Podman that answers.
+container_runtime() {
+  if [ -n "${ASPIRE_CONTAINER_RUNTIME:-}" ]; then
+    echo "$ASPIRE_CONTAINER_RUNTIME"
+  elif ! engine_answers docker && command -v podman >/dev/null && engine_answers podman; then
+    echo podman
+  else
+    echo docker
+  fi
+}
+
 # The infrastructure mode the AppHost will pick (same rule as TodoScale.AppHost/Infra/InfraOptions.cs).
+# Portable to macOS' bash 3.2: no ${var,,}, no GNU timeout.
 infra_mode() {
   local mode=${Infra__Mode:-auto} arg
   for arg in "$@"; do
     case "$arg" in --Infra:Mode=*) mode=${arg#--Infra:Mode=} ;; esac
   done
-  mode=${mode,,}
+  mode=$(printf '%s' "$mode" | tr '[:upper:]' '[:lower:]')
   if [ "$mode" = auto ]; then
-    if timeout 10 "${ASPIRE_CONTAINER_RUNTIME:-docker}" info --format '{{.ServerVersion}}' >/dev/null 2>&1; then
+    if engine_answers "$(container_runtime)"; then
       mode=container
     else
       mode=process
@@ -150,6 +183,10 @@ cmd_run() {
   local mode
   mode=$(infra_mode "$@")
   [ "$mode" = process ] && ensure_local_servers
+  if [ "$mode" = container ]; then
+    ASPIRE_CONTAINER_RUNTIME=$(container_runtime)
+    export ASPIRE_CONTAINER_RUNTIME # the engine DCP drives: the one that answered
+  fi
   case " $* ${Infra__Database:-} " in *"--Infra:Database=citus"*|*" citus "*) ensure_citus ;; esac
   build
 
@@ -209,13 +246,13 @@ cmd_test() {
         *) args+=("$arg") ;;
       esac
     done
-    set -- "${args[@]}" --filter "${filter:+($filter)&}Needs!=AppHost&Needs!=ServerTimers"
+    set -- ${args[@]+"${args[@]}"} --filter "${filter:+($filter)&}Needs!=AppHost&Needs!=ServerTimers"
     echo "    left out on a faked clock: the tests that start the AppHost (trait Needs=AppHost) and those that need"
     echo "    PostgreSQL's statement_timeout or lock_timeout to fire (Needs=ServerTimers); run them without --at"
   fi
   say "dotnet test"
   local status=0
-  "${clock[@]}" dotnet test TodoScale.sln -c "${CONFIGURATION:-Debug}" --no-build -nologo \
+  ${clock[@]+"${clock[@]}"} dotnet test TodoScale.sln -c "${CONFIGURATION:-Debug}" --no-build -nologo \
     --results-directory "$results" --logger "trx" --logger "console;verbosity=normal" \
     --blame-hang-timeout 10m "$@" || status=$?
 

@@ -16,23 +16,12 @@ public sealed class ContainerInfrastructure : Infrastructure
     public const string PostgresExporterImageTag = "v0.11.1";
 
     private const string PrimaryServer = "postgres";
-    private const string ReplicaScript = """
-        set -eu
-        export PGDATA=/var/lib/postgresql/data
-        slot=todos_replica
-        until psql -h "$PRIMARY_HOST" -p "$PRIMARY_PORT" -U postgres -d postgres -Atq -c "SELECT pg_create_physical_replication_slot('$slot', true)
-                WHERE NOT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = '$slot')" >/dev/null; do
-          echo "waiting for the primary"; sleep 1
-        done
-        if [ ! -s "$PGDATA/PG_VERSION" ]; then
-          until pg_basebackup -h "$PRIMARY_HOST" -p "$PRIMARY_PORT" -U postgres -D "$PGDATA" -X stream -S "$slot" -R --checkpoint=fast; do
-            echo "waiting for the primary"; rm -rf "$PGDATA"/*; sleep 1
-          done
-        fi
-        chown -R postgres:postgres "$PGDATA"; chmod 700 "$PGDATA"
-        exec gosu postgres postgres -D "$PGDATA" -c hot_standby=on -c hot_standby_feedback=on -c "primary_slot_name=$slot" \
-          -c "primary_conninfo=host=$PRIMARY_HOST port=$PRIMARY_PORT user=postgres password=$PGPASSWORD application_name=todos_replica"
-        """;
+
+    /// <summary>Where the Prometheus container finds the prometheus.yml the AppHost generates for it.</summary>
+    public const string PrometheusConfigDirectory = "/etc/prometheus/generated";
+
+    /// <summary>Shared memory for the servers' parallel queries (Docker's default /dev/shm is 64 MB).</summary>
+    public const string ShmSize = "256m";
 
     private readonly IResourceBuilder<PostgresServerResource> _server;
     private readonly IResourceBuilder<PostgresReplicaContainerResource> _replica;
@@ -46,28 +35,35 @@ public sealed class ContainerInfrastructure : Infrastructure
                 "cluster comes with container mode's own work (issue 25).");
         }
 
+        // Kept in the data root like process mode's, so a kept volume and a new run agree on it.
+        var password = builder.AddParameter("postgres-password", KeptSecret("postgres.password"), secret: true);
+        var settings = ServerSettings(options);
         var initDirectory = Path.Combine(builder.AppHostDirectory, "Infra", "container-init");
-        var server = builder.AddPostgres(PrimaryServer)
+        var server = builder.AddPostgres(PrimaryServer, password: password)
             .WithImageTag(PostgresImageTag)
-            .WithDataVolume("todoscale-postgres-primary")
+            .WithDataVolume(VolumeName("postgres-primary"))
             .WithInitFiles(initDirectory) // lets the replica connect for replication
-            .WithArgs("-c", $"max_slot_wal_keep_size={options.MaxSlotWalKeepSize}");
+            .WithContainerRuntimeArgs($"--shm-size={ShmSize}")
+            .WithArgs([.. settings.SelectMany(setting => new[] { "-c", setting })]);
         var todos = server.AddDatabase(Todos, DatabaseName);
 
-        var replica = builder.AddResource(new PostgresReplicaContainerResource(TodosReplica, server.Resource.PasswordParameter))
+        var replica = builder.AddResource(new PostgresReplicaContainerResource(TodosReplica, password.Resource))
             .WithImage("library/postgres", PostgresImageTag)
             .WithImageRegistry("docker.io")
             .WithEndpoint(name: PostgresReplicaContainerResource.EndpointName, targetPort: 5432, scheme: "tcp")
-            .WithVolume("todoscale-postgres-replica", "/var/lib/postgresql/data")
+            .WithVolume(VolumeName("postgres-replica"), "/var/lib/postgresql/data")
+            .WithContainerRuntimeArgs($"--shm-size={ShmSize}")
             .WithEnvironment("PRIMARY_HOST", PrimaryServer)
             .WithEnvironment("PRIMARY_PORT", "5432")
-            .WithEnvironment("PGPASSWORD", server.Resource.PasswordParameter)
+            .WithEnvironment("PGPASSWORD", password)
+            .WithEnvironment("POSTGRES_SETTINGS", string.Join(' ', settings))
             .WithEntrypoint("bash")
-            .WithArgs("-c", ReplicaScript)
+            .WithArgs("-c", ReplicaScript(builder.AppHostDirectory))
             .WaitFor(todos)
             .WithPostgresHealthCheck();
 
-        var cache = builder.AddRedis(Cache).WithImageTag(RedisImageTag);
+        var redisPassword = builder.AddParameter("redis-password", KeptSecret("redis.password"), secret: true);
+        var cache = builder.AddRedis(Cache, password: redisPassword).WithImageTag(RedisImageTag);
 
         _server = server;
         _replica = replica;
@@ -76,38 +72,82 @@ public sealed class ContainerInfrastructure : Infrastructure
         CacheServer = cache;
     }
 
+    /// <summary>
+    /// The servers' settings, the same as process mode's postgres.sh gives both of its servers: its connection
+    /// limit, the replica slot's WAL bound and Infra:PostgresSettings (checked words, name=value).
+    /// </summary>
+    public static IReadOnlyList<string> ServerSettings(InfraOptions options) =>
+    [
+        "max_connections=200",
+        "max_wal_senders=10",
+        $"max_slot_wal_keep_size={options.MaxSlotWalKeepSize}",
+        .. options.PostgresSettingsArgument().Split(' ', StringSplitOptions.RemoveEmptyEntries),
+    ];
+
+    /// <summary>The replica's entrypoint script (Infra/container-replica.sh), with LF line ends whatever the checkout did.</summary>
+    public static string ReplicaScript(string appHostDirectory) =>
+        File.ReadAllText(Path.Combine(appHostDirectory, "Infra", "container-replica.sh")).ReplaceLineEndings("\n");
+
+    /// <summary>
+    /// A volume of this stack: named after its data root, so two stacks on one machine (a developer's and a test's)
+    /// never share a database, and the default data root keeps one stable name across runs.
+    /// </summary>
+    public string VolumeName(string what) => $"todoscale-{StackId(Options.DataRoot!)}-{what}";
+
+    /// <summary>A short, stable id of a data root (8 hex digits of its path's SHA-256).</summary>
+    public static string StackId(string dataRoot) =>
+        Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(Path.GetFullPath(dataRoot))))[..8].ToLowerInvariant();
+
     public override IResourceBuilder<IResourceWithEndpoints> AddMonitoring(params IResourceBuilder<ProjectResource>[] services)
     {
-        var configDirectory = Path.Combine(Options.DataRoot!, "prometheus-container");
-        Directory.CreateDirectory(configDirectory);
-
+        // Every image fully qualified: Podman resolves a short name through registries.conf (or refuses it), not
+        // as docker.io.
         var prometheus = Builder.AddContainer(Prometheus, PrometheusImage, PrometheusImageTag)
-            .WithBindMount(configDirectory, "/etc/prometheus/generated", isReadOnly: true)
+            .WithImageRegistry("docker.io")
             .WithBindMount(RulesDirectory(), "/etc/prometheus/rules", isReadOnly: true)
-            .WithVolume("todoscale-prometheus", "/prometheus")
-            .WithArgs("--config.file=/etc/prometheus/generated/prometheus.yml", "--storage.tsdb.path=/prometheus", "--web.enable-lifecycle")
+            .WithVolume(VolumeName("prometheus"), "/prometheus")
+            .WithArgs($"--config.file={PrometheusConfigDirectory}/prometheus.yml", "--storage.tsdb.path=/prometheus", "--web.enable-lifecycle")
             .WithHttpEndpoint(name: "http", targetPort: 9090)
             .WithHttpHealthCheck("/-/ready");
+
+        // The services run on the host. Each one's endpoint handed to the container makes it a dependency that Aspire
+        // connects the container to (its container tunnel, aspire.dev.internal: Docker Engine on Linux and Podman do
+        // not resolve host.docker.internal), and the scrape file is written with the address Aspire gives this
+        // container for each, once it is known (container files are made after the endpoints are allocated).
+        var endpoints = services.Select(s => (Job: s.Resource.Name, Endpoint: s.GetEndpoint("http"))).ToList();
+        foreach (var (job, endpoint) in endpoints)
+        {
+            prometheus.WithEnvironment($"TODOSCALE_SCRAPE_{job.ToUpperInvariant()}", endpoint.Property(EndpointProperty.HostAndPort));
+        }
+
+        prometheus.WithContainerFiles(PrometheusConfigDirectory, async (context, cancellationToken) =>
+        {
+            var caller = new ValueProviderContext { Caller = context.Model, Network = KnownNetworkIdentifiers.DefaultAspireContainerNetwork };
+            var targets = new List<ScrapeTarget>();
+            foreach (var (job, endpoint) in endpoints)
+            {
+                targets.Add(new(job, (await endpoint.Property(EndpointProperty.HostAndPort).GetValueAsync(caller, cancellationToken))!));
+            }
+
+            // The exporters are containers on the same network: by name.
+            targets.Add(new(PrometheusConfig.PostgresJob, $"{ProcessInfrastructure.PostgresExporter}:9187", "primary"));
+            targets.Add(new(PrometheusConfig.PostgresJob, $"{ProcessInfrastructure.PostgresExporterReplica}:9187", "replica"));
+            targets.Add(new(Prometheus, "localhost:9090"));
+            return [new ContainerFile { Name = "prometheus.yml", Contents = PrometheusConfig.Render(Options.ScrapeInterval, "/etc/prometheus/rules/*.yml", targets) }];
+        });
 
         // The same exporters as process mode, reaching the servers by container name on the app network.
         var queries = Path.Combine(DashboardsDirectory, "prometheus", "postgres-exporter");
         AddPostgresExporter(ProcessInfrastructure.PostgresExporter, PrimaryServer, _server, queries);
         AddPostgresExporter(ProcessInfrastructure.PostgresExporterReplica, TodosReplica, _replica, queriesDirectory: null);
 
-        Builder.Eventing.Subscribe<BeforeResourceStartedEvent>(prometheus.Resource, (_, _) =>
+        if (!Options.Grafana)
         {
-            // The services run on the host; a container reaches them through host.docker.internal.
-            PrometheusConfig.Write(Path.Combine(configDirectory, "prometheus.yml"), Options.ScrapeInterval, "/etc/prometheus/rules/*.yml",
-            [
-                .. PrometheusConfig.Targets(services, _ => "host.docker.internal"),
-                new(PrometheusConfig.PostgresJob, $"{ProcessInfrastructure.PostgresExporter}:9187", "primary"),
-                new(PrometheusConfig.PostgresJob, $"{ProcessInfrastructure.PostgresExporterReplica}:9187", "replica"),
-                new(Prometheus, "localhost:9090"),
-            ]);
-            return Task.CompletedTask;
-        });
+            return prometheus;
+        }
 
         var grafana = Builder.AddContainer(Grafana, GrafanaImage, GrafanaImageTag)
+            .WithImageRegistry("docker.io")
             .WithBindMount(Path.Combine(DashboardsDirectory, "grafana", "provisioning"), "/etc/grafana/provisioning", isReadOnly: true)
             .WithBindMount(Path.Combine(DashboardsDirectory, "grafana", "dashboards"), "/var/lib/grafana/dashboards", isReadOnly: true)
             .WithEnvironment("PROMETHEUS_URL", $"http://{Prometheus}:9090")

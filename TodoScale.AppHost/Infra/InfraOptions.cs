@@ -46,6 +46,12 @@ public sealed class InfraOptions
     /// <summary>Wipe the process-mode data folders before starting (a fresh cluster, cache and TSDB).</summary>
     public bool Reset { get; set; }
 
+    /// <summary>
+    /// Container mode: start Grafana (default). Off where its image cannot be had (an air-gapped machine that builds
+    /// the other images from images/: Grafana is not in Debian); its dashboards' queries still run in Prometheus.
+    /// </summary>
+    public bool Grafana { get; set; } = true;
+
     /// <summary>How often Prometheus scrapes the services.</summary>
     public string ScrapeInterval { get; set; } = "5s";
 
@@ -127,13 +133,22 @@ public sealed class InfraOptions
         var explicitMode => explicitMode,
     };
 
-    private static bool ContainerEngineAnswers()
+    private static bool ContainerEngineAnswers() => EngineAnswers(ContainerRuntime);
+
+    /// <summary>The engine Aspire's DCP drives: docker unless ASPIRE_CONTAINER_RUNTIME says otherwise (podman).</summary>
+    public static string ContainerRuntime =>
+        Environment.GetEnvironmentVariable("ASPIRE_CONTAINER_RUNTIME") is { Length: > 0 } runtime ? runtime : "docker";
+
+    /// <summary>
+    /// Whether the engine's server answers: `version --format {{.Server.Version}}` prints it on both Docker and
+    /// Podman (Podman's `info` has no ServerVersion, so asking that made auto mode miss a working Podman), and a
+    /// Docker client without a daemon exits non-zero.
+    /// </summary>
+    public static bool EngineAnswers(string runtime)
     {
-        // Aspire's DCP uses docker unless ASPIRE_CONTAINER_RUNTIME says podman; ask that same engine.
-        var runtime = Environment.GetEnvironmentVariable("ASPIRE_CONTAINER_RUNTIME") is { Length: > 0 } r ? r : "docker";
         try
         {
-            using var process = Process.Start(new ProcessStartInfo(runtime, ["info", "--format", "{{.ServerVersion}}"])
+            using var process = Process.Start(new ProcessStartInfo(runtime, ["version", "--format", "{{.Server.Version}}"])
             {
                 RedirectStandardOutput = true,
                 RedirectStandardError = true,
@@ -143,13 +158,15 @@ public sealed class InfraOptions
                 return false;
             }
 
+            var output = process.StandardOutput.ReadToEndAsync();
+            _ = process.StandardError.ReadToEndAsync();
             if (!process.WaitForExit(TimeSpan.FromSeconds(10)))
             {
                 process.Kill(entireProcessTree: true);
                 return false;
             }
 
-            return process.ExitCode == 0;
+            return process.ExitCode == 0 && output.Wait(TimeSpan.FromSeconds(1)) && output.Result.Trim().Length > 0;
         }
         catch (System.ComponentModel.Win32Exception)
         {
