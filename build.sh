@@ -71,6 +71,64 @@ infra_mode() {
   echo "$mode"
 }
 
+# Container mode needs an engine that answers. Where none does and this is Debian as root (these VMs), install
+# Podman and configure it as these machines need (../shared/vendor/README.md: runc and cgroupfs, no default
+# ulimits above the VM's open-file limit); elsewhere say what to install.
+ensure_container_engine() {
+  local runtime
+  runtime=$(container_runtime)
+  if ! engine_answers "$runtime"; then
+    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+      die "container mode needs Docker or Podman running ($runtime does not answer). Start it, or use --Infra:Mode=process."
+    fi
+    if ! command -v podman >/dev/null || ! command -v runc >/dev/null; then
+      say "installing podman (apt)"
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends podman runc uidmap slirp4netns >/dev/null
+    fi
+    if [ ! -s /etc/containers/containers.conf ]; then
+      mkdir -p /etc/containers
+      printf '%s\n' '# Written by TodoScale build.sh: runc and cgroupfs (crun refuses these VMs'"'"' hybrid cgroups), and no' \
+        '# default ulimits (they exceed the VM'"'"'s hard limit on open files).' \
+        '[containers]' 'default_ulimits = []' '' '[engine]' 'runtime = "runc"' 'cgroup_manager = "cgroupfs"' >/etc/containers/containers.conf
+    fi
+    engine_answers podman || die "podman was installed but does not answer: run 'podman info' to see why."
+    runtime=podman
+    export ASPIRE_CONTAINER_RUNTIME=podman
+  fi
+  # Podman's containers find each other by name (the replica its primary, the exporters their servers) through
+  # CNI's dnsname plugin, a recommendation of podman that --no-install-recommends leaves out.
+  if [ "$runtime" = podman ] && [ "$(podman info --format '{{.Host.NetworkBackend}}' 2>/dev/null)" = cni ] \
+    && [ ! -x /usr/lib/cni/dnsname ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    say "installing podman's dnsname plugin (apt)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends golang-github-containernetworking-plugin-dnsname >/dev/null
+  fi
+}
+
+# The images container mode pins. Where the registry cannot be reached (an air-gapped machine, these VMs), build
+# local equivalents under the same names from images/ (FROM a debootstrap'd Debian, with Debian's packages and the
+# official entrypoints from ../shared/vendor), once: a second run finds them. Grafana cannot be built so (it is not
+# in Debian): container mode then runs without it (Infra:Grafana=false) and says so.
+ensure_container_images() {
+  local runtime
+  runtime=$(container_runtime)
+  if registry_answers; then
+    return 0
+  fi
+  say "no container registry answers: building TodoScale's local images (images/README.md; once)"
+  ASPIRE_CONTAINER_RUNTIME=$runtime images/build-images.sh --engine "$runtime" ${1+"$@"}
+  if ! "$runtime" image inspect docker.io/grafana/grafana:11.6.6 >/dev/null 2>&1; then
+    echo "    Grafana's image cannot be had here: container mode runs without it (Infra:Grafana=false)"
+    export Infra__Grafana=false
+  fi
+}
+
+# Whether Docker Hub's registry answers (any HTTP status; curl prints 000 when nothing does).
+registry_answers() {
+  local code
+  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 https://registry-1.docker.io/v2/ 2>/dev/null || true)
+  [ -n "$code" ] && [ "$code" != 000 ]
+}
+
 # Local servers for process mode and the tests: PostgreSQL 15 (primary + replica), Redis, Prometheus (+ promtool).
 ensure_local_servers() {
   local missing=()
@@ -184,8 +242,10 @@ cmd_run() {
   mode=$(infra_mode "$@")
   [ "$mode" = process ] && ensure_local_servers
   if [ "$mode" = container ]; then
+    ensure_container_engine
     ASPIRE_CONTAINER_RUNTIME=$(container_runtime)
     export ASPIRE_CONTAINER_RUNTIME # the engine DCP drives: the one that answered
+    ensure_container_images
   fi
   case " $* ${Infra__Database:-} " in *"--Infra:Database=citus"*|*" citus "*) ensure_citus ;; esac
   build
