@@ -114,6 +114,10 @@ ensure_container_images() {
   if registry_answers; then
     return 0
   fi
+  if ! command -v debootstrap >/dev/null && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    say "installing debootstrap (apt): the local images' Debian base"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
+  fi
   say "no container registry answers: building TodoScale's local images (images/README.md; once)"
   ASPIRE_CONTAINER_RUNTIME=$runtime images/build-images.sh --engine "$runtime" ${1+"$@"}
   if ! "$runtime" image inspect docker.io/grafana/grafana:11.6.6 >/dev/null 2>&1; then
@@ -279,6 +283,13 @@ cmd_test() {
   ensure_dotnet
   ensure_local_servers # the tests start real servers in process mode, whatever engine is present
   ensure_citus
+  # Container mode's tests need an engine and the pinned images: installed (Podman on Debian as root) and built
+  # (images/, where no registry answers) here, once. Where neither can be had they are skipped, with the reason.
+  if (ensure_container_engine && ensure_container_images); then
+    export ASPIRE_CONTAINER_RUNTIME=${ASPIRE_CONTAINER_RUNTIME:-$(container_runtime)}
+  else
+    echo "    no container engine here: the container-mode tests will be reported as skipped"
+  fi
   build
 
   local results

@@ -23,6 +23,9 @@ public sealed class ContainerInfrastructure : Infrastructure
     /// <summary>Shared memory for the servers' parallel queries (Docker's default /dev/shm is 64 MB).</summary>
     public const string ShmSize = "256m";
 
+    /// <summary>Whether containers reach the services through Aspire's container tunnel (Infra:ContainerTunnel).</summary>
+    public bool UsesTunnel { get; }
+
     private readonly IResourceBuilder<PostgresServerResource> _server;
     private readonly IResourceBuilder<PostgresReplicaContainerResource> _replica;
 
@@ -33,6 +36,13 @@ public sealed class ContainerInfrastructure : Infrastructure
             throw new InvalidOperationException(
                 "Infra:Database=citus runs in process mode only for now (--Infra:Mode=process); the citusdata/citus container " +
                 "cluster comes with container mode's own work (issue 25).");
+        }
+
+        // Aspire's container tunnel (how a container reaches the services on the host) unless the engine cannot run it.
+        UsesTunnel = options.UsesContainerTunnel(InfraOptions.ContainerRuntime, InfraOptions.EngineVersion(InfraOptions.ContainerRuntime));
+        if (!UsesTunnel)
+        {
+            builder.Configuration["ASPIRE_ENABLE_CONTAINER_TUNNEL"] = "false";
         }
 
         // Kept in the data root like process mode's, so a kept volume and a new run agree on it.
@@ -114,6 +124,22 @@ public sealed class ContainerInfrastructure : Infrastructure
         // connects the container to (its container tunnel, aspire.dev.internal: Docker Engine on Linux and Podman do
         // not resolve host.docker.internal), and the scrape file is written with the address Aspire gives this
         // container for each, once it is known (container files are made after the endpoints are allocated).
+        if (!UsesTunnel)
+        {
+            // Without the tunnel a container reaches the host at the engine's host name (host.containers.internal),
+            // an address on the engine's bridge; DCP's proxies listen on loopback only (and on the addresses that
+            // existed when it started: not the bridge Aspire creates after). So the services listen on every
+            // interface themselves, unproxied (the API still demands its bearer token; /health and /metrics are open).
+            foreach (var service in services)
+            {
+                service.WithEndpoint("http", endpoint =>
+                {
+                    endpoint.IsProxied = false;
+                    endpoint.TargetHost = "0.0.0.0";
+                });
+            }
+        }
+
         var endpoints = services.Select(s => (Job: s.Resource.Name, Endpoint: s.GetEndpoint("http"))).ToList();
         foreach (var (job, endpoint) in endpoints)
         {

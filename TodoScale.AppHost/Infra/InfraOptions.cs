@@ -52,6 +52,19 @@ public sealed class InfraOptions
     /// </summary>
     public bool Grafana { get; set; } = true;
 
+    /// <summary>
+    /// Container mode: whether containers reach the services on the host through Aspire's container tunnel (its
+    /// default). Unset: on, except under Podman older than 5.0, where the tunnel never starts (measured with Podman
+    /// 4.3.1, Debian 12's); then the api and archiver listen on every interface themselves and containers reach them
+    /// at the engine's host name (host.containers.internal).
+    /// </summary>
+    public bool? ContainerTunnel { get; set; }
+
+    /// <summary>The tunnel setting resolved against the engine that runs the containers.</summary>
+    public bool UsesContainerTunnel(string runtime, string? engineVersion) =>
+        ContainerTunnel ?? !(runtime.EndsWith("podman", StringComparison.Ordinal)
+                             && Version.TryParse(engineVersion?.Split('-')[0], out var version) && version.Major < 5);
+
     /// <summary>How often Prometheus scrapes the services.</summary>
     public string ScrapeInterval { get; set; } = "5s";
 
@@ -144,7 +157,10 @@ public sealed class InfraOptions
     /// Podman (Podman's `info` has no ServerVersion, so asking that made auto mode miss a working Podman), and a
     /// Docker client without a daemon exits non-zero.
     /// </summary>
-    public static bool EngineAnswers(string runtime)
+    public static bool EngineAnswers(string runtime) => EngineVersion(runtime) is not null;
+
+    /// <summary>The engine server's version (`version --format {{.Server.Version}}`), or null when it does not answer.</summary>
+    public static string? EngineVersion(string runtime)
     {
         try
         {
@@ -155,7 +171,7 @@ public sealed class InfraOptions
             });
             if (process is null)
             {
-                return false;
+                return null;
             }
 
             var output = process.StandardOutput.ReadToEndAsync();
@@ -163,14 +179,14 @@ public sealed class InfraOptions
             if (!process.WaitForExit(TimeSpan.FromSeconds(10)))
             {
                 process.Kill(entireProcessTree: true);
-                return false;
+                return null;
             }
 
-            return process.ExitCode == 0 && output.Wait(TimeSpan.FromSeconds(1)) && output.Result.Trim().Length > 0;
+            return process.ExitCode == 0 && output.Wait(TimeSpan.FromSeconds(1)) && output.Result.Trim() is { Length: > 0 } version ? version : null;
         }
         catch (System.ComponentModel.Win32Exception)
         {
-            return false; // no such client on PATH
+            return null; // no such client on PATH
         }
     }
 }

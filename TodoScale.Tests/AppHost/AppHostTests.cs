@@ -14,16 +14,17 @@ using TodoScale.Tests.Infrastructure;
 
 namespace TodoScale.Tests.AppHost;
 
-/// <summary>The whole stack started by the real AppHost in process mode.</summary>
-[Trait(Traits.Needs, Traits.AppHost)]
-[Collection(AppHostCollection.Name)]
-public sealed class AppHostTests(AppHostFixture fixture)
+/// <summary>
+/// The whole stack started by the real AppHost: in process mode (<see cref="AppHostTestsInProcessMode"/>) and in
+/// container mode under the engine that answers (<see cref="AppHostTestsInContainerMode"/>): the same checks.
+/// </summary>
+public abstract class AppHostTests(AppHostFixture fixture)
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
 
     private DistributedApplication App => fixture.App;
 
-    [Fact]
+    [EngineFact]
     public void Every_resource_is_healthy_and_migrate_finished_with_exit_code_0()
     {
         var notifications = App.Services.GetRequiredService<ResourceNotificationService>();
@@ -39,7 +40,7 @@ public sealed class AppHostTests(AppHostFixture fixture)
         Assert.Equal(0, migrate.Snapshot.ExitCode);
     }
 
-    [Fact]
+    [EngineFact]
     public async Task Migrate_applied_every_migration_on_the_primary_and_the_schema_reached_the_replica()
     {
         await using var primary = new NpgsqlConnection(await App.GetConnectionStringAsync("todos"));
@@ -57,7 +58,7 @@ public sealed class AppHostTests(AppHostFixture fixture)
         }
     }
 
-    [Fact]
+    [EngineFact]
     public async Task A_token_from_the_token_verb_is_accepted_and_anything_else_gets_a_401_problem()
     {
         var key = await File.ReadAllTextAsync(Path.Combine(fixture.DataRoot, "auth-signing.key"));
@@ -94,7 +95,7 @@ public sealed class AppHostTests(AppHostFixture fixture)
         }
     }
 
-    [Theory]
+    [EngineTheory]
     [InlineData("api")]
     [InlineData("archiver")]
     public async Task Service_answers_health_with_200_and_metrics_with_prometheus_text(string service)
@@ -116,7 +117,7 @@ public sealed class AppHostTests(AppHostFixture fixture)
         Assert.Contains("http_server_request_duration_seconds_bucket", text);
     }
 
-    [Fact]
+    [EngineFact]
     public async Task Replica_is_in_recovery_and_a_primary_write_is_readable_on_it_within_5_seconds()
     {
         var table = $"replication_probe_{Guid.NewGuid():N}";
@@ -151,7 +152,7 @@ public sealed class AppHostTests(AppHostFixture fixture)
         }
     }
 
-    [Fact]
+    [EngineFact]
     public async Task The_replica_streams_through_a_physical_slot_whose_wal_the_primary_keeps_up_to_the_setting()
     {
         await using var primary = new NpgsqlConnection(await App.GetConnectionStringAsync("todos"));
@@ -164,7 +165,7 @@ public sealed class AppHostTests(AppHostFixture fixture)
         Assert.Equal("4GB", await ScalarAsync<string>(primary, "SHOW max_slot_wal_keep_size"));
     }
 
-    [Fact]
+    [EngineFact]
     public async Task Redis_answers_ping_through_the_cache_connection_string()
     {
         var options = ConfigurationOptions.Parse(await App.GetConnectionStringAsync("cache") ?? throw new InvalidOperationException("no cache connection string"));
@@ -178,7 +179,7 @@ public sealed class AppHostTests(AppHostFixture fixture)
         Assert.Equal("1", (string?)await redis.GetDatabase().StringGetAsync(key));
     }
 
-    [Fact]
+    [EngineFact]
     public async Task Prometheus_lists_every_target_as_up_the_services_both_postgres_exporters_and_itself()
     {
         string[] expected = ["api", "archiver", "postgres/primary", "postgres/replica", "prometheus"];
@@ -206,7 +207,7 @@ public sealed class AppHostTests(AppHostFixture fixture)
         Assert.All(expected, job => Assert.Equal((job, "up"), (job, health[job])));
     }
 
-    [Fact]
+    [EngineFact]
     public async Task Postgres_exporters_report_connections_database_size_and_a_measured_replay_lag()
     {
         using var http = App.CreateHttpClient("prometheus", "http");
@@ -244,7 +245,7 @@ public sealed class AppHostTests(AppHostFixture fixture)
         Assert.All(queries.Skip(2), query => Assert.True(counts[query] == 1, $"{query}: {counts[query]} series"));
     }
 
-    [Fact]
+    [EngineFact]
     public async Task Prometheus_loaded_every_rule_in_the_rule_files_and_evaluates_them_without_errors()
     {
         using var http = App.CreateHttpClient("prometheus", "http");
@@ -384,3 +385,12 @@ public sealed class DashboardQueryTestsOnPostgres(AppHostFixture fixture) : Dash
 [Collection(CitusAppHostCollection.Name)]
 [NeedsCitus]
 public sealed class DashboardQueryTestsOnCitus(CitusAppHostFixture fixture) : DashboardQueryTests(fixture);
+
+[Trait(Traits.Needs, Traits.AppHost)]
+[Collection(AppHostCollection.Name)]
+public sealed class AppHostTestsInProcessMode(AppHostFixture fixture) : AppHostTests(fixture);
+
+[Trait(Traits.Needs, Traits.AppHost)]
+[Collection(ContainerAppHostCollection.Name)]
+[NeedsContainerEngine]
+public sealed class AppHostTestsInContainerMode(ContainerAppHostFixture fixture) : AppHostTests(fixture);

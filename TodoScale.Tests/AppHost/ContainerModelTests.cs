@@ -129,6 +129,25 @@ public sealed class ContainerModelTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Without_aspires_container_tunnel_the_services_listen_on_every_interface_themselves()
+    {
+        // Podman before 5.0 cannot run the tunnel (Infra:ContainerTunnel unset picks this there): a container reaches
+        // the host at the engine's host name, an address on its bridge, where DCP's loopback proxies are not.
+        foreach (var service in new[] { "api", "archiver" })
+        {
+            var off = (await ModelAsync(["--Infra:ContainerTunnel=false"])).OfType<ProjectResource>().Single(r => r.Name == service)
+                .Annotations.OfType<EndpointAnnotation>().Single(e => e.Name == "http");
+            Assert.False(off.IsProxied);
+            Assert.Equal("0.0.0.0", off.TargetHost);
+
+            var on = (await ModelAsync(["--Infra:ContainerTunnel=true"])).OfType<ProjectResource>().Single(r => r.Name == service)
+                .Annotations.OfType<EndpointAnnotation>().Single(e => e.Name == "http");
+            Assert.True(on.IsProxied);
+            Assert.Equal("localhost", on.TargetHost);
+        }
+    }
+
+    [Fact]
     public async Task Volumes_are_named_after_the_data_root_so_two_stacks_never_share_a_database()
     {
         var first = await ModelAsync([]);

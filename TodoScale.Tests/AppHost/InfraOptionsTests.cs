@@ -80,6 +80,55 @@ public sealed class InfraOptionsTests
         var custom = Path.Combine(Path.GetTempPath(), "elsewhere");
         Assert.Equal(custom, InfraOptions.Read(DistributedApplication.CreateBuilder([$"--Infra:DataRoot={custom}"])).DataRoot);
     }
+
+    [Fact]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public void An_engine_answers_when_its_server_names_its_version_as_docker_and_podman_both_do()
+    {
+        var folder = Directory.CreateTempSubdirectory("todoscale-engines-").FullName;
+        try
+        {
+            // Podman: `info` has no ServerVersion field (its template fails), `version` names the server.
+            var podman = Fake(folder, "podman",
+                """
+                if [ "$1" = info ]; then echo "Error: template: info:1:2: can't evaluate field ServerVersion" >&2; exit 125; fi
+                [ "$1 $2 $3" = "version --format {{.Server.Version}}" ] && echo 4.3.1
+                """);
+            // A Docker client with no daemon: prints nothing for the server and exits 1.
+            var docker = Fake(folder, "docker", "echo 'Cannot connect to the Docker daemon' >&2; exit 1");
+            var silent = Fake(folder, "silent", "exit 0");
+
+            Assert.True(InfraOptions.EngineAnswers(podman));
+            Assert.False(InfraOptions.EngineAnswers(docker));
+            Assert.False(InfraOptions.EngineAnswers(silent));
+            Assert.False(InfraOptions.EngineAnswers(Path.Combine(folder, "no-such-engine")));
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+
+        static string Fake(string folder, string name, string body)
+        {
+            var path = Path.Combine(folder, name);
+            File.WriteAllText(path, "#!/bin/sh\n" + body.ReplaceLineEndings("\n") + "\n");
+            File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            return path;
+        }
+    }
+
+    [Theory]
+    [InlineData("podman", "4.3.1", null, false)]  // Debian 12's: the tunnel never starts (measured)
+    [InlineData("/usr/bin/podman", "4.9.3", null, false)]
+    [InlineData("podman", "5.0.2", null, true)]
+    [InlineData("docker", "28.2.2", null, true)]
+    [InlineData("podman", "4.3.1", "true", true)] // the setting decides when given
+    [InlineData("docker", "28.2.2", "false", false)]
+    public void The_container_tunnel_is_used_unless_the_engine_is_a_podman_before_5(string runtime, string version, string? setting, bool expected)
+    {
+        var options = InfraOptions.Read(DistributedApplication.CreateBuilder(setting is null ? [] : [$"--Infra:ContainerTunnel={setting}"]));
+        Assert.Equal(expected, options.UsesContainerTunnel(runtime, version));
+    }
 }
 
 /// <summary>Process mode's data folders: kept between runs unless Infra:Reset wipes them.</summary>
@@ -118,41 +167,5 @@ public sealed class ProcessInfrastructureDataTests : IDisposable
     {
         var builder = DistributedApplication.CreateBuilder([$"--Infra:DataRoot={_root}", $"--Infra:Reset={reset}"]);
         _ = new ProcessInfrastructure(builder, InfraOptions.Read(builder));
-    }
-
-    [Fact]
-    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
-    public void An_engine_answers_when_its_server_names_its_version_as_docker_and_podman_both_do()
-    {
-        var folder = Directory.CreateTempSubdirectory("todoscale-engines-").FullName;
-        try
-        {
-            // Podman: `info` has no ServerVersion field (its template fails), `version` names the server.
-            var podman = Fake(folder, "podman",
-                """
-                if [ "$1" = info ]; then echo "Error: template: info:1:2: can't evaluate field ServerVersion" >&2; exit 125; fi
-                [ "$1 $2 $3" = "version --format {{.Server.Version}}" ] && echo 4.3.1
-                """);
-            // A Docker client with no daemon: prints nothing for the server and exits 1.
-            var docker = Fake(folder, "docker", "echo 'Cannot connect to the Docker daemon' >&2; exit 1");
-            var silent = Fake(folder, "silent", "exit 0");
-
-            Assert.True(InfraOptions.EngineAnswers(podman));
-            Assert.False(InfraOptions.EngineAnswers(docker));
-            Assert.False(InfraOptions.EngineAnswers(silent));
-            Assert.False(InfraOptions.EngineAnswers(Path.Combine(folder, "no-such-engine")));
-        }
-        finally
-        {
-            Directory.Delete(folder, recursive: true);
-        }
-
-        static string Fake(string folder, string name, string body)
-        {
-            var path = Path.Combine(folder, name);
-            File.WriteAllText(path, "#!/bin/sh\n" + body.ReplaceLineEndings("\n") + "\n");
-            File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-            return path;
-        }
     }
 }

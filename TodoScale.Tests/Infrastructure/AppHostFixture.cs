@@ -15,7 +15,7 @@ public class AppHostFixture : IAsyncLifetime
 
     public virtual async Task InitializeAsync() => App = await TestApp.StartAsync(DataRoot, Args);
 
-    public async Task DisposeAsync()
+    public virtual async Task DisposeAsync()
     {
         if (App is not null)
         {
@@ -44,4 +44,45 @@ public sealed class CitusAppHostFixture : AppHostFixture
 public sealed class CitusAppHostCollection : ICollectionFixture<CitusAppHostFixture>
 {
     public const string Name = "apphost-citus";
+}
+
+/// <summary>
+/// The whole stack in container mode (--Infra:Mode=container) under the engine that answers (Podman here, with the
+/// images built from images/); its volumes (named after the data root) are removed afterwards.
+/// </summary>
+public sealed class ContainerAppHostFixture : AppHostFixture
+{
+    protected override IEnumerable<string> Args =>
+        ["--Infra:Mode=container", $"--Infra:Grafana={(ContainerEngine.HasGrafana ? "true" : "false")}", $"--ASPIRE_CONTAINER_RUNTIME={ContainerEngine.Runtime}"];
+
+    public override Task InitializeAsync()
+    {
+        if (ContainerEngine.MissingReason is not null)
+        {
+            return Task.CompletedTask;
+        }
+
+        Environment.SetEnvironmentVariable("ASPIRE_CONTAINER_RUNTIME", ContainerEngine.Runtime); // what DCP drives
+        return base.InitializeAsync();
+    }
+
+    public override async Task DisposeAsync()
+    {
+        await base.DisposeAsync();
+        if (ContainerEngine.MissingReason is null)
+        {
+            var prefix = $"todoscale-{TodoScale.AppHost.Infra.ContainerInfrastructure.StackId(DataRoot)}-";
+            var (_, volumes) = ContainerEngine.Run("volume", "ls", "--format", "{{.Name}}");
+            foreach (var volume in volumes.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Where(v => v.StartsWith(prefix, StringComparison.Ordinal)))
+            {
+                ContainerEngine.Run("volume", "rm", "--force", volume);
+            }
+        }
+    }
+}
+
+[CollectionDefinition(Name)]
+public sealed class ContainerAppHostCollection : ICollectionFixture<ContainerAppHostFixture>
+{
+    public const string Name = "apphost-container";
 }

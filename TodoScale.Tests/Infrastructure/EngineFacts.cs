@@ -35,7 +35,9 @@ internal static class EngineSkip
         && attribute.GetNamedArgument<string?>("PostgresOnly") is { Length: > 0 };
 
     public static string? Reason(ITestMethod method) =>
-        method.TestClass.Class.GetCustomAttributes(typeof(NeedsCitusAttribute)).Any() ? CitusCluster.MissingReason : null;
+        method.TestClass.Class.GetCustomAttributes(typeof(NeedsCitusAttribute)).Any() ? CitusCluster.MissingReason
+        : method.TestClass.Class.GetCustomAttributes(typeof(NeedsContainerEngineAttribute)).Any() ? ContainerEngine.MissingReason
+        : null;
 
     public static IXunitTestCase Skipped(IMessageSink sink, ITestFrameworkDiscoveryOptions options, ITestMethod method, string reason) =>
         new XunitSkippedDataRowTestCase(sink, options.MethodDisplayOrDefault(), options.MethodDisplayOptionsOrDefault(), method, reason);

@@ -1,0 +1,70 @@
+using System.Diagnostics;
+using TodoScale.AppHost.Infra;
+
+namespace TodoScale.Tests.Infrastructure;
+
+/// <summary>
+/// On a test class: its tests need a container engine that answers and the images container mode pins (pulled, or
+/// built by `./build.sh test` from images/ where no registry answers). Where either is missing, every
+/// <see cref="EngineFactAttribute"/> test of the class is reported as skipped with the reason, never passed.
+/// </summary>
+[AttributeUsage(AttributeTargets.Class)]
+public sealed class NeedsContainerEngineAttribute : Attribute;
+
+/// <summary>The container engine the container-mode tests drive: the one Aspire's DCP would.</summary>
+public static class ContainerEngine
+{
+    /// <summary>docker or podman: ASPIRE_CONTAINER_RUNTIME, else docker when it answers, else podman when it does.</summary>
+    public static string Runtime { get; } =
+        Environment.GetEnvironmentVariable("ASPIRE_CONTAINER_RUNTIME") is { Length: > 0 } runtime ? runtime
+        : InfraOptions.EngineAnswers("docker") ? "docker"
+        : "podman";
+
+    /// <summary>The images the AppHost pins (Grafana aside: see <see cref="HasGrafana"/>).</summary>
+    public static IReadOnlyList<string> Images { get; } =
+    [
+        $"docker.io/library/postgres:{ContainerInfrastructure.PostgresImageTag}",
+        $"docker.io/library/redis:{ContainerInfrastructure.RedisImageTag}",
+        $"docker.io/{ContainerInfrastructure.PrometheusImage}:{ContainerInfrastructure.PrometheusImageTag}",
+        $"quay.io/{ContainerInfrastructure.PostgresExporterImage}:{ContainerInfrastructure.PostgresExporterImageTag}",
+    ];
+
+    public static string? MissingReason { get; } = FindMissingReason();
+
+    /// <summary>Whether Grafana's image is here (it cannot be built from Debian's packages: images/README.md).</summary>
+    public static bool HasGrafana => MissingReason is null && ImageExists($"docker.io/{ContainerInfrastructure.GrafanaImage}:{ContainerInfrastructure.GrafanaImageTag}");
+
+    private static string? FindMissingReason()
+    {
+        if (!InfraOptions.EngineAnswers(Runtime))
+        {
+            return $"no container engine answers ({Runtime} version --format {{{{.Server.Version}}}} failed): ./build.sh test installs Podman on Debian as root";
+        }
+
+        var missing = Images.Where(image => !ImageExists(image)).ToList();
+        return missing.Count == 0 ? null : $"{Runtime} has not got {string.Join(", ", missing)} (./build.sh test builds them from images/ where no registry answers)";
+    }
+
+    private static bool ImageExists(string image) => Run("image", "inspect", image).Exit == 0;
+
+    /// <summary>Runs the engine's CLI, bounded.</summary>
+    public static (int Exit, string Output) Run(params string[] args)
+    {
+        var start = new ProcessStartInfo(Runtime) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var arg in args)
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        using var process = Process.Start(start)!;
+        var output = process.StandardOutput.ReadToEndAsync();
+        var error = process.StandardError.ReadToEndAsync();
+        if (!process.WaitForExit(TimeSpan.FromMinutes(2)))
+        {
+            process.Kill(entireProcessTree: true);
+            return (-1, $"{Runtime} {string.Join(' ', args)} did not end within 2 minutes");
+        }
+
+        return (process.ExitCode, output.Result + error.Result);
+    }
+}
