@@ -267,7 +267,7 @@ cmd_run() {
     - the Aspire dashboard:  $ASPNETCORE_URLS  (open the "Login to the dashboard" link below)
     - "TodoScale api is ready at ..."         the API (http://localhost:5180)
     - "TodoScale prometheus is ready at ..."  Prometheus
-$( [ "$mode" = container ] && echo '    - "TodoScale grafana is ready at ..."     Grafana' )
+$( [ "$mode" = container ] && [ "${Infra__Grafana:-true}" != false ] && echo '    - "TodoScale grafana is ready at ..."     Grafana' )
   Stop with Ctrl+C.
 EOF
   exec dotnet run --project TodoScale.AppHost -c "${CONFIGURATION:-Debug}" --no-build -- "$@"
@@ -285,9 +285,8 @@ cmd_test() {
   ensure_citus
   # Container mode's tests need an engine and the pinned images: installed (Podman on Debian as root) and built
   # (images/, where no registry answers) here, once. Where neither can be had they are skipped, with the reason.
-  if (ensure_container_engine && ensure_container_images); then
-    export ASPIRE_CONTAINER_RUNTIME=${ASPIRE_CONTAINER_RUNTIME:-$(container_runtime)}
-  else
+  # (The tests find the engine themselves and hand it to their container-mode AppHosts only.)
+  if ! (ensure_container_engine && ensure_container_images); then
     echo "    no container engine here: the container-mode tests will be reported as skipped"
   fi
   build

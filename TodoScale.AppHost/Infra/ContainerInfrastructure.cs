@@ -39,7 +39,7 @@ public sealed class ContainerInfrastructure : Infrastructure
         }
 
         // Aspire's container tunnel (how a container reaches the services on the host) unless the engine cannot run it.
-        UsesTunnel = options.UsesContainerTunnel(InfraOptions.ContainerRuntime, InfraOptions.EngineVersion(InfraOptions.ContainerRuntime));
+        UsesTunnel = options.UsesContainerTunnel(options.ContainerRuntime, InfraOptions.EngineVersion(options.ContainerRuntime));
         if (!UsesTunnel)
         {
             builder.Configuration["ASPIRE_ENABLE_CONTAINER_TUNNEL"] = "false";

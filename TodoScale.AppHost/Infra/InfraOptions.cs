@@ -135,6 +135,7 @@ public sealed class InfraOptions
                 $"Infra:MaxSlotWalKeepSize must be a size such as 4GB or 512MB, or -1 for no limit (was '{options.MaxSlotWalKeepSize}').");
         }
 
+        options.ContainerRuntime = builder.Configuration["ASPIRE_CONTAINER_RUNTIME"] is { Length: > 0 } runtime ? runtime : "docker";
         options.DataRoot = Path.GetFullPath(options.DataRoot ?? Path.Combine(builder.AppHostDirectory, "..", ".data"));
         return options;
     }
@@ -146,11 +147,13 @@ public sealed class InfraOptions
         var explicitMode => explicitMode,
     };
 
-    private static bool ContainerEngineAnswers() => EngineAnswers(ContainerRuntime);
+    private bool ContainerEngineAnswers() => EngineAnswers(ContainerRuntime);
 
-    /// <summary>The engine Aspire's DCP drives: docker unless ASPIRE_CONTAINER_RUNTIME says otherwise (podman).</summary>
-    public static string ContainerRuntime =>
-        Environment.GetEnvironmentVariable("ASPIRE_CONTAINER_RUNTIME") is { Length: > 0 } runtime ? runtime : "docker";
+    /// <summary>
+    /// The engine Aspire's DCP drives: docker unless the configuration's ASPIRE_CONTAINER_RUNTIME (the environment
+    /// variable, or `--ASPIRE_CONTAINER_RUNTIME=podman` on the command line, as DCP reads it) says otherwise.
+    /// </summary>
+    public string ContainerRuntime { get; private set; } = "docker";
 
     /// <summary>
     /// Whether the engine's server answers: `version --format {{.Server.Version}}` prints it on both Docker and

@@ -62,7 +62,8 @@ public sealed class ContainerAppHostFixture : AppHostFixture
             return Task.CompletedTask;
         }
 
-        Environment.SetEnvironmentVariable("ASPIRE_CONTAINER_RUNTIME", ContainerEngine.Runtime); // what DCP drives
+        // The engine reaches DCP as configuration (the Args above), not through this process' environment, which
+        // every other AppHost and program the tests start would inherit.
         return base.InitializeAsync();
     }
 
