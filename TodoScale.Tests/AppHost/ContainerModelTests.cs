@@ -3,6 +3,7 @@ using Aspire.Hosting;
 using Aspire.Hosting.ApplicationModel;
 using Aspire.Hosting.Testing;
 using TodoScale.AppHost.Infra;
+using TodoScale.Testing;
 
 namespace TodoScale.Tests.AppHost;
 
@@ -78,7 +79,7 @@ public sealed class ContainerModelTests : IAsyncLifetime
         // bash itself parses it (a CRLF script fails here with `$'\r': command not found` on its first run).
         var file = Path.Combine(_dataRoot, "replica.sh");
         await File.WriteAllTextAsync(file, script);
-        var (exit, output) = await RunAsync("bash", "-n", file);
+        var (exit, output) = await ProcessRunner.RunAsync(ProcessRunner.StartInfo("bash", ["-n", file]), TimeSpan.FromMinutes(2));
         Assert.True(exit == 0, output);
     }
 
@@ -92,11 +93,11 @@ public sealed class ContainerModelTests : IAsyncLifetime
 
         // No primary on this port: the script's wait ends after REPLICA_WAIT_SECONDS with the reason, exit 1.
         var start = Stopwatch.StartNew();
-        var (exit, output) = await RunAsync("bash", file, environment: new()
-        {
-            ["PRIMARY_HOST"] = "127.0.0.1", ["PRIMARY_PORT"] = "1", ["PGPASSWORD"] = "x", ["REPLICA_WAIT_SECONDS"] = "2",
-            ["PATH"] = Environment.GetEnvironmentVariable("PATH") + ":/usr/lib/postgresql/15/bin",
-        });
+        var (exit, output) = await ProcessRunner.RunAsync(ProcessRunner.StartInfo("bash", [file], environment:
+        [
+            ("PRIMARY_HOST", "127.0.0.1"), ("PRIMARY_PORT", "1"), ("PGPASSWORD", "x"), ("REPLICA_WAIT_SECONDS", "2"),
+            ("PATH", Environment.GetEnvironmentVariable("PATH") + ":/usr/lib/postgresql/15/bin"),
+        ]), TimeSpan.FromMinutes(2)); // a script that never gives up fails here
         Assert.Equal(1, exit);
         Assert.Contains("did not answer within 2 s", output);
         Assert.True(start.Elapsed < TimeSpan.FromSeconds(60), $"gave up only after {start.Elapsed}");
@@ -253,35 +254,4 @@ public sealed class ContainerModelTests : IAsyncLifetime
         IManifestExpressionProvider expression => expression.ValueExpression,
         _ => value.ToString() ?? "",
     };
-
-    private static async Task<(int Exit, string Output)> RunAsync(string program, string argument, string? second = null, Dictionary<string, string>? environment = null)
-    {
-        var start = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true };
-        start.ArgumentList.Add(argument);
-        if (second is not null)
-        {
-            start.ArgumentList.Add(second);
-        }
-
-        foreach (var (name, value) in environment ?? [])
-        {
-            start.Environment[name] = value;
-        }
-
-        using var process = Process.Start(start)!;
-        var output = process.StandardOutput.ReadToEndAsync();
-        var error = process.StandardError.ReadToEndAsync();
-        using var guard = new CancellationTokenSource(TimeSpan.FromMinutes(2)); // a hang guard: a script that never gives up fails here
-        try
-        {
-            await process.WaitForExitAsync(guard.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            Assert.Fail($"{program} {argument} did not end within 2 minutes");
-        }
-
-        return (process.ExitCode, await output + await error);
-    }
 }

@@ -35,15 +35,9 @@ public sealed class ContainerShutdownTests(ITestOutputHelper output)
 
             clock.Restart();
             await first.DisposeAsync();
-            var left = started;
-            while (left.Count > 0 && clock.Elapsed < TimeSpan.FromSeconds(60))
-            {
-                await Task.Delay(250);
-                left = [.. Containers().Intersect(started)];
-            }
-
+            await Progress.UntilAsync(() => !Containers().Intersect(started).Any(),
+                () => $"the stack's containers still there after stop: {string.Join(", ", Containers().Intersect(started))}", TimeSpan.FromSeconds(60));
             output.WriteLine($"stop: the stack's {started.Count} containers gone after {clock.Elapsed.TotalSeconds:0.0} s");
-            Assert.True(left.Count == 0, $"still there {clock.Elapsed} after stop: {string.Join(", ", left)}");
             var (_, kept) = ContainerEngine.Run("volume", "ls", "--format", "{{.Name}}");
             Assert.All(volumes, v => Assert.Contains(v, kept.Split('\n', StringSplitOptions.TrimEntries)));
 

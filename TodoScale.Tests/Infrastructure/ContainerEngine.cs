@@ -1,5 +1,5 @@
-using System.Diagnostics;
 using TodoScale.AppHost.Infra;
+using TodoScale.Testing;
 
 namespace TodoScale.Tests.Infrastructure;
 
@@ -47,24 +47,16 @@ public static class ContainerEngine
 
     private static bool ImageExists(string image) => Run("image", "inspect", image).Exit == 0;
 
-    /// <summary>Runs the engine's CLI, bounded.</summary>
+    /// <summary>Runs the engine's CLI, bounded (a timeout is an exit of -1 with the reason, for the skip reasons).</summary>
     public static (int Exit, string Output) Run(params string[] args)
     {
-        var start = new ProcessStartInfo(Runtime) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var arg in args)
+        try
         {
-            start.ArgumentList.Add(arg);
+            return ProcessRunner.RunAsync(ProcessRunner.StartInfo(Runtime, args), TimeSpan.FromMinutes(2)).GetAwaiter().GetResult();
         }
-
-        using var process = Process.Start(start)!;
-        var output = process.StandardOutput.ReadToEndAsync();
-        var error = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(TimeSpan.FromMinutes(2)))
+        catch (TimeoutException e)
         {
-            process.Kill(entireProcessTree: true);
-            return (-1, $"{Runtime} {string.Join(' ', args)} did not end within 2 minutes");
+            return (-1, e.Message);
         }
-
-        return (process.ExitCode, output.Result + error.Result);
     }
 }
