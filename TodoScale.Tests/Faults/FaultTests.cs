@@ -175,7 +175,10 @@ public sealed class FaultTests(AppHostFixture fixture, ITestOutputHelper output)
         var started = await fixture.App.Services.GetRequiredService<ResourceCommandService>().ExecuteCommandAsync(resource, KnownResourceCommands.StartCommand);
         Assert.True(started.Success, started.Message);
         using var cts = new CancellationTokenSource(Patience);
-        await fixture.App.Services.GetRequiredService<ResourceNotificationService>().WaitForResourceHealthyAsync(resource, cts.Token);
+        // Right after the start command the resource may still show the state its stop left (Exited), which the
+        // default wait reads as "failed to start" (seen on CI: 'prometheus' given up 15 ms after the command, before
+        // its process had started); wait through it, bounded by Patience.
+        await fixture.App.Services.GetRequiredService<ResourceNotificationService>().WaitForResourceHealthyAsync(resource, WaitBehavior.WaitOnResourceUnavailable, cts.Token);
     }
 
     private async Task WaitDownAsync(string resource)
