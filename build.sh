@@ -267,10 +267,13 @@ cmd_run() {
     - the Aspire dashboard:  $ASPNETCORE_URLS  (open the "Login to the dashboard" link below)
     - "TodoScale api is ready at ..."         the API (http://localhost:5180)
     - "TodoScale prometheus is ready at ..."  Prometheus
+    - "TodoScale cache is ready at ..."       Redis (rediss:// where Aspire serves it over TLS)
 $( [ "$mode" = container ] && [ "${Infra__Grafana:-true}" != false ] && echo '    - "TodoScale grafana is ready at ..."     Grafana' )
   Stop with Ctrl+C.
 EOF
-  exec dotnet run --project TodoScale.AppHost -c "${CONFIGURATION:-Debug}" --no-build -- "$@"
+  # --no-launch-profile: the settings above (each overridable), not launchSettings.json's, which are for
+  # `dotnet run --project TodoScale.AppHost [--launch-profile http]` and IDEs.
+  exec dotnet run --project TodoScale.AppHost -c "${CONFIGURATION:-Debug}" --no-build --no-launch-profile -- "$@"
 }
 
 cmd_test() {

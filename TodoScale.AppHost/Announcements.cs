@@ -5,16 +5,21 @@ namespace TodoScale.AppHost;
 
 internal static class Announcements
 {
-    /// <summary>Logs where each user-facing endpoint is once its resource is ready (./build.sh run shows it).</summary>
-    public static void AnnounceWhenReady(this IDistributedApplicationBuilder builder, params IResourceBuilder<IResourceWithEndpoints>[] resources)
+    /// <summary>
+    /// Logs where each user-facing endpoint is once its resource is ready (./build.sh run shows it): a service's
+    /// http endpoint, a server's tcp one (Redis: rediss:// when Aspire serves it over TLS with the developer
+    /// certificate, tcp:// otherwise).
+    /// </summary>
+    public static void AnnounceWhenReady(this IDistributedApplicationBuilder builder, params IResourceWithEndpoints[] resources)
     {
         foreach (var resource in resources)
         {
-            builder.Eventing.Subscribe<ResourceReadyEvent>(resource.Resource, (@event, _) =>
+            builder.Eventing.Subscribe<ResourceReadyEvent>(resource, (@event, _) =>
             {
-                var endpoint = resource.GetEndpoint("http");
+                var names = resource.Annotations.OfType<EndpointAnnotation>().Select(e => e.Name).ToList();
+                var endpoint = resource.GetEndpoint(names.Contains("http") ? "http" : names[0]);
                 @event.Services.GetRequiredService<ILoggerFactory>().CreateLogger("TodoScale")
-                    .LogInformation("TodoScale {Resource} is ready at {Url}", resource.Resource.Name, endpoint.Url);
+                    .LogInformation("TodoScale {Resource} is ready at {Url}", resource.Name, endpoint.Url);
                 return Task.CompletedTask;
             });
         }

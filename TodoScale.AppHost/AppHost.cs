@@ -2,6 +2,11 @@ using TodoScale.AppHost;
 using TodoScale.AppHost.Infra;
 
 var builder = DistributedApplication.CreateBuilder(args);
+if (DeveloperCertificate.MissingFor(builder.Configuration) is { } missing)
+{
+    Console.Error.WriteLine(missing);
+    return 1;
+}
 
 // Containers where a Docker/Podman engine answers, local processes otherwise (--Infra:Mode=auto|container|process).
 // Both give the services the same connection strings: todos, todos-replica, cache.
@@ -51,6 +56,7 @@ var archiver = builder.AddProject<Projects.TodoScale_Archiver>("archiver")
 
 var prometheus = infra.AddMonitoring(api, archiver);
 
-builder.AnnounceWhenReady(api, prometheus);
+builder.AnnounceWhenReady(api.Resource, prometheus.Resource, (IResourceWithEndpoints)infra.CacheServer.Resource);
 
 builder.Build().Run();
+return 0;

@@ -20,6 +20,13 @@ public static class TestApp
     public const string Migrate = "migrate";
 
     /// <summary>
+    /// The AppHost's own settings in every test: the Production environment whatever launch profile comes first in
+    /// TodoScale.AppHost/Properties/launchSettings.json (Aspire.Hosting.Testing adopts that profile's environment
+    /// variables, which make it Development: a developer's user secrets and second-by-second telemetry exports).
+    /// </summary>
+    public static readonly string[] HostSettings = ["--environment=Production"];
+
+    /// <summary>
     /// Starts the AppHost on <paramref name="dataRoot"/>. <paramref name="args"/> are added to (and override) the
     /// test settings; <paramref name="configure"/> may change resources before the build (the benchmark uses both).
     /// </summary>
@@ -30,6 +37,7 @@ public static class TestApp
         var builder = await DistributedApplicationTestingBuilder.CreateAsync<Projects.TodoScale_AppHost>(
         [
             "--Infra:Mode=process",
+            .. HostSettings,
             $"--Infra:DataRoot={dataRoot}",
             "--Infra:ScrapeInterval=1s",
             "--Infra:AlertFor=2s", // every alert's `for`, so the end-to-end alert test sees one fire in seconds

@@ -182,7 +182,7 @@ public sealed class ContainerInfrastructure : Infrastructure
             .WithHttpEndpoint(name: "http", targetPort: 3000)
             .WithHttpHealthCheck("/api/health")
             .WaitFor(prometheus);
-        Builder.AnnounceWhenReady(grafana);
+        Builder.AnnounceWhenReady(grafana.Resource);
 
         return prometheus;
     }

@@ -195,7 +195,7 @@ public sealed class ContainerModelTests : IAsyncLifetime
     private async Task<List<IResource>> ModelAsync(string[] args, string? dataRoot = null)
     {
         var builder = await DistributedApplicationTestingBuilder.CreateAsync<Projects.TodoScale_AppHost>(
-            ["--Infra:Mode=container", $"--Infra:DataRoot={dataRoot ?? _dataRoot}", .. args]);
+            ["--Infra:Mode=container", .. TestApp.HostSettings, $"--Infra:DataRoot={dataRoot ?? _dataRoot}", .. args]);
         return [.. builder.Resources];
     }
 

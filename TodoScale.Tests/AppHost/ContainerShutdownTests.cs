@@ -52,11 +52,7 @@ public sealed class ContainerShutdownTests(ITestOutputHelper output)
         }
         finally
         {
-            foreach (var volume in volumes)
-            {
-                ContainerEngine.Run("volume", "rm", "--force", volume);
-            }
-
+            ContainerEngine.RemoveVolumes(dataRoot);
             Directory.Delete(dataRoot, recursive: true);
         }
     }

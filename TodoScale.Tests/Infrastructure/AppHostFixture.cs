@@ -72,12 +72,7 @@ public sealed class ContainerAppHostFixture : AppHostFixture
         await base.DisposeAsync();
         if (ContainerEngine.MissingReason is null)
         {
-            var prefix = $"todoscale-{TodoScale.AppHost.Infra.ContainerInfrastructure.StackId(DataRoot)}-";
-            var (_, volumes) = ContainerEngine.Run("volume", "ls", "--format", "{{.Name}}");
-            foreach (var volume in volumes.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Where(v => v.StartsWith(prefix, StringComparison.Ordinal)))
-            {
-                ContainerEngine.Run("volume", "rm", "--force", volume);
-            }
+            ContainerEngine.RemoveVolumes(DataRoot);
         }
     }
 }

@@ -59,4 +59,15 @@ public static class ContainerEngine
             return (-1, e.Message);
         }
     }
+
+    /// <summary>Removes the volumes container mode made for the stack on <paramref name="dataRoot"/> (todoscale-&lt;stack id&gt;-*).</summary>
+    public static void RemoveVolumes(string dataRoot)
+    {
+        var prefix = $"todoscale-{TodoScale.AppHost.Infra.ContainerInfrastructure.StackId(dataRoot)}-";
+        var (_, volumes) = Run("volume", "ls", "--format", "{{.Name}}");
+        foreach (var volume in volumes.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Where(v => v.StartsWith(prefix, StringComparison.Ordinal)))
+        {
+            Run("volume", "rm", "--force", volume);
+        }
+    }
 }
