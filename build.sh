@@ -244,14 +244,22 @@ cmd_run() {
   ensure_dotnet
   local mode
   mode=$(infra_mode "$@")
-  [ "$mode" = process ] && ensure_local_servers
+  local citus=false
+  case " $* ${Infra__Database:-} " in *"--Infra:Database=citus"*|*" citus "*) citus=true ;; esac
+  if [ "$mode" = process ]; then
+    ensure_local_servers
+    [ "$citus" = true ] && ensure_citus
+  fi
   if [ "$mode" = container ]; then
     ensure_container_engine
     ASPIRE_CONTAINER_RUNTIME=$(container_runtime)
     export ASPIRE_CONTAINER_RUNTIME # the engine DCP drives: the one that answered
-    ensure_container_images
+    if [ "$citus" = true ]; then
+      ensure_container_images citus # every PostgreSQL container runs citusdata/citus
+    else
+      ensure_container_images
+    fi
   fi
-  case " $* ${Infra__Database:-} " in *"--Infra:Database=citus"*|*" citus "*) ensure_citus ;; esac
   build
 
   # A plain-http, headless dashboard: works with no developer certificate and no browser.
@@ -289,7 +297,7 @@ cmd_test() {
   # Container mode's tests need an engine and the pinned images: installed (Podman on Debian as root) and built
   # (images/, where no registry answers) here, once. Where neither can be had they are skipped, with the reason.
   # (The tests find the engine themselves and hand it to their container-mode AppHosts only.)
-  if ! (ensure_container_engine && ensure_container_images); then
+  if ! (ensure_container_engine && ensure_container_images citus); then
     echo "    no container engine here: the container-mode tests will be reported as skipped"
   fi
   build

@@ -15,6 +15,10 @@ public sealed class ContainerInfrastructure : Infrastructure
     public const string PostgresExporterImage = "prometheuscommunity/postgres-exporter";
     public const string PostgresExporterImageTag = "v0.11.1";
 
+    /// <summary>With --Infra:Database=citus every PostgreSQL container (coordinator, standby, workers): Citus 13.0 on PostgreSQL 15.</summary>
+    public const string CitusImage = "citusdata/citus";
+    public const string CitusImageTag = "13.0";
+
     private const string PrimaryServer = "postgres";
 
     /// <summary>Where the Prometheus container finds the prometheus.yml the AppHost generates for it.</summary>
@@ -27,16 +31,14 @@ public sealed class ContainerInfrastructure : Infrastructure
     public bool UsesTunnel { get; }
 
     private readonly IResourceBuilder<PostgresServerResource> _server;
-    private readonly IResourceBuilder<PostgresReplicaContainerResource> _replica;
+    private readonly IResourceBuilder<PostgresContainerResource> _replica;
+
+    /// <summary>The Citus workers (empty on PostgreSQL).</summary>
+    public IReadOnlyList<IResourceBuilder<PostgresContainerResource>> Workers { get; } = [];
 
     public ContainerInfrastructure(IDistributedApplicationBuilder builder, InfraOptions options) : base(builder, options)
     {
-        if (options.Database == DatabaseEngine.Citus)
-        {
-            throw new InvalidOperationException(
-                "Infra:Database=citus runs in process mode only for now (--Infra:Mode=process); the citusdata/citus container " +
-                "cluster comes with container mode's own work (issue 25).");
-        }
+        var citus = options.Database == DatabaseEngine.Citus;
 
         // Aspire's container tunnel (how a container reaches the services on the host) unless the engine cannot run it.
         UsesTunnel = options.UsesContainerTunnel(options.ContainerRuntime, InfraOptions.EngineVersion(options.ContainerRuntime));
@@ -49,20 +51,24 @@ public sealed class ContainerInfrastructure : Infrastructure
         var password = builder.AddParameter("postgres-password", KeptSecret("postgres.password"), secret: true);
         var settings = ServerSettings(options);
         var initDirectory = Path.Combine(builder.AppHostDirectory, "Infra", "container-init");
+        // On Citus the primary is the coordinator and the replica its hot standby (README, "TodoScale on Citus"), the
+        // volumes named as process mode names its folders.
         var server = builder.AddPostgres(PrimaryServer, password: password)
             .WithImageTag(PostgresImageTag)
-            .WithDataVolume(VolumeName("postgres-primary"))
+            .WithDataVolume(VolumeName(citus ? "citus-coordinator" : "postgres-primary"))
             .WithInitFiles(initDirectory) // lets the replica connect for replication
             .WithContainerRuntimeArgs($"--shm-size={ShmSize}")
             .WithArgs([.. settings.SelectMany(setting => new[] { "-c", setting })]);
+        if (citus)
+        {
+            // The Citus image's way for the nodes to log in to each other: the server keeps PGPASSWORD, which its
+            // entrypoint, unlike postgres', does not unset (libpq inside the server reads it).
+            server.WithImage(CitusImage, CitusImageTag).WithImageRegistry("docker.io").WithEnvironment("PGPASSWORD", password);
+        }
+
         var todos = server.AddDatabase(Todos, DatabaseName);
 
-        var replica = builder.AddResource(new PostgresReplicaContainerResource(TodosReplica, password.Resource))
-            .WithImage("library/postgres", PostgresImageTag)
-            .WithImageRegistry("docker.io")
-            .WithEndpoint(name: PostgresReplicaContainerResource.EndpointName, targetPort: 5432, scheme: "tcp")
-            .WithVolume(VolumeName("postgres-replica"), "/var/lib/postgresql/data")
-            .WithContainerRuntimeArgs($"--shm-size={ShmSize}")
+        var replica = AddServerContainer(TodosReplica, password, citus ? "citus-coordinator-standby" : "postgres-replica")
             .WithEnvironment("PRIMARY_HOST", PrimaryServer)
             .WithEnvironment("PRIMARY_PORT", "5432")
             .WithEnvironment("PGPASSWORD", password)
@@ -71,6 +77,34 @@ public sealed class ContainerInfrastructure : Infrastructure
             .WithArgs("-c", ReplicaScript(builder.AppHostDirectory))
             .WaitFor(todos)
             .WithPostgresHealthCheck();
+
+        if (citus)
+        {
+            // Workers made as the official image's compose file makes them, the database created (and the extension
+            // in it) by the image's init; citus.sh, in a container of the same image, forms the cluster by the names
+            // the nodes have on the engine's network.
+            var workers = Enumerable.Range(1, options.CitusWorkers).Select(i =>
+                AddServerContainer($"citus-worker-{i}", password, $"citus-worker-{i}")
+                    .WithEnvironment("POSTGRES_PASSWORD", password)
+                    .WithEnvironment("POSTGRES_DB", DatabaseName)
+                    .WithEnvironment("PGPASSWORD", password)
+                    .WithArgs([.. settings.SelectMany(setting => new[] { "-c", setting })])
+                    .WithPostgresHealthCheck()).ToList();
+            var cluster = builder.AddContainer(ProcessInfrastructure.CitusCluster, CitusImage, CitusImageTag)
+                .WithImageRegistry("docker.io")
+                .WithEnvironment("POSTGRES_PASSWORD", password)
+                .WithEntrypoint("bash")
+                .WithArgs(["-c", Script(builder.AppHostDirectory, "citus.sh"), "citus.sh", DatabaseName, $"{PrimaryServer}:5432",
+                    .. workers.Select(w => $"{w.Resource.Name}:5432")])
+                .WaitFor(todos);
+            foreach (var worker in workers)
+            {
+                cluster.WaitFor(worker);
+            }
+
+            Workers = workers;
+            ClusterSetup = cluster;
+        }
 
         var redisPassword = builder.AddParameter("redis-password", KeptSecret("redis.password"), secret: true);
         var cache = builder.AddRedis(Cache, password: redisPassword).WithImageTag(RedisImageTag);
@@ -84,19 +118,42 @@ public sealed class ContainerInfrastructure : Infrastructure
 
     /// <summary>
     /// The servers' settings, the same as process mode's postgres.sh gives both of its servers: its connection
-    /// limit, the replica slot's WAL bound and Infra:PostgresSettings (checked words, name=value).
+    /// limit, the replica slot's WAL bound and Infra:PostgresSettings (checked words, name=value). On Citus also what
+    /// postgres.sh gives a Citus node: logical WAL (the online rebalancer), no SSL between the nodes and room for
+    /// Citus' background workers (a standby needs at least its primary's max_worker_processes).
     /// </summary>
     public static IReadOnlyList<string> ServerSettings(InfraOptions options) =>
     [
         "max_connections=200",
         "max_wal_senders=10",
         $"max_slot_wal_keep_size={options.MaxSlotWalKeepSize}",
+        .. options.Database == DatabaseEngine.Citus
+            ? new[] { "wal_level=logical", "citus.node_conninfo=sslmode=disable", "max_worker_processes=32" }
+            : [],
         .. options.PostgresSettingsArgument().Split(' ', StringSplitOptions.RemoveEmptyEntries),
     ];
 
     /// <summary>The replica's entrypoint script (Infra/container-replica.sh), with LF line ends whatever the checkout did.</summary>
-    public static string ReplicaScript(string appHostDirectory) =>
-        File.ReadAllText(Path.Combine(appHostDirectory, "Infra", "container-replica.sh")).ReplaceLineEndings("\n");
+    public static string ReplicaScript(string appHostDirectory) => Script(appHostDirectory, "container-replica.sh");
+
+    /// <summary>A script of Infra/, handed to a container as `bash -c` text, with LF line ends whatever the checkout did.</summary>
+    public static string Script(string appHostDirectory, string name) =>
+        File.ReadAllText(Path.Combine(appHostDirectory, "Infra", name)).ReplaceLineEndings("\n");
+
+    /// <summary>
+    /// A PostgreSQL container of this stack besides Aspire's primary (the standby, a Citus worker): the primary's image,
+    /// its data in a volume of its own, the same shared memory.
+    /// </summary>
+    private IResourceBuilder<PostgresContainerResource> AddServerContainer(string name, IResourceBuilder<ParameterResource> password, string volume)
+    {
+        var citus = Options.Database == DatabaseEngine.Citus;
+        return Builder.AddResource(new PostgresContainerResource(name, password.Resource))
+            .WithImage(citus ? CitusImage : "library/postgres", citus ? CitusImageTag : PostgresImageTag)
+            .WithImageRegistry("docker.io")
+            .WithEndpoint(name: PostgresContainerResource.EndpointName, targetPort: 5432, scheme: "tcp")
+            .WithVolume(VolumeName(volume), "/var/lib/postgresql/data")
+            .WithContainerRuntimeArgs($"--shm-size={ShmSize}");
+    }
 
     /// <summary>
     /// A volume of this stack: named after its data root, so two stacks on one machine (a developer's and a test's)
@@ -205,8 +262,8 @@ public sealed class ContainerInfrastructure : Infrastructure
     }
 }
 
-/// <summary>A PostgreSQL hot standby container that clones the primary and streams from it.</summary>
-public sealed class PostgresReplicaContainerResource(string name, ParameterResource password)
+/// <summary>A PostgreSQL container beside Aspire's primary: its hot standby, or a Citus worker.</summary>
+public sealed class PostgresContainerResource(string name, ParameterResource password)
     : ContainerResource(name), IResourceWithConnectionString
 {
     public const string EndpointName = "tcp";

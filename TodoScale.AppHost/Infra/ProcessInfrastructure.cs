@@ -48,10 +48,10 @@ public sealed class ProcessInfrastructure : Infrastructure
                 {
                     context.Args.Add(Path.Combine(builder.AppHostDirectory, "Infra", "citus.sh"));
                     context.Args.Add(DatabaseName);
-                    context.Args.Add(primary.Resource.Endpoint.Property(EndpointProperty.Port));
+                    context.Args.Add(ReferenceExpression.Create($"127.0.0.1:{primary.Resource.Endpoint.Property(EndpointProperty.Port)}"));
                     foreach (var worker in workers)
                     {
-                        context.Args.Add(worker.Resource.Endpoint.Property(EndpointProperty.Port));
+                        context.Args.Add(ReferenceExpression.Create($"127.0.0.1:{worker.Resource.Endpoint.Property(EndpointProperty.Port)}"));
                     }
                 })
                 .WaitFor(primary);

@@ -64,6 +64,51 @@ public sealed class ContainerModelTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task On_citus_every_server_is_a_citus_node_and_a_container_of_the_image_forms_the_cluster_by_name()
+    {
+        var resources = await ModelAsync(["--Infra:Database=citus", "--Infra:CitusWorkers=3"]);
+        var citus = $"docker.io/{ContainerInfrastructure.CitusImage}:{ContainerInfrastructure.CitusImageTag}";
+        string[] servers = ["postgres", "todos-replica", "citus-worker-1", "citus-worker-2", "citus-worker-3"];
+        foreach (var server in servers)
+        {
+            Assert.Equal(citus, Image(resources, server));
+        }
+
+        // The nodes log in to each other with the superuser's password the server keeps (PGPASSWORD), run as process
+        // mode's Citus nodes do, and the standby with the coordinator's settings (hot standby needs max_worker_processes
+        // at least the primary's).
+        foreach (var node in new[] { "postgres", "citus-worker-1" })
+        {
+            var args = await ArgsAsync(Single(resources, node));
+            foreach (var setting in new[] { "wal_level=logical", "citus.node_conninfo=sslmode=disable", "max_worker_processes=32", "max_connections=200" })
+            {
+                var at = args.IndexOf(setting);
+                Assert.True(at > 0 && args[at - 1] == "-c", $"{node} is not started with -c {setting}: {string.Join(' ', args)}");
+            }
+
+            Assert.True((await EnvironmentAsync(Single(resources, node))).ContainsKey("PGPASSWORD"), $"{node} has no PGPASSWORD");
+        }
+
+        Assert.Contains("wal_level=logical", (await EnvironmentAsync(Single(resources, "todos-replica")))["POSTGRES_SETTINGS"]);
+        Assert.Equal("todos", (await EnvironmentAsync(Single(resources, "citus-worker-2")))["POSTGRES_DB"]);
+
+        // citus.sh in a container of the image, given the nodes by their names on the engine's network.
+        var cluster = Single(resources, "citus-cluster");
+        Assert.Equal(citus, Image(resources, "citus-cluster"));
+        var clusterArgs = await ArgsAsync(cluster);
+        Assert.Equal("bash", cluster.Entrypoint);
+        Assert.Equal(["todos", "postgres:5432", "citus-worker-1:5432", "citus-worker-2:5432", "citus-worker-3:5432"], clusterArgs[3..]);
+        Assert.DoesNotContain('\r', clusterArgs[1]);
+        Assert.Contains("citus_add_node", clusterArgs[1]);
+
+        // The volumes named as process mode names its folders.
+        var prefix = $"todoscale-{ContainerInfrastructure.StackId(_dataRoot)}-";
+        Assert.Equal(
+            [.. new[] { "citus-coordinator", "citus-coordinator-standby", "citus-worker-1", "citus-worker-2", "citus-worker-3", "prometheus" }.Select(v => prefix + v)],
+            Volumes(resources));
+    }
+
+    [Fact]
     public async Task The_replica_script_is_lf_only_valid_bash_bounded_and_refuses_a_folder_from_another_cluster()
     {
         var replica = Single(await ModelAsync([]), "todos-replica");

@@ -9,7 +9,11 @@ namespace TodoScale.Tests.Infrastructure;
 /// <see cref="EngineFactAttribute"/> test of the class is reported as skipped with the reason, never passed.
 /// </summary>
 [AttributeUsage(AttributeTargets.Class)]
-public sealed class NeedsContainerEngineAttribute : Attribute;
+public sealed class NeedsContainerEngineAttribute : Attribute
+{
+    /// <summary>The class runs the stack on Citus (--Infra:Database=citus): the citusdata/citus image is needed too.</summary>
+    public bool Citus { get; init; }
+}
 
 /// <summary>The container engine the container-mode tests drive: the one Aspire's DCP would.</summary>
 public static class ContainerEngine
@@ -30,6 +34,12 @@ public static class ContainerEngine
     ];
 
     public static string? MissingReason { get; } = FindMissingReason();
+
+    /// <summary>Why container mode on Citus cannot run here, or null: the engine, the images and citusdata/citus.</summary>
+    public static string? CitusMissingReason { get; } = MissingReason
+        ?? (ImageExists(CitusImage) ? null : $"{Runtime} has not got {CitusImage} (./build.sh test builds it from images/ where no registry answers)");
+
+    public static string CitusImage => $"docker.io/{ContainerInfrastructure.CitusImage}:{ContainerInfrastructure.CitusImageTag}";
 
     /// <summary>Whether Grafana's image is here (it cannot be built from Debian's packages: images/README.md).</summary>
     public static bool HasGrafana => MissingReason is null && ImageExists($"docker.io/{ContainerInfrastructure.GrafanaImage}:{ContainerInfrastructure.GrafanaImageTag}");

@@ -36,7 +36,8 @@ internal static class EngineSkip
 
     public static string? Reason(ITestMethod method) =>
         method.TestClass.Class.GetCustomAttributes(typeof(NeedsCitusAttribute)).Any() ? CitusCluster.MissingReason
-        : method.TestClass.Class.GetCustomAttributes(typeof(NeedsContainerEngineAttribute)).Any() ? ContainerEngine.MissingReason
+        : method.TestClass.Class.GetCustomAttributes(typeof(NeedsContainerEngineAttribute)).FirstOrDefault() is { } container
+            ? container.GetNamedArgument<bool>(nameof(NeedsContainerEngineAttribute.Citus)) ? ContainerEngine.CitusMissingReason : ContainerEngine.MissingReason
         : null;
 
     public static IXunitTestCase Skipped(IMessageSink sink, ITestFrameworkDiscoveryOptions options, ITestMethod method, string reason) =>
