@@ -141,6 +141,7 @@ ensure_local_servers() {
   command -v redis-server >/dev/null || missing+=(redis-server)
   command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
   command -v prometheus-postgres-exporter >/dev/null || missing+=(prometheus-postgres-exporter)
+  command -v pgbackrest >/dev/null || missing+=(pgbackrest) # backups and point-in-time recovery of the primary
   command -v setpriv >/dev/null || missing+=(util-linux)
   command -v wrk >/dev/null || missing+=(wrk) # the benchmark's HTTP load generator (its tiny run is a test)
   faketime_library >/dev/null || missing+=(faketime) # libfaketime: the tests that cross midnight, and test --at

@@ -54,6 +54,12 @@ var archiver = builder.AddProject<Projects.TodoScale_Archiver>("archiver")
         IconName = "Archive",
     });
 
+if (infra.BackupConfig is { } backupConfig)
+{
+    // The archiver takes the backups (on its schedule and by `backup run`) once WAL archiving has been checked.
+    archiver.WithEnvironment("Backup__Config", backupConfig).WaitForCompletion(infra.BackupSetup!);
+}
+
 var prometheus = infra.AddMonitoring(api, archiver);
 
 builder.AnnounceWhenReady(api.Resource, prometheus.Resource, (IResourceWithEndpoints)infra.CacheServer.Resource);

@@ -30,6 +30,15 @@ public abstract class Infrastructure(IDistributedApplicationBuilder builder, Inf
     /// </summary>
     public IResourceBuilder<IResource>? ClusterSetup { get; protected init; }
 
+    /// <summary>
+    /// pgBackRest's configuration file for the primary (process mode on PostgreSQL), handed to the archiver, which
+    /// takes the backups; null where backups are not offered (container mode, Citus: README, "Backups").
+    /// </summary>
+    public string? BackupConfig { get; protected init; }
+
+    /// <summary>What readies the backups (stanza, WAL archiving checked) before the archiver starts; null without backups.</summary>
+    public IResourceBuilder<IResource>? BackupSetup { get; protected init; }
+
     /// <summary>Redis, behind `cache`.</summary>
     public IResourceBuilder<IResourceWithConnectionString> CacheServer { get; protected init; } = null!;
 

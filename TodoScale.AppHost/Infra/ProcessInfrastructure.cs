@@ -11,6 +11,7 @@ public sealed class ProcessInfrastructure : Infrastructure
     public const string PostgresExporter = "postgres-exporter";
     public const string PostgresExporterReplica = "postgres-exporter-replica";
     public const string CitusCluster = "citus-cluster";
+    public const string BackupSetupName = "backup-setup";
 
     /// <summary>The Citus workers (empty on PostgreSQL).</summary>
     public IReadOnlyList<IResourceBuilder<PostgresProcessResource>> Workers { get; } = [];
@@ -62,6 +63,24 @@ public sealed class ProcessInfrastructure : Infrastructure
 
             Workers = workers;
             ClusterSetup = cluster;
+        }
+        else
+        {
+            // Backups and point-in-time recovery with pgBackRest: every WAL segment of the primary archived to the
+            // repository under the data root; the archiver takes the full and differential backups.
+            var config = PgBackRestConfig.Write(_dataRoot, Path.Combine(_dataRoot, "postgres-primary"));
+            primary
+                .WithEnvironment("PGBACKREST_CONFIG", config)
+                .WithEnvironment("SOCKET_DIR", PgBackRestConfig.SocketDirectory(_dataRoot));
+            BackupConfig = config;
+            BackupSetup = builder.AddExecutable(BackupSetupName, "bash", _dataRoot)
+                .WithArgs(context =>
+                {
+                    context.Args.Add(Path.Combine(builder.AppHostDirectory, "Infra", "pgbackrest.sh"));
+                    context.Args.Add(config);
+                    context.Args.Add(primary.Resource.Endpoint.Property(EndpointProperty.Port));
+                })
+                .WaitFor(primary);
         }
 
         var redisDir = Path.Combine(_dataRoot, "redis");
@@ -256,6 +275,7 @@ public sealed class ProcessInfrastructure : Infrastructure
             .. OnPath("redis-server") ? Array.Empty<string>() : ["redis-server"],
             .. OnPath("prometheus") ? Array.Empty<string>() : ["prometheus"],
             .. OnPath("prometheus-postgres-exporter") ? Array.Empty<string>() : ["prometheus-postgres-exporter"],
+            .. database == DatabaseEngine.Citus || OnPath("pgbackrest") ? Array.Empty<string>() : ["pgbackrest"],
         ];
         if (missing.Length > 0)
         {

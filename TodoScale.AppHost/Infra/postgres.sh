@@ -4,6 +4,7 @@
 #   postgres.sh primary <data-dir> <port> <database>
 #   postgres.sh replica <data-dir> <port> <primary-port>
 #
+# PGBACKREST_CONFIG, SOCKET_DIR (a primary): WAL archived to pgBackRest's repository (below).
 # CITUS=on (--Infra:Database=citus): the server is a Citus node (citus preloaded, logical WAL for the online
 # rebalancer, no SSL between nodes), and it authenticates to the other nodes as postgres with the password file.
 # A primary is then the coordinator or a worker (both made the same way), a replica the coordinator's hot standby.
@@ -111,6 +112,21 @@ if [ "${CITUS:-off}" = on ]; then
   wal_level=logical
   extra+=(-c shared_preload_libraries=citus -c citus.node_conninfo=sslmode=disable -c max_worker_processes=32)
   export PGPASSFILE=$passfile # libpq inside the server (Citus' connections to the other nodes)
+fi
+
+# PGBACKREST_CONFIG (a primary of process mode on PostgreSQL): every finished WAL segment is pushed to pgBackRest's
+# repository (stanza todos), at the latest archive_timeout after a write, and the server listens on a socket in
+# SOCKET_DIR too (pgBackRest reaches a local server only through its socket). The folders pgBackRest writes are made
+# here, the server's user owning them.
+if [ -n "${PGBACKREST_CONFIG:-}" ] && [ "$role" = primary ]; then
+  : "${SOCKET_DIR:?SOCKET_DIR must be set with PGBACKREST_CONFIG}"
+  for dir in "$SOCKET_DIR" $(awk -F= '/^(repo1-path|log-path|lock-path|spool-path)=/ {print $2}' "$PGBACKREST_CONFIG"); do
+    mkdir -p "$dir"
+    [ "$(id -u)" = 0 ] && chown postgres:postgres "$dir"
+  done
+  chmod 700 "$SOCKET_DIR"
+  extra+=(-c archive_mode=on -c archive_timeout=60 -c "unix_socket_directories=$SOCKET_DIR"
+          -c "archive_command=pgbackrest --config=$PGBACKREST_CONFIG --stanza=todos archive-push %p")
 fi
 
 # Infra:PostgresSettings, as name=value words (checked by the AppHost), for both servers.

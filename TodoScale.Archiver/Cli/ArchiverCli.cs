@@ -16,6 +16,7 @@ public static class ArchiverCli
             ArchiveCommand.Create(),
             MaintainCommand.Create(),
             ColdCommand.Create(),
+            BackupCommand.Create(),
             PartitionsCommand.Create(),
             LegacyCommand.Create(),
         };

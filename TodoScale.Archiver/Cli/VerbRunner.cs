@@ -22,7 +22,7 @@ internal static class VerbRunner
             AnsiConsole.MarkupLineInterpolated($"[red]{verb}: {ex.Message}[/]");
             return ex.ExitCode;
         }
-        catch (Exception ex) when (ex is ColdStorageException or NpgsqlException or TimeoutException or IOException or InvalidDataException)
+        catch (Exception ex) when (ex is ColdStorageException or Backups.BackupException or NpgsqlException or TimeoutException or IOException or InvalidDataException)
         {
             AnsiConsole.MarkupLineInterpolated($"[red]{verb} failed: {Failures.Describe(ex)}[/]");
             return ExitCodes.Failure;
