@@ -34,6 +34,12 @@ public sealed class PgBackRest(BackupOptions options, int port)
 {
     public BackupOptions Options { get; } = options;
 
+    /// <summary>pgBackRest's exit code when another process holds the stanza's lock (ERROR [050]).</summary>
+    public const int LockHeld = 50;
+
+    /// <summary>How long a backup waits for one already running before it fails.</summary>
+    public static readonly TimeSpan LockWait = TimeSpan.FromMinutes(30);
+
     /// <summary>For the primary behind <paramref name="connectionString"/>; refused clearly when backups are not set up.</summary>
     public static PgBackRest For(BackupOptions options, string connectionString)
     {
@@ -51,12 +57,38 @@ public sealed class PgBackRest(BackupOptions options, int port)
     /// <summary>The data folder of the cluster the configuration backs up (pg1-path).</summary>
     public string DataFolder => ConfigValue("pg1-path") ?? throw new BackupException($"{Options.ConfigFullPath} names no pg1-path");
 
+    /// <summary>The repository (pg1's repo1-path) on disk: backups and archived WAL, in bytes.</summary>
+    public long RepositoryBytes()
+    {
+        var repository = ConfigValue("repo1-path");
+        return repository is null || !Directory.Exists(repository)
+            ? 0
+            : Directory.EnumerateFiles(repository, "*", new EnumerationOptions { RecurseSubdirectories = true, IgnoreInaccessible = true })
+                .Sum(f => new FileInfo(f).Length);
+    }
+
     /// <summary>A full, differential or incremental backup, then expiry by the retention settings; returns it.</summary>
     public async Task<BackupSet> BackupAsync(string type, Action<string>? progress, CancellationToken cancellationToken)
     {
-        var (exit, output) = await RunAsync(
-            ["backup", $"--type={type}", $"--repo1-retention-full={Options.RetentionFull}", $"--repo1-retention-diff={Options.RetentionDiff}"],
-            info: true, progress, cancellationToken);
+        // One backup at a time (pgBackRest's lock): one asked for while another runs (the worker's scheduled one, an
+        // operator's) waits for it, up to LockWait.
+        var waited = Stopwatch.StartNew();
+        int exit;
+        string output;
+        while (true)
+        {
+            (exit, output) = await RunAsync(
+                ["backup", $"--type={type}", $"--repo1-retention-full={Options.RetentionFull}", $"--repo1-retention-diff={Options.RetentionDiff}"],
+                info: true, progress, cancellationToken);
+            if (exit != LockHeld || waited.Elapsed > LockWait)
+            {
+                break;
+            }
+
+            progress?.Invoke("another backup is running (pgBackRest's lock): waiting for it to finish");
+            await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken);
+        }
+
         if (exit != 0)
         {
             throw new BackupException($"pgbackrest backup exited {exit}: {Errors(output)}");

@@ -25,6 +25,18 @@ public sealed class BackupOptions : IValidatableObject
     [Range(1, 1000)]
     public int RetentionDiff { get; set; } = 7;
 
+    /// <summary>`serve` takes a full backup when the newest full is this old (or there is none): weekly.</summary>
+    public TimeSpan FullEvery { get; set; } = TimeSpan.FromDays(7);
+
+    /// <summary>`serve` takes a differential backup when the newest backup of any type is this old: daily.</summary>
+    public TimeSpan DiffEvery { get; set; } = TimeSpan.FromDays(1);
+
+    /// <summary>How often `serve` reads the repository (the backup gauges) and checks whether a backup is due.</summary>
+    public TimeSpan CheckEvery { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>Whether `serve` takes backups on the schedule above (off: only `backup run`; the gauges stay).</summary>
+    public bool Schedule { get; set; } = true;
+
     /// <summary>The program (a path, or a name looked up on PATH).</summary>
     public string Program { get; set; } = "pgbackrest";
 
@@ -35,6 +47,16 @@ public sealed class BackupOptions : IValidatableObject
         if (string.IsNullOrWhiteSpace(Config))
         {
             yield return new ValidationResult("Backup:Config must name pgBackRest's configuration file.", [nameof(Config)]);
+        }
+
+        if (DiffEvery < TimeSpan.FromMinutes(1) || FullEvery < DiffEvery)
+        {
+            yield return new ValidationResult("Backup:DiffEvery must be at least 1 minute and Backup:FullEvery at least DiffEvery.", [nameof(DiffEvery)]);
+        }
+
+        if (CheckEvery < TimeSpan.FromSeconds(1))
+        {
+            yield return new ValidationResult("Backup:CheckEvery must be at least 1 second.", [nameof(CheckEvery)]);
         }
 
         if (string.IsNullOrWhiteSpace(Stanza) || !Stanza.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-'))

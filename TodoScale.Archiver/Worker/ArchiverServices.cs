@@ -42,6 +42,10 @@ public static class ArchiverServices
             sp.GetRequiredKeyedService<NpgsqlDataSource>(ArchiverDataSource.OwnerKey), sp.GetRequiredService<IOptions<ArchiveOptions>>().Value,
             sp.GetRequiredService<ColdStore>(), sp.GetRequiredService<IndexMaintenance>(), sp.GetRequiredService<TimeProvider>()));
 
+        builder.Services.AddOptions<BackupOptions>().BindConfiguration(BackupOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        builder.Services.AddSingleton<BackupMetrics>();
+        builder.Services.AddHostedService<BackupScheduler>();
+
         builder.Services.AddSingleton<ArchiveScheduler>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<ArchiveScheduler>());
         builder.Services.AddHostedService<PartitionStatsCollector>();

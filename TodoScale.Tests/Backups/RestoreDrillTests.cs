@@ -113,6 +113,10 @@ public sealed partial class RestoreDrillTests(BackupStackFixture stack, ITestOut
         Assert.False(await Sql.ScalarAsync<bool>(owner, "SELECT pg_is_in_recovery()"));
         Assert.True(await Sql.ScalarAsync<bool>(owner, "SELECT last_archived_time IS NOT NULL AND (last_failed_time IS NULL OR last_failed_time < last_archived_time) FROM pg_stat_archiver"));
 
+        // The worker took its own full backup at its first start (the repository had none), beside the operator's.
+        await Progress.UntilAsync(owner, "SELECT count(*) FROM audit_log WHERE action = 'backup.run' AND actor_kind = 'system' AND actor = 'schedule'",
+            (long n) => n >= 1, () => false, "the worker's scheduled full backup in audit_log");
+
         (exit, output) = await stack.CliAsync("backup", "list");
         Assert.True(exit == 0, output);
         Assert.Matches(@"backup list: \d+ backup\(s\) \(\d+ full\), .* restorable from ", output);
