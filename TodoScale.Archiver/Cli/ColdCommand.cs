@@ -33,14 +33,39 @@ internal static class ColdCommand
         restore.SetAction((parseResult, cancellationToken) => RunAsync("restore", parseResult.GetValue(restoreMonth), async (store, m) =>
         {
             var result = await store.RestoreAsync(m, "operator", Environment.UserName, cancellationToken);
+            var sources = result.Sources.Where(s => s != store.MonthFolder(m)).ToList();
             AnsiConsole.MarkupLineInterpolated(
-                $"cold restore: {result.Manifest.Month}: {result.Manifest.Rows:N0} rows back in {string.Join(", ", result.Partitions)} in {result.Elapsed.TotalSeconds:0.0} s, checksums equal to the manifest");
+                $"cold restore: {result.Manifest.Month}: {result.Manifest.Rows:N0} rows back in {string.Join(", ", result.Partitions)} in {result.Elapsed.TotalSeconds:0.0} s, checksums equal to the manifest{(sources.Count > 0 ? $"; read from the copy {string.Join(", ", sources)} (the first folder's file was damaged or gone)" : "")}");
         }));
 
         var list = new Command("list", "List the exported months: rows, sizes, compression, and whether the month is also live.");
         list.SetAction((_, cancellationToken) => ListAsync(cancellationToken));
 
-        return new Command("cold", "Archive months in cold storage: export, list, restore.") { export, list, restore };
+        var repair = new Option<bool>("--repair") { Description = "Copy a missing or damaged copy again from a folder whose files are intact." };
+        var verify = new Command("verify", "Read back every copy of every exported month (Maintenance:ColdCopyFolders) against its manifest's sha256.") { repair };
+        verify.SetAction((parseResult, cancellationToken) => VerbRunner.RunAsync("cold verify", async () =>
+        {
+            var tools = OperatorTools.Load();
+            await using var owner = tools.OwnerDataSource();
+            var store = new ColdStore(owner, tools.Maintenance, TimeProvider.System);
+            if (store.CopyFolders.Count == 0)
+            {
+                throw new CliException("no copy folders are set (Maintenance:ColdCopyFolders, e.g. Maintenance__ColdCopyFolders__0=/mnt/region-b/cold)", ExitCodes.Failure);
+            }
+
+            var states = await store.CheckCopiesAsync(deep: true, repair: parseResult.GetValue(repair), cancellationToken);
+            foreach (var state in states.Where(s => s.State != ColdCopyState.Ok || s.Repaired))
+            {
+                AnsiConsole.MarkupLineInterpolated($"cold verify: {state.Month} in {state.Folder}: {(state.Repaired ? "repaired" : state.State)} ({state.Detail})");
+            }
+
+            var bad = states.Count(s => s.State != ColdCopyState.Ok);
+            AnsiConsole.MarkupLineInterpolated(
+                $"cold verify: {states.Count - bad} of {states.Count} copies intact ({store.CopyFolders.Count + 1} folder(s) x {states.Select(s => s.Month).Distinct().Count()} month(s)), {states.Count(s => s.Repaired)} repaired, {bad} missing or damaged");
+            return bad == 0 ? ExitCodes.Success : ExitCodes.Failure;
+        }));
+
+        return new Command("cold", "Archive months in cold storage: export, list, restore, verify the copies.") { export, list, restore, verify };
     }
 
     public static string Describe(ColdManifest manifest) =>
@@ -83,10 +108,17 @@ internal static class ColdCommand
             stateKnown = false;
         }
 
+        // The copies at a glance (present, sizes right); `cold verify` reads every byte back.
+        var copies = store.CopyFolders.Count == 0 ? [] : await store.CheckCopiesAsync(deep: false, repair: false, cancellationToken);
         var table = new Table().Title($"cold storage: {store.Folder}")
             .AddColumn("month")
             .AddColumns([.. new[] { "rows", "on disk", "files", "ratio" }.Select(h => new TableColumn(h).RightAligned())])
             .AddColumns("schema", "exported at (UTC)", "state");
+        if (store.CopyFolders.Count > 0)
+        {
+            table.AddColumn("copies");
+        }
+
         foreach (var month in months)
         {
             var m = month.Manifest;
@@ -96,14 +128,21 @@ internal static class ColdCommand
                 { Count: 0 } => "cold",
                 var live => $"live too ({live.Count} partition(s))",
             };
-            table.AddRow(m.Month, m.Rows.ToString("N0"), PartitionStats.Bytes(m.PartitionBytes), PartitionStats.Bytes(m.FileBytes),
-                $"{m.CompressionRatio:0.0}x", m.SchemaVersion, m.ExportedAt.UtcDateTime.ToString("yyyy-MM-dd HH:mm"), state);
+            string[] row = [m.Month, m.Rows.ToString("N0"), PartitionStats.Bytes(m.PartitionBytes), PartitionStats.Bytes(m.FileBytes),
+                $"{m.CompressionRatio:0.0}x", m.SchemaVersion, m.ExportedAt.UtcDateTime.ToString("yyyy-MM-dd HH:mm"), state];
+            if (store.CopyFolders.Count > 0)
+            {
+                var mine = copies.Where(c => c.Month == m.Month).ToList();
+                row = [.. row, $"{mine.Count(c => c.State == ColdCopyState.Ok)}/{store.CopyFolders.Count}{(mine.Any(c => c.State != ColdCopyState.Ok) ? " (" + string.Join(", ", mine.Where(c => c.State != ColdCopyState.Ok).Select(c => c.State).Distinct()) + ")" : "")}"];
+            }
+
+            table.AddRow(row);
         }
 
         AnsiConsole.Write(table);
         var files = months.Sum(m => m.Manifest.FileBytes);
         AnsiConsole.MarkupLineInterpolated(
-            $"cold list: {months.Count} month(s), {months.Sum(m => m.Manifest.Rows):N0} rows, {PartitionStats.Bytes(files)} in files ({(files == 0 ? 0 : months.Sum(m => m.Manifest.PartitionBytes) / (double)files):0.0}x){(stateKnown ? "" : ", live state unknown")}");
+            $"cold list: {months.Count} month(s), {months.Sum(m => m.Manifest.Rows):N0} rows, {PartitionStats.Bytes(files)} in files ({(files == 0 ? 0 : months.Sum(m => m.Manifest.PartitionBytes) / (double)files):0.0}x){(stateKnown ? "" : ", live state unknown")}{(store.CopyFolders.Count > 0 ? $", copies: {copies.Count(c => c.State == ColdCopyState.Ok)} of {copies.Count} present" : "")}");
         return ExitCodes.Success;
     });
 }

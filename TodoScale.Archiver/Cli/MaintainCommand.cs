@@ -59,9 +59,15 @@ internal static class MaintainCommand
             AnsiConsole.MarkupLineInterpolated($"maintain: reindexed {index.Index} ({index.BloatPercent:0}% bloat, {index.Bytes / 1048576.0:0.0} MB before)");
         }
 
+        foreach (var copy in result.Copies.Where(c => c.State != ColdStorage.ColdCopyState.Ok || c.Repaired))
+        {
+            AnsiConsole.MarkupLineInterpolated($"maintain: copy of {copy.Month} in {copy.Folder}: {(copy.Repaired ? "repaired" : copy.State)} ({copy.Detail})");
+        }
+
+        var badCopies = result.Copies.Count(c => c.State != ColdStorage.ColdCopyState.Ok);
         AnsiConsole.MarkupLineInterpolated(
-            $"maintain: done in {result.Elapsed.TotalSeconds:0.0} s: {result.MonthsCreated} month(s) created, {result.Exported.Count(e => !e.AlreadyCold)} month(s) to cold storage, {result.Failed.Count} failed, {(result.ReindexSkipped is { } why ? $"reindex skipped ({why})" : $"{result.Reindexed.Count} index(es) rebuilt")}");
-        return result.Failed.Count == 0 ? ExitCodes.Success : ExitCodes.Failure;
+            $"maintain: done in {result.Elapsed.TotalSeconds:0.0} s: {result.MonthsCreated} month(s) created, {result.Exported.Count(e => !e.AlreadyCold)} month(s) to cold storage, {result.Failed.Count} failed, {(result.ReindexSkipped is { } why ? $"reindex skipped ({why})" : $"{result.Reindexed.Count} index(es) rebuilt")}{(result.Copies.Count > 0 ? $", copies: {result.Copies.Count - badCopies} ok of {result.Copies.Count} ({result.Copies.Count(c => c.Repaired)} repaired)" : "")}");
+        return result.Failed.Count == 0 && badCopies == 0 ? ExitCodes.Success : ExitCodes.Failure;
     });
 
     /// <summary>Progress printed at once, in order (<see cref="Progress{T}"/> would post it to the thread pool).</summary>

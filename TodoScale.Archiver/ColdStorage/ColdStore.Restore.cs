@@ -17,8 +17,8 @@ public sealed partial class ColdStore
         await using var monthLock = await LockMonthAsync(month, cancellationToken);
         try
         {
-            var manifest = ReadManifest(month) ?? throw new ColdStorageException($"there is no export of {monthText} in {Folder} (see `cold list`)");
-            var folder = MonthFolder(month);
+            var manifest = ReadManifestAnywhere(month)
+                ?? throw new ColdStorageException($"there is no export of {monthText} in {Folder}{(CopyFolders.Count > 0 ? " or its copies" : "")} (see `cold list`)");
             foreach (var table in manifest.Tables)
             {
                 var columns = await ColumnsAsync(table.Table, cancellationToken);
@@ -28,13 +28,10 @@ public sealed partial class ColdStore
                         $"{table.Table} has changed since {monthText} was exported (schema version {manifest.SchemaVersion}): " +
                         $"the file has columns ({Describe(table.Columns)}), the table has ({Describe(columns)}); nothing restored");
                 }
-
-                var sha = await Sha256Async(Path.Combine(folder, table.File), cancellationToken);
-                if (sha != table.FileSha256)
-                {
-                    throw new ColdVerificationException($"{table.File} of {monthText} is damaged: its sha256 is {sha}, the manifest says {table.FileSha256}; nothing restored");
-                }
             }
+
+            // Each file from the first folder whose copy is intact (sha256): the first folder, then the copies.
+            var files = await ReadableFilesAsync(manifest, month, cancellationToken);
 
             var (from, to) = ArchiveMonths.Bounds(month);
             await using var connection = await owner.OpenConnectionAsync(cancellationToken);
@@ -62,7 +59,7 @@ public sealed partial class ColdStore
                     await ExecuteAsync(connection, transaction, $"CREATE TABLE {part} (LIKE {Quote(table.Table)} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)", cancellationToken);
                 }
 
-                await ImportAsync(connection, part, table.Columns, Path.Combine(folder, table.File), cancellationToken);
+                await ImportAsync(connection, part, table.Columns, files[table.Table], cancellationToken);
                 var (rows, checksum) = await ChecksumAsync(connection, transaction, part, table.Columns, cancellationToken);
                 if (rows != table.Rows || checksum != table.ContentChecksum)
                 {
@@ -88,8 +85,8 @@ public sealed partial class ColdStore
             }
 
             await transaction.CommitAsync(cancellationToken);
-            await AuditLog.WriteAsync(owner, actorKind, actor, "cold.restore", monthText, new { partitions = restored, manifest.Rows, manifest.SchemaVersion }, CancellationToken.None);
-            return new ColdRestoreResult(manifest, restored, TimeProvider.System.GetElapsedTime(started));
+            await AuditLog.WriteAsync(owner, actorKind, actor, "cold.restore", monthText, new { partitions = restored, manifest.Rows, manifest.SchemaVersion, files = files.Values }, CancellationToken.None);
+            return new ColdRestoreResult(manifest, restored, TimeProvider.System.GetElapsedTime(started), [.. files.Values.Select(Path.GetDirectoryName).Distinct()!]);
         }
         catch (Exception e) when (e is ColdStorageException or NpgsqlException or IOException or InvalidDataException or TimeoutException)
         {

@@ -18,8 +18,8 @@ namespace TodoScale.Archiver.ColdStorage;
 /// <summary>What an export did; <see cref="Dropped"/> lists the partitions detached and dropped after it.</summary>
 public sealed record ColdExportResult(ColdManifest Manifest, string Folder, IReadOnlyList<string> Dropped, TimeSpan Elapsed, bool AlreadyCold);
 
-/// <summary>What a restore loaded.</summary>
-public sealed record ColdRestoreResult(ColdManifest Manifest, IReadOnlyList<string> Partitions, TimeSpan Elapsed);
+/// <summary>What a restore loaded, and from which folders (the first, or a copy where the first's file was damaged).</summary>
+public sealed record ColdRestoreResult(ColdManifest Manifest, IReadOnlyList<string> Partitions, TimeSpan Elapsed, IReadOnlyList<string> Sources);
 
 /// <summary>An exported month as `cold list` shows it: its manifest and which of its partitions are attached now.</summary>
 public sealed record ColdMonth(ColdManifest Manifest, string Folder, IReadOnlyList<string>? LivePartitions);
@@ -77,6 +77,15 @@ public sealed partial class ColdStore(NpgsqlDataSource owner, MaintenanceOptions
             var manifest = await ExportAndVerifyAsync(month, tables, cancellationToken);
             metrics?.ColdExported(manifest.Size);
             await AuditLog.WriteAsync(owner, actorKind, actor, "cold.export", monthText, Details(manifest), CancellationToken.None);
+
+            // The copies, each verified, before anything is dropped: a month leaves the database only once every
+            // copy holds it.
+            if (CopyFolders.Count > 0)
+            {
+                phase = "copy";
+                await CopyMonthAsync(month, manifest, cancellationToken);
+                await AuditLog.WriteAsync(owner, actorKind, actor, "cold.copy", monthText, new { copies = CopyFolders }, CancellationToken.None);
+            }
 
             var dropped = new List<string>();
             if (drop)

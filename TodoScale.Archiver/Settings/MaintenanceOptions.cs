@@ -15,6 +15,13 @@ public sealed class MaintenanceOptions : IValidatableObject
     /// <summary>Where exported months are written, one folder per month with its manifest (relative: to the working directory).</summary>
     public string ColdStorageFolder { get; set; } = "cold-storage";
 
+    /// <summary>
+    /// Further folders every exported month is copied to (another disk, a mounted bucket, another region), each
+    /// copy verified by sha256 against the manifest; `cold restore` reads from one when the first folder's file is
+    /// damaged or gone. Empty: no copies.
+    /// </summary>
+    public string[] ColdCopyFolders { get; set; } = [];
+
     /// <summary>gzip level of the exported files: Optimal, SmallestSize or Fastest.</summary>
     public CompressionLevel Compression { get; set; } = CompressionLevel.SmallestSize;
 
@@ -42,6 +49,23 @@ public sealed class MaintenanceOptions : IValidatableObject
         if (string.IsNullOrWhiteSpace(ColdStorageFolder))
         {
             yield return new ValidationResult("Maintenance:ColdStorageFolder must name a folder.", [nameof(ColdStorageFolder)]);
+        }
+
+        var primary = Path.GetFullPath(string.IsNullOrWhiteSpace(ColdStorageFolder) ? "." : ColdStorageFolder).TrimEnd(Path.DirectorySeparatorChar) + Path.DirectorySeparatorChar;
+        foreach (var copy in ColdCopyFolders)
+        {
+            var full = string.IsNullOrWhiteSpace(copy) ? "" : Path.GetFullPath(copy).TrimEnd(Path.DirectorySeparatorChar) + Path.DirectorySeparatorChar;
+            if (full.Length == 0 || full.StartsWith(primary, StringComparison.Ordinal) || primary.StartsWith(full, StringComparison.Ordinal))
+            {
+                yield return new ValidationResult(
+                    $"Maintenance:ColdCopyFolders: '{copy}' must name a folder apart from Maintenance:ColdStorageFolder (not it, not inside it, not around it).",
+                    [nameof(ColdCopyFolders)]);
+            }
+        }
+
+        if (ColdCopyFolders.Distinct().Count() != ColdCopyFolders.Length)
+        {
+            yield return new ValidationResult("Maintenance:ColdCopyFolders lists a folder twice.", [nameof(ColdCopyFolders)]);
         }
 
         if (!Enum.IsDefined(Compression) || Compression == CompressionLevel.NoCompression)

@@ -31,6 +31,7 @@ public sealed class ArchiveMetrics
     public const string ColdPartitionSize = "todoscale.cold.partition_size";
     public const string ColdCompressionRatio = "todoscale.cold.compression_ratio";
     public const string ColdFailures = "todoscale.cold.failures";
+    public const string ColdCopies = "todoscale.cold.copies";
 
     public static class Tags
     {
@@ -50,6 +51,7 @@ public sealed class ArchiveMetrics
     private readonly Lock _gate = new();
     private PartitionSnapshot? _snapshot;
     private IReadOnlyList<ColdMonthSize> _cold = [];
+    private IReadOnlyDictionary<string, int>? _copies;
 
     public ArchiveMetrics(IMeterFactory meterFactory)
     {
@@ -76,6 +78,8 @@ public sealed class ArchiveMetrics
         meter.CreateObservableGauge(ColdSize, () => Cold(m => m.FileBytes), "By", "Bytes of the exported (compressed) files in cold storage.");
         meter.CreateObservableGauge(ColdPartitionSize, () => Cold(m => m.PartitionBytes), "By", "Size on disk the exported partitions had.");
         meter.CreateObservableGauge(ColdCompressionRatio, ObserveColdRatio, "1", "Size on disk of the exported partitions over the size of their files.");
+        meter.CreateObservableGauge(ColdCopies, ObserveCopies, "{copy}",
+            "Exported months in the copy folders (Maintenance:ColdCopyFolders) by state at the last check: ok, missing, damaged (after repair).");
         _coldFailures = meter.CreateCounter<long>(ColdFailures, "{operation}", "Cold-storage exports, drops and restores that failed (the partition is kept).");
 
         // Failure counters exist from the start at 0, so rate() and increase() see the first failure.
@@ -84,7 +88,7 @@ public sealed class ArchiveMetrics
             _failures.Add(0, new KeyValuePair<string, object?>(Tags.Table, table));
         }
 
-        foreach (var operation in new[] { "export", "drop", "restore" })
+        foreach (var operation in new[] { "export", "copy", "drop", "restore" })
         {
             _coldFailures.Add(0, new KeyValuePair<string, object?>(Tags.Operation, operation));
         }
@@ -123,6 +127,27 @@ public sealed class ArchiveMetrics
         {
             _cold = [.. _cold.Where(m => m.Month != month.Month), month];
         }
+    }
+
+    /// <summary>The copies as the last check (upkeep, `cold verify` in this process) found them, counted by state.</summary>
+    public void ObserveCopies(IReadOnlyList<string> states)
+    {
+        var counts = new[] { "ok", "missing", "damaged" }.ToDictionary(s => s, s => states.Count(c => c == s), StringComparer.Ordinal);
+        lock (_gate)
+        {
+            _copies = counts;
+        }
+    }
+
+    private IEnumerable<Measurement<int>> ObserveCopies()
+    {
+        IReadOnlyDictionary<string, int>? copies;
+        lock (_gate)
+        {
+            copies = _copies;
+        }
+
+        return copies is null ? [] : copies.Select(c => new Measurement<int>(c.Value, new KeyValuePair<string, object?>("state", c.Key)));
     }
 
     public void ColdFailed(string operation) => _coldFailures.Add(1, new KeyValuePair<string, object?>(Tags.Operation, operation));

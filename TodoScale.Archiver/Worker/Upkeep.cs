@@ -17,7 +17,8 @@ public sealed record UpkeepResult(
     IReadOnlyList<ColdFailure> Failed,
     IReadOnlyList<IndexBloat> Reindexed,
     string? ReindexSkipped,
-    TimeSpan Elapsed);
+    TimeSpan Elapsed,
+    IReadOnlyList<ColdCopyState> Copies);
 
 /// <summary>
 /// Upkeep (`maintain --once`, and `serve` at start, daily and weekly): archive months made ahead, months past
@@ -60,6 +61,15 @@ public sealed class Upkeep(
             }
         }
 
+        // The copies of every exported month (Maintenance:ColdCopyFolders), sha256 read back; a missing or damaged
+        // one is made again from a folder whose files are intact.
+        IReadOnlyList<ColdCopyState> copies = [];
+        if (cold.CopyFolders.Count > 0)
+        {
+            progress?.Report("cold storage: checking the copies");
+            copies = await cold.CheckCopiesAsync(deep: true, repair: true, cancellationToken);
+        }
+
         IReadOnlyList<IndexBloat> reindexed = [];
         string? skipped = reindex ? await indexes.UnavailableAsync(cancellationToken) : "not due";
         if (skipped is null)
@@ -67,7 +77,7 @@ public sealed class Upkeep(
             reindexed = await indexes.ReindexBloatedAsync(progress, cancellationToken);
         }
 
-        var result = new UpkeepResult(created, exported, failed, reindexed, skipped, TimeProvider.System.GetElapsedTime(started));
+        var result = new UpkeepResult(created, exported, failed, reindexed, skipped, TimeProvider.System.GetElapsedTime(started), copies);
         await AuditLog.WriteAsync(owner, actorKind, actor, failed.Count == 0 ? "maintain" : "maintain.failed", null, new
         {
             MonthsCreated = created,
@@ -75,6 +85,7 @@ public sealed class Upkeep(
             Failed = failed.Select(f => new { Month = ArchiveMonths.Format(f.Month), f.Error }),
             Reindexed = reindexed.Select(r => r.Index),
             ReindexSkipped = skipped,
+            Copies = copies.Where(c => c.State != ColdCopyState.Ok || c.Repaired).Select(c => new { c.Month, c.Folder, c.State, c.Detail }),
             ElapsedMs = (long)result.Elapsed.TotalMilliseconds,
         }, CancellationToken.None);
         return result;

@@ -40,7 +40,118 @@ public abstract class ColdStorageTests(IDatabaseEngine server) : IDisposable
 
     private readonly string _folder = Directory.CreateTempSubdirectory("todoscale-cold-").FullName;
 
-    public void Dispose() => Directory.Delete(_folder, recursive: true);
+    /// <summary>Two copy folders (the "second region"), apart from the first.</summary>
+    private readonly string[] _copies = [Directory.CreateTempSubdirectory("todoscale-cold-copy-a-").FullName, Directory.CreateTempSubdirectory("todoscale-cold-copy-b-").FullName];
+
+    public void Dispose()
+    {
+        foreach (var folder in _copies.Append(_folder))
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    [EngineFact]
+    public async Task Every_export_is_copied_and_verified_and_a_restore_reads_a_copy_when_the_first_file_is_damaged()
+    {
+        var db = await server.FreshMigratedDatabaseAsync("cold_copies");
+        await SeedArchiveMonthsAsync(db, Oldest, PastRetention, Kept);
+        var before = await ContentAsync(db, "todos_archived");
+        await using var owner = ArchiverDataSource.Create(db, role: null);
+        var options = Options();
+        options.ColdCopyFolders = _copies;
+        var cold = new ColdStore(owner, options, new FixedClock(Now));
+
+        var export = await cold.ExportAsync(Oldest, drop: true, "operator", "test", default);
+
+        // Each copy holds the month: the same manifest, every file with the manifest's sha256.
+        foreach (var copy in _copies)
+        {
+            var folder = Path.Combine(copy, Format(Oldest));
+            Assert.Equal(export.Manifest.ToJson(), await File.ReadAllTextAsync(Path.Combine(folder, ColdManifest.FileName)));
+            foreach (var table in export.Manifest.Tables)
+            {
+                await using var file = File.OpenRead(Path.Combine(folder, table.File));
+                Assert.Equal(table.FileSha256, Convert.ToHexStringLower(await System.Security.Cryptography.SHA256.HashDataAsync(file)));
+            }
+        }
+
+        Assert.Equal(1L, await Sql.ScalarAsync<long>(db, $"SELECT count(*) FROM audit_log WHERE action = 'cold.copy' AND target = '{Format(Oldest)}'"));
+        Assert.Null(await Sql.ScalarAsync<string?>(db, $"SELECT to_regclass('{Part("todos_archived", Oldest)}')::text"));
+
+        // The first folder's file damaged (one byte), the first copy's gone: the restore reads the second copy.
+        var todosFile = export.Manifest.Tables.Single(t => t.Table == "todos_archived").File;
+        await using (var damaged = File.Open(Path.Combine(_folder, Format(Oldest), todosFile), FileMode.Open, FileAccess.ReadWrite))
+        {
+            damaged.Position = damaged.Length / 2;
+            var b = damaged.ReadByte();
+            damaged.Position = damaged.Length / 2;
+            damaged.WriteByte((byte)(b ^ 0xFF));
+        }
+
+        File.Delete(Path.Combine(_copies[0], Format(Oldest), todosFile));
+        var restored = await cold.RestoreAsync(Oldest, "operator", "test", default);
+        Assert.Contains(Path.Combine(_copies[1], Format(Oldest)), restored.Sources);
+        Assert.Equal(before, await ContentAsync(db, "todos_archived"));
+
+        // The check finds both (the first folder damaged, the first copy missing) and makes them again from the intact copy.
+        var states = await cold.CheckCopiesAsync(deep: true, repair: true, default);
+        Assert.Equal(2, states.Count(s => s.Repaired));
+        Assert.All(states, s => Assert.Equal(ColdCopyState.Ok, s.State));
+        Assert.Equal(3, states.Count); // the first folder and two copies, one month
+        Assert.All((await cold.CheckCopiesAsync(deep: true, repair: false, default)), s => Assert.False(s.Repaired));
+
+        // The same through the operators' CLI: a copy gone is reported (exit 1), then made again with --repair.
+        (string, string)[] settings = [("Maintenance__ColdStorageFolder", _folder), ("Maintenance__ColdCopyFolders__0", _copies[0]), ("Maintenance__ColdCopyFolders__1", _copies[1])];
+        File.Delete(Path.Combine(_copies[1], Format(Oldest), ColdManifest.FileName));
+        var verify = await OperatorCli.RunAsync(["cold", "verify"], db, settings);
+        Assert.True(verify.ExitCode == 1, verify.Output);
+        Assert.Contains($"cold verify: {Format(Oldest)} in {_copies[1]}: missing (no manifest)", verify.Output);
+        Assert.Contains("cold verify: 2 of 3 copies intact (3 folder(s) x 1 month(s)), 0 repaired, 1 missing or damaged", verify.Output);
+        var repair = await OperatorCli.RunAsync(["cold", "verify", "--repair"], db, settings);
+        Assert.True(repair.ExitCode == 0, repair.Output);
+        Assert.Contains("3 of 3 copies intact (3 folder(s) x 1 month(s)), 1 repaired, 0 missing or damaged", repair.Output);
+        var none = await OperatorCli.RunAsync(["cold", "verify"], db, ("Maintenance__ColdStorageFolder", _folder));
+        Assert.Equal(1, none.ExitCode);
+        Assert.Contains("no copy folders are set", none.Output);
+
+        // Damaged everywhere: refused, nothing restored.
+        await using (var connection = await Sql.OpenAsync(db))
+        {
+            await Sql.ExecuteAsync(connection, $"DROP TABLE {Part("todos_archived", Oldest)}, {Part("ai_interactions_archived", Oldest)}");
+        }
+
+        foreach (var folder in _copies.Append(_folder))
+        {
+            await File.WriteAllTextAsync(Path.Combine(folder, Format(Oldest), todosFile), "not the export");
+        }
+
+        var refused = await Assert.ThrowsAsync<ColdVerificationException>(() => cold.RestoreAsync(Oldest, "operator", "test", default));
+        Assert.Contains("in every copy", refused.Message);
+        Assert.Null(await Sql.ScalarAsync<string?>(db, $"SELECT to_regclass('{Part("todos_archived", Oldest)}')::text"));
+    }
+
+    [EngineFact]
+    public async Task A_copy_that_cannot_be_made_fails_the_export_and_the_month_stays_in_the_database()
+    {
+        var db = await server.FreshMigratedDatabaseAsync("cold_copy_fails");
+        await SeedArchiveMonthsAsync(db, Oldest, PastRetention, Kept);
+        var rows = await Sql.ScalarAsync<long>(db, $"SELECT count(*) FROM {Part("todos_archived", Oldest)}");
+        await using var owner = ArchiverDataSource.Create(db, role: null);
+        var options = Options();
+        var unwritable = Path.Combine(_copies[1], "a-file-not-a-folder");
+        await File.WriteAllTextAsync(unwritable, "in the way");
+        options.ColdCopyFolders = [_copies[0], unwritable];
+        var cold = new ColdStore(owner, options, new FixedClock(Now));
+
+        var failed = await Assert.ThrowsAsync<ColdStorageException>(() => cold.ExportAsync(Oldest, drop: true, "operator", "test", default));
+
+        Assert.Contains("1 of its 2 copies failed", failed.Message);
+        Assert.Contains(unwritable, failed.Message);
+        Assert.Equal(rows, await Sql.ScalarAsync<long>(db, $"SELECT count(*) FROM {Part("todos_archived", Oldest)}"));
+        Assert.True(File.Exists(Path.Combine(_copies[0], Format(Oldest), ColdManifest.FileName))); // the copy that could be made is made
+        Assert.Equal(1L, await Sql.ScalarAsync<long>(db, $"SELECT count(*) FROM audit_log WHERE action = 'cold.copy.failed' AND target = '{Format(Oldest)}'"));
+    }
 
     private MaintenanceOptions Options() => new() { ColdStorageFolder = _folder, RetentionMonths = 24, ReindexMinBytes = 64 * 1024 };
 
