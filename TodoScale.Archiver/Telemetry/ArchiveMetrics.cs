@@ -51,7 +51,8 @@ public sealed class ArchiveMetrics
     private readonly Lock _gate = new();
     private PartitionSnapshot? _snapshot;
     private IReadOnlyList<ColdMonthSize> _cold = [];
-    private IReadOnlyDictionary<string, int>? _copies;
+    // Zero of each state until a check of the copies reports (none is made without Maintenance:ColdCopyFolders).
+    private IReadOnlyDictionary<string, int> _copies = new Dictionary<string, int>(StringComparer.Ordinal) { ["ok"] = 0, ["missing"] = 0, ["damaged"] = 0 };
 
     public ArchiveMetrics(IMeterFactory meterFactory)
     {
@@ -141,13 +142,13 @@ public sealed class ArchiveMetrics
 
     private IEnumerable<Measurement<int>> ObserveCopies()
     {
-        IReadOnlyDictionary<string, int>? copies;
+        IReadOnlyDictionary<string, int> copies;
         lock (_gate)
         {
             copies = _copies;
         }
 
-        return copies is null ? [] : copies.Select(c => new Measurement<int>(c.Value, new KeyValuePair<string, object?>("state", c.Key)));
+        return copies.Select(c => new Measurement<int>(c.Value, new KeyValuePair<string, object?>("state", c.Key)));
     }
 
     public void ColdFailed(string operation) => _coldFailures.Add(1, new KeyValuePair<string, object?>(Tags.Operation, operation));
