@@ -33,9 +33,6 @@ public sealed class ContainerInfrastructure : Infrastructure
     private readonly IResourceBuilder<PostgresServerResource> _server;
     private readonly IResourceBuilder<PostgresContainerResource> _replica;
 
-    /// <summary>The Citus workers (empty on PostgreSQL).</summary>
-    public IReadOnlyList<IResourceBuilder<PostgresContainerResource>> Workers { get; } = [];
-
     public ContainerInfrastructure(IDistributedApplicationBuilder builder, InfraOptions options) : base(builder, options)
     {
         var citus = options.Database == DatabaseEngine.Citus;
@@ -50,6 +47,7 @@ public sealed class ContainerInfrastructure : Infrastructure
         // Kept in the data root like process mode's, so a kept volume and a new run agree on it.
         var password = builder.AddParameter("postgres-password", KeptSecret("postgres.password"), secret: true);
         var settings = ServerSettings(options);
+        string[] serverArgs = [.. settings.SelectMany(setting => new[] { "-c", setting })];
         var initDirectory = Path.Combine(builder.AppHostDirectory, "Infra", "container-init");
         // On Citus the primary is the coordinator and the replica its hot standby (README, "TodoScale on Citus"), the
         // volumes named as process mode names its folders.
@@ -58,7 +56,7 @@ public sealed class ContainerInfrastructure : Infrastructure
             .WithDataVolume(VolumeName(citus ? "citus-coordinator" : "postgres-primary"))
             .WithInitFiles(initDirectory) // lets the replica connect for replication
             .WithContainerRuntimeArgs($"--shm-size={ShmSize}")
-            .WithArgs([.. settings.SelectMany(setting => new[] { "-c", setting })]);
+            .WithArgs(serverArgs);
         if (citus)
         {
             // The Citus image's way for the nodes to log in to each other: the server keeps PGPASSWORD, which its
@@ -88,7 +86,7 @@ public sealed class ContainerInfrastructure : Infrastructure
                     .WithEnvironment("POSTGRES_PASSWORD", password)
                     .WithEnvironment("POSTGRES_DB", DatabaseName)
                     .WithEnvironment("PGPASSWORD", password)
-                    .WithArgs([.. settings.SelectMany(setting => new[] { "-c", setting })])
+                    .WithArgs(serverArgs)
                     .WithPostgresHealthCheck()).ToList();
             var cluster = builder.AddContainer(ProcessInfrastructure.CitusCluster, CitusImage, CitusImageTag)
                 .WithImageRegistry("docker.io")
@@ -102,7 +100,6 @@ public sealed class ContainerInfrastructure : Infrastructure
                 cluster.WaitFor(worker);
             }
 
-            Workers = workers;
             ClusterSetup = cluster;
         }
 

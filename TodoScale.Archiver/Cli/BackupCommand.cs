@@ -90,8 +90,9 @@ internal static class BackupCommand
                 service.RestoreAsync(target, folder, listen, "operator", Environment.UserName, progress, cancellationToken));
             AnsiConsole.MarkupLineInterpolated(
                 $"backup restore: {result.Folder} holds the cluster as of {PgBackRest.Timestamp(result.Target)}, up on 127.0.0.1:{result.Port}, read-only (recovery paused at that instant); {PartitionStats.Bytes(result.Bytes)} restored in {result.Elapsed.TotalSeconds:0.0} s");
-            AnsiConsole.MarkupLineInterpolated($"  promote it (a deliberate step: it becomes writable, a new timeline): {new RestoredCluster(folder, listen).PgCtl} -D {folder} promote");
-            AnsiConsole.MarkupLineInterpolated($"  stop it: {new RestoredCluster(folder, listen).PgCtl} -D {folder} stop -m fast");
+            var pgCtl = new RestoredCluster(folder, listen).PgCtl;
+            AnsiConsole.MarkupLineInterpolated($"  promote it (a deliberate step: it becomes writable, a new timeline): {pgCtl} -D {folder} promote");
+            AnsiConsole.MarkupLineInterpolated($"  stop it: {pgCtl} -D {folder} stop -m fast");
             return ExitCodes.Success;
         }));
 

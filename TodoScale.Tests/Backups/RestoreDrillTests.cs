@@ -125,14 +125,16 @@ public sealed partial class RestoreDrillTests(BackupStackFixture stack, ITestOut
     [Fact]
     public async Task Bad_restores_are_refused_with_the_reason_and_nothing_is_made()
     {
+        // A valid time (the folder is what is refused): a minute ago by the clock the CLI reads.
+        var valid = DateTimeOffset.UtcNow.AddMinutes(-1).ToString("yyyy-MM-dd HH:mm:ss+00", System.Globalization.CultureInfo.InvariantCulture);
         var live = Path.Combine(stack.DataRoot, "postgres-primary");
-        var (exit, output) = await stack.CliAsync("backup", "restore", "--to", "2026-01-01 00:00:00+00", "--into", live);
+        var (exit, output) = await stack.CliAsync("backup", "restore", "--to", valid, "--into", live);
         Assert.Equal(2, exit);
         Assert.Contains("overlaps the live cluster's folder", output);
 
         var occupied = Directory.CreateDirectory(Path.Combine(stack.DataRoot, "restored-occupied")).FullName;
         await File.WriteAllTextAsync(Path.Combine(occupied, "keep.txt"), "mine");
-        (exit, output) = await stack.CliAsync("backup", "restore", "--to", "2026-01-01 00:00:00+00", "--into", occupied);
+        (exit, output) = await stack.CliAsync("backup", "restore", "--to", valid, "--into", occupied);
         Assert.Equal(2, exit);
         Assert.Contains("exists and is not empty", output);
         Assert.Equal("mine", await File.ReadAllTextAsync(Path.Combine(occupied, "keep.txt")));
@@ -142,7 +144,7 @@ public sealed partial class RestoreDrillTests(BackupStackFixture stack, ITestOut
         Assert.Contains("is not a time", output);
 
         // Before the stack existed, no backup can reach (whether or not one was taken since).
-        var before = DateTimeOffset.UtcNow.AddHours(-1).ToString("yyyy-MM-dd HH:mm:ss+00");
+        var before = DateTimeOffset.UtcNow.AddHours(-1).ToString("yyyy-MM-dd HH:mm:ss+00", System.Globalization.CultureInfo.InvariantCulture);
         (exit, output) = await stack.CliAsync("backup", "restore", "--to", before, "--into", Path.Combine(stack.DataRoot, "restored-never"));
         Assert.Equal(1, exit);
         Assert.Matches("no backup (ends before|yet)", output);

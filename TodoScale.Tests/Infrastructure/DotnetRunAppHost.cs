@@ -19,6 +19,9 @@ internal sealed class DotnetRunAppHost : IAsyncDisposable
     private readonly Process _process;
     private readonly StringBuilder _output = new();
     private readonly TaskCompletionSource _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _outputEnded = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int _streamsEnded;
 
     private DotnetRunAppHost(Process process)
     {
@@ -124,40 +127,50 @@ internal sealed class DotnetRunAppHost : IAsyncDisposable
         return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
-    /// <summary>Waits for a line matching <paramref name="pattern"/> and returns its first group (or the match).</summary>
+    /// <summary>
+    /// Waits for a line matching <paramref name="pattern"/> and returns its first group (or the match): woken by each
+    /// line the AppHost prints, failing when its output ends (it exited) without one, or after <paramref name="within"/>.
+    /// </summary>
     public async Task<string> WaitForAsync(string pattern, TimeSpan within)
     {
         var regex = new Regex(pattern, RegexOptions.Multiline);
         var waited = Stopwatch.StartNew();
-        while (waited.Elapsed < within)
+        while (true)
         {
-            if (regex.Match(Output) is { Success: true } match)
+            Task changed;
+            lock (_output)
             {
-                return match.Groups.Count > 1 ? match.Groups[1].Value : match.Value;
-            }
-
-            if (HasExited)
-            {
-                // The last lines may still be in flight when the process ends.
-                await Task.Delay(200);
-                if (regex.Match(Output) is { Success: true } late)
+                if (regex.Match(_output.ToString()) is { Success: true } match)
                 {
-                    return late.Groups.Count > 1 ? late.Groups[1].Value : late.Value;
+                    return match.Groups.Count > 1 ? match.Groups[1].Value : match.Value;
                 }
 
+                changed = _changed.Task;
+            }
+
+            if (_outputEnded.Task.IsCompleted)
+            {
                 Assert.Fail($"the AppHost exited ({ExitCode}) before printing /{pattern}/:\n{Tail()}");
             }
 
-            await Task.Delay(100);
+            try
+            {
+                await Task.WhenAny(changed, _outputEnded.Task).WaitAsync(within - waited.Elapsed);
+            }
+            catch (Exception e) when (e is TimeoutException or ArgumentOutOfRangeException)
+            {
+                Assert.Fail($"/{pattern}/ not printed within {within.TotalSeconds:0} s (a hang guard):\n{Tail()}");
+            }
         }
-
-        Assert.Fail($"/{pattern}/ not printed within {within.TotalSeconds:0} s (a hang guard):\n{Tail()}");
-        throw new InvalidOperationException();
     }
 
     public async Task<int> WaitForExitAsync(TimeSpan within)
     {
-        if (await Task.WhenAny(_exited.Task, Task.Delay(within)) != _exited.Task)
+        try
+        {
+            await _exited.Task.WaitAsync(within);
+        }
+        catch (TimeoutException)
         {
             Assert.Fail($"the AppHost did not exit within {within.TotalSeconds:0} s:\n{Tail()}");
         }
@@ -183,7 +196,11 @@ internal sealed class DotnetRunAppHost : IAsyncDisposable
             if (!HasExited)
             {
                 ProcessRunner.Signal(_process.Id, 15);
-                if (await Task.WhenAny(_exited.Task, Task.Delay(StopTimeout)) != _exited.Task)
+                try
+                {
+                    await _exited.Task.WaitAsync(StopTimeout);
+                }
+                catch (TimeoutException)
                 {
                     _process.Kill(entireProcessTree: true);
                 }
@@ -197,16 +214,27 @@ internal sealed class DotnetRunAppHost : IAsyncDisposable
 
     private string Tail() => string.Join('\n', Output.Split('\n').TakeLast(40));
 
+    /// <summary>A line of stdout or stderr (null: that stream ended); each wakes the waiters.</summary>
     private void Append(string? line)
     {
         if (line is null)
         {
+            if (Interlocked.Increment(ref _streamsEnded) == 2)
+            {
+                _outputEnded.TrySetResult();
+            }
+
             return;
         }
 
+        TaskCompletionSource woken;
         lock (_output)
         {
             _output.AppendLine(line);
+            woken = _changed;
+            _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
         }
+
+        woken.TrySetResult();
     }
 }
