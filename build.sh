@@ -5,7 +5,7 @@
 #   ./build.sh test [--at "YYYY-MM-DD hh:mm:ss"] [dotnet test args]
 #                                    install what is missing, build, run every test; ends with "N passed, N failed".
 #                                    --at: the run (tests, servers, CLIs) on a clock starting then, UTC (libfaketime)
-#   ./build.sh bench [--scale tiny|small|medium|large] [--seed N] [--workload all|legacy|split|soak] [--engine citus]
+#   ./build.sh bench [--scale tiny|small|medium|large] [--seed N] [--workload all|legacy|split|soak|backup|pooler] [--engine citus]
 #                                    install what is missing, build Release, run the benchmarks; writes
 #                                    bench/results/<date>-<scale>.md and its plots (legacy: <date>-<scale>-legacy.md;
 #                                    --engine citus: one PostgreSQL and Citus side by side, <date>-<scale>-citus.md)
@@ -142,6 +142,7 @@ ensure_local_servers() {
   command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
   command -v prometheus-postgres-exporter >/dev/null || missing+=(prometheus-postgres-exporter)
   command -v pgbackrest >/dev/null || missing+=(pgbackrest) # backups and point-in-time recovery of the primary
+  [ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null || missing+=(pgbouncer) # the pooler (Infra:Pooler=pgbouncer)
   command -v setpriv >/dev/null || missing+=(util-linux)
   command -v wrk >/dev/null || missing+=(wrk) # the benchmark's HTTP load generator (its tiny run is a test)
   faketime_library >/dev/null || missing+=(faketime) # libfaketime: the tests that cross midnight, and test --at
@@ -161,7 +162,7 @@ then run ./build.sh again."
   if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
     local unit
     for unit in "${missing[@]}"; do
-      case "$unit" in postgresql-*|redis-server|prometheus|prometheus-postgres-exporter)
+      case "$unit" in postgresql-*|redis-server|prometheus|prometheus-postgres-exporter|pgbouncer)
         systemctl disable --now "${unit%%-[0-9]*}" >/dev/null 2>&1 || true ;;
       esac
     done

@@ -20,23 +20,38 @@ var migrate = builder.AddProject<Projects.TodoScale_Archiver>("migrate", launchP
     .WaitFor(infra.TodosDatabase);
 if (infra.ClusterSetup is { } clusterSetup)
 {
-    migrate.WaitForCompletion(clusterSetup); // on Citus: the workers are in the cluster before anything is distributed
+    // On Citus: the workers are in the cluster before anything is distributed.
+    if (infra.ClusterSetupStaysUp)
+    {
+        migrate.WaitFor(clusterSetup);
+    }
+    else
+    {
+        migrate.WaitForCompletion(clusterSetup);
+    }
 }
 
 // The bearer-token signing key, generated once per data root (.data/auth-signing.key): the API validates with it,
 // and `token` (the operators' CLI) signs development tokens with it.
 var signingKey = builder.AddParameter("auth-signing-key", infra.KeptSecret("auth-signing.key", bytes: 32), secret: true);
 
+// The API's `todos`: the primary, or PgBouncer in front of it (--Infra:Pooler=pgbouncer; README, "Connection pooling").
+var pooler = infra.AddPooler(migrate);
+
 var api = builder.AddProject<Projects.TodoScale_Api>("api")
     .WithTodoScaleDefaults()
     .WithEnvironment("Auth__SigningKey", signingKey)
-    .WithReference(infra.TodosDatabase)
+    .WithReference(pooler ?? infra.TodosDatabase, Infrastructure.Todos)
     .WithReference(infra.TodosReplicaDatabase)
     .WithReference(infra.CacheServer)
     .WaitFor(infra.TodosReplicaDatabase)
     .WaitFor(infra.CacheServer)
     .WaitForCompletion(migrate)
     .WithHttpHealthCheck("/health");
+if (pooler is not null)
+{
+    api.WithEnvironment("Database__Pooled", "true").WaitFor(pooler);
+}
 
 var archiver = builder.AddProject<Projects.TodoScale_Archiver>("archiver")
     .WithTodoScaleDefaults()

@@ -72,31 +72,39 @@ public static class TestApp
         }
         catch (OperationCanceledException) when (cts.IsCancellationRequested)
         {
-            var states = HealthyResources.Append(Migrate).Select(name =>
-                app.Services.GetRequiredService<ResourceNotificationService>().TryGetCurrentState(name, out var e)
+            // Every resource's state, read before the app (and its services) is disposed.
+            var notifications = app.Services.GetRequiredService<ResourceNotificationService>();
+            var states = builder.Resources.Select(r => r.Name).Select(name =>
+                notifications.TryGetCurrentState(name, out var e)
                     ? $"{name}={e.Snapshot.State?.Text}/{e.Snapshot.HealthStatus}"
-                    : $"{name}=?");
+                    : $"{name}=?").ToList();
+            var logs = await LastLogLinesAsync(app, [.. builder.Resources.Select(r => r.Name)], unhealthyToo: true);
             await app.DisposeAsync();
-            throw new TimeoutException($"the AppHost did not become healthy within {StartTimeout}: {string.Join(", ", states)}");
+            throw new TimeoutException($"the AppHost did not become healthy within {StartTimeout}: {string.Join(", ", states)}\n{logs}");
         }
         catch (Exception e) when (e is not TimeoutException)
         {
             // A resource that failed (a server, migrate, the API): its own last lines say why.
-            var logs = await LastLogLinesAsync(app, [.. builder.Resources.Select(r => r.Name)]);
+            var logs = await LastLogLinesAsync(app, [.. builder.Resources.Select(r => r.Name)], unhealthyToo: true);
             await app.DisposeAsync();
             throw new InvalidOperationException($"{e.Message}\n{logs}", e);
         }
     }
 
-    /// <summary>The last lines each resource that is not running (exited, failed) wrote, for a start that failed.</summary>
-    private static async Task<string> LastLogLinesAsync(DistributedApplication app, IReadOnlyList<string> names)
+    /// <summary>
+    /// The last lines each resource that is not running (exited, failed) wrote, for a start that failed; with
+    /// <paramref name="unhealthyToo"/> (a start that timed out) also each running one that is not healthy.
+    /// </summary>
+    private static async Task<string> LastLogLinesAsync(DistributedApplication app, IReadOnlyList<string> names, bool unhealthyToo = false)
     {
         var notifications = app.Services.GetRequiredService<ResourceNotificationService>();
         var loggers = app.Services.GetRequiredService<ResourceLoggerService>();
         var text = new System.Text.StringBuilder();
         foreach (var name in names)
         {
-            if (!notifications.TryGetCurrentState(name, out var e) || e.Snapshot.State?.Text is "Running" or "Waiting" or "NotStarted")
+            if (!notifications.TryGetCurrentState(name, out var e)
+                || (e.Snapshot.State?.Text is "Running" or "Waiting" or "NotStarted"
+                    && !(unhealthyToo && e.Snapshot.State?.Text == "Running" && e.Snapshot.HealthStatus != Microsoft.Extensions.Diagnostics.HealthChecks.HealthStatus.Healthy)))
             {
                 continue;
             }

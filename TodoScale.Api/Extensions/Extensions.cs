@@ -27,8 +27,9 @@ internal static class Extensions
         // still stops the API on a bad value before any connection opens.
         var database = builder.Configuration.GetSection(DatabaseOptions.Section).Get<DatabaseOptions>() ?? new DatabaseOptions();
 
-        // The primary takes every write; its health check is the API's readiness.
-        builder.AddNpgsqlDataSource(ConnectionNames.Todos, configureDataSourceBuilder: b => database.Apply(b));
+        // The primary takes every write (directly, or through PgBouncer: Database:Pooled); its health check is the
+        // API's readiness.
+        builder.AddNpgsqlDataSource(ConnectionNames.Todos, configureDataSourceBuilder: b => database.Apply(b, database.Pooled));
 
         // The replica and Redis are optional for correctness (reads fall back to the primary, the cache to the
         // database): their outage makes the API Degraded, not Unhealthy.

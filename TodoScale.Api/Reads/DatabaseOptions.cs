@@ -24,12 +24,30 @@ public sealed class DatabaseOptions
     public int MaxAutoPrepare { get; set; } = 32;
 
     /// <summary>
-    /// The data source settings every API connection gets: the role, and auto-prepare. A negative
-    /// <see cref="MaxAutoPrepare"/> is left out here: the data sources are built before the options are validated
-    /// at start, and the validation then stops the API naming the setting.
+    /// The primary (`todos`) is reached through a transaction-mode pooler (PgBouncer, --Infra:Pooler=pgbouncer), so
+    /// one server connection serves many API connections, one transaction at a time. Its connections then log in as
+    /// the role itself (a pooler does not pass the role option, and must not: it would share one server session
+    /// between roles), prepare nothing (PgBouncer 1.18 cannot keep a prepared statement on the server connection a
+    /// client's next transaction gets) and skip the reset on close (the pooler's server connections outlive them).
+    /// The replica is reached directly either way.
     /// </summary>
-    public NpgsqlDataSourceBuilder Apply(NpgsqlDataSourceBuilder builder)
+    public bool Pooled { get; set; }
+
+    /// <summary>
+    /// The data source settings every API connection gets: the role, and auto-prepare (neither through the pooler,
+    /// <paramref name="pooled"/>: the primary with <see cref="Pooled"/>). A negative <see cref="MaxAutoPrepare"/>
+    /// is left out here: the data sources are built before the options are validated at start, and the validation
+    /// then stops the API naming the setting.
+    /// </summary>
+    public NpgsqlDataSourceBuilder Apply(NpgsqlDataSourceBuilder builder, bool pooled = false)
     {
+        if (pooled)
+        {
+            builder.ConnectionStringBuilder.MaxAutoPrepare = 0;
+            builder.ConnectionStringBuilder.NoResetOnClose = true;
+            return builder;
+        }
+
         if (builder.ConnectionStringBuilder.MaxAutoPrepare == 0 && MaxAutoPrepare > 0)
         {
             builder.ConnectionStringBuilder.MaxAutoPrepare = MaxAutoPrepare;

@@ -37,6 +37,12 @@ public sealed class ContainerInfrastructure : Infrastructure
     {
         var citus = options.Database == DatabaseEngine.Citus;
 
+        if (options.Pooler != PoolerKind.None)
+        {
+            throw new InvalidOperationException(
+                "Infra:Pooler=pgbouncer runs in process mode (--Infra:Mode=process), with the local PgBouncer; container mode has no pooler.");
+        }
+
         // Aspire's container tunnel (how a container reaches the services on the host) unless the engine cannot run it.
         UsesTunnel = options.UsesContainerTunnel(options.ContainerRuntime, InfraOptions.EngineVersion(options.ContainerRuntime));
         if (!UsesTunnel)
@@ -88,12 +94,16 @@ public sealed class ContainerInfrastructure : Infrastructure
                     .WithEnvironment("PGPASSWORD", password)
                     .WithArgs(serverArgs)
                     .WithPostgresHealthCheck()).ToList();
+            // It stays up once the cluster is formed (citus.sh, STAY_UP), healthy when the coordinator lists every
+            // worker: a container that exits at once races Podman's network connect.
             var cluster = builder.AddContainer(ProcessInfrastructure.CitusCluster, CitusImage, CitusImageTag)
                 .WithImageRegistry("docker.io")
                 .WithEnvironment("POSTGRES_PASSWORD", password)
+                .WithEnvironment("STAY_UP", "1")
                 .WithEntrypoint("bash")
                 .WithArgs(["-c", Script(builder.AppHostDirectory, "citus.sh"), "citus.sh", DatabaseName, $"{PrimaryServer}:5432",
                     .. workers.Select(w => $"{w.Resource.Name}:5432")])
+                .WithCitusClusterHealthCheck(todos.Resource, options.CitusWorkers)
                 .WaitFor(todos);
             foreach (var worker in workers)
             {
@@ -101,6 +111,7 @@ public sealed class ContainerInfrastructure : Infrastructure
             }
 
             ClusterSetup = cluster;
+            ClusterSetupStaysUp = true;
         }
 
         var redisPassword = builder.AddParameter("redis-password", KeptSecret("redis.password"), secret: true);

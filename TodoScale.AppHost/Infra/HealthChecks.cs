@@ -19,6 +19,13 @@ internal static class HealthChecks
         where T : IResourceWithConnectionString =>
         resource.WithHealthCheck(resource.ApplicationBuilder, new RedisHealthCheck(resource.Resource));
 
+    /// <summary>Healthy when the coordinator behind <paramref name="coordinator"/> lists <paramref name="workers"/> active workers and itself.</summary>
+    public static IResourceBuilder<T> WithCitusClusterHealthCheck<T>(this IResourceBuilder<T> resource, IResourceWithConnectionString coordinator, int workers)
+        where T : IResource =>
+        resource.WithHealthCheck(resource.ApplicationBuilder, new PostgresHealthCheck(coordinator,
+            $"SELECT count(*) FILTER (WHERE groupid > 0 AND isactive) >= {workers} AND bool_or(groupid = 0) FROM pg_dist_node",
+            $"the coordinator does not list its {workers} worker(s) yet"));
+
     private static IResourceBuilder<T> WithHealthCheck<T>(this IResourceBuilder<T> resource, IDistributedApplicationBuilder builder, IHealthCheck check)
         where T : IResource
     {
@@ -27,7 +34,8 @@ internal static class HealthChecks
         return resource.WithHealthCheck(key);
     }
 
-    private sealed class PostgresHealthCheck(IResourceWithConnectionString resource) : IHealthCheck
+    /// <summary>Connects and runs <paramref name="probe"/>; healthy when it returns true (<c>SELECT 1</c>: connecting is enough).</summary>
+    private sealed class PostgresHealthCheck(IResourceWithConnectionString resource, string probe = "SELECT true", string? notYet = null) : IHealthCheck
     {
         public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
         {
@@ -40,9 +48,10 @@ internal static class HealthChecks
                 }.ConnectionString;
                 await using var connection = new NpgsqlConnection(connectionString);
                 await connection.OpenAsync(cancellationToken);
-                await using var command = new NpgsqlCommand("SELECT 1", connection);
-                await command.ExecuteScalarAsync(cancellationToken);
-                return HealthCheckResult.Healthy();
+                await using var command = new NpgsqlCommand(probe, connection);
+                return await command.ExecuteScalarAsync(cancellationToken) is true
+                    ? HealthCheckResult.Healthy()
+                    : HealthCheckResult.Unhealthy($"{resource.Name}: {notYet}");
             }
             catch (Exception ex) when (ex is NpgsqlException or InvalidOperationException or TimeoutException)
             {

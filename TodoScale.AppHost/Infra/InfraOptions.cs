@@ -24,6 +24,15 @@ public enum DatabaseEngine
     Citus,
 }
 
+public enum PoolerKind
+{
+    /// <summary>The API connects to the primary itself (its own Npgsql pool).</summary>
+    None,
+
+    /// <summary>PgBouncer (the local install) in transaction mode between the API and the primary.</summary>
+    PgBouncer,
+}
+
 /// <summary>
 /// The `Infra` configuration section: `--Infra:Mode=auto|container|process` on the command line,
 /// `Infra__Mode` in the environment, or appsettings.json.
@@ -36,6 +45,15 @@ public sealed class InfraOptions
 
     /// <summary>`--Infra:Database=postgres|citus`: the engine behind the connection strings.</summary>
     public DatabaseEngine Database { get; set; } = DatabaseEngine.Postgres;
+
+    /// <summary>
+    /// `--Infra:Pooler=none|pgbouncer`: what stands between the API and the primary (process mode on PostgreSQL).
+    /// Off by default: bench/results (the pooler workload) has what it gains and costs on this stack.
+    /// </summary>
+    public PoolerKind Pooler { get; set; } = PoolerKind.None;
+
+    /// <summary>The server connections PgBouncer keeps to the primary for the API (its default_pool_size), 1 to 500.</summary>
+    public int PoolerPoolSize { get; set; } = 20;
 
     /// <summary>How many Citus workers process mode starts with --Infra:Database=citus (1 to 8).</summary>
     public int CitusWorkers { get; set; } = 2;
@@ -117,7 +135,26 @@ public sealed class InfraOptions
             throw new InvalidOperationException($"Infra:Database must be postgres or citus (was '{engine}').");
         }
 
+        if (section["Pooler"] is { Length: > 0 } pooler && !Enum.TryParse(pooler, ignoreCase: true, out PoolerKind _))
+        {
+            throw new InvalidOperationException($"Infra:Pooler must be none or pgbouncer (was '{pooler}').");
+        }
+
         section.Bind(options);
+        if (options.PoolerPoolSize is < 1 or > 500)
+        {
+            throw new InvalidOperationException($"Infra:PoolerPoolSize must be from 1 to 500 (was {options.PoolerPoolSize}).");
+        }
+
+        if (options.Pooler == PoolerKind.PgBouncer && options.Database == DatabaseEngine.Citus)
+        {
+            // The coordinator connects to the workers as the session's user: a pooled login as todoscale_app would need
+            // that role's password on every node (pg_dist_authinfo), which TodoScale does not manage yet.
+            throw new InvalidOperationException(
+                "Infra:Pooler=pgbouncer runs on PostgreSQL only (--Infra:Database=postgres): on Citus the coordinator would log in " +
+                "to the workers as the pooled role, whose password the workers do not have.");
+        }
+
         if (options.CitusWorkers is < 1 or > 8)
         {
             throw new InvalidOperationException($"Infra:CitusWorkers must be from 1 to 8 (was {options.CitusWorkers}).");

@@ -31,6 +31,12 @@ public abstract class Infrastructure(IDistributedApplicationBuilder builder, Inf
     public IResourceBuilder<IResource>? ClusterSetup { get; protected init; }
 
     /// <summary>
+    /// Whether <see cref="ClusterSetup"/> stays up once the cluster is formed (container mode: healthy then) instead
+    /// of exiting (process mode: finished then).
+    /// </summary>
+    public bool ClusterSetupStaysUp { get; protected init; }
+
+    /// <summary>
     /// pgBackRest's configuration file for the primary (process mode on PostgreSQL), handed to the archiver, which
     /// takes the backups; null where backups are not offered (container mode, Citus: README, "Backups").
     /// </summary>
@@ -41,6 +47,12 @@ public abstract class Infrastructure(IDistributedApplicationBuilder builder, Inf
 
     /// <summary>Redis, behind `cache`.</summary>
     public IResourceBuilder<IResourceWithConnectionString> CacheServer { get; protected init; } = null!;
+
+    /// <summary>
+    /// With --Infra:Pooler=pgbouncer, PgBouncer in front of the primary, started once <paramref name="migrate"/> has
+    /// given todoscale_app its login; the API's `todos`. Null without a pooler.
+    /// </summary>
+    public virtual IResourceBuilder<IResourceWithConnectionString>? AddPooler(IResourceBuilder<ProjectResource> migrate) => null;
 
     /// <summary>Adds Prometheus (and, where it can run, Grafana) scraping /metrics of each service.</summary>
     public abstract IResourceBuilder<IResourceWithEndpoints> AddMonitoring(params IResourceBuilder<ProjectResource>[] services);

@@ -1,3 +1,5 @@
+using System.Globalization;
+
 namespace TodoScale.AppHost.Infra;
 
 /// <summary>
@@ -12,6 +14,7 @@ public sealed class ProcessInfrastructure : Infrastructure
     public const string PostgresExporterReplica = "postgres-exporter-replica";
     public const string CitusCluster = "citus-cluster";
     public const string BackupSetupName = "backup-setup";
+    public const string Pooler = "todos-pooler";
 
     /// <summary>The Citus workers (empty on PostgreSQL).</summary>
     public IReadOnlyList<IResourceBuilder<PostgresProcessResource>> Workers { get; } = [];
@@ -103,6 +106,34 @@ public sealed class ProcessInfrastructure : Infrastructure
         TodosDatabase = primary;
         TodosReplicaDatabase = replica;
         CacheServer = cache;
+    }
+
+    public override IResourceBuilder<IResourceWithConnectionString>? AddPooler(IResourceBuilder<ProjectResource> migrate)
+    {
+        if (Options.Pooler != PoolerKind.PgBouncer)
+        {
+            return null;
+        }
+
+        // todoscale_app logs in itself through the pooler (a pooler cannot pass the role to switch to): migrate gives
+        // it its login and this password, kept in the data root like the others.
+        var secret = KeptSecret("app.password");
+        var password = Builder.AddParameter("app-password", secret, secret: true);
+        migrate.WithEnvironment("Schema__AppLoginPassword", password);
+
+        var config = PgBouncerConfig.ConfigPath(_dataRoot);
+        var pooler = Builder.AddResource(new PgBouncerProcessResource(Pooler, "bash", _dataRoot, password.Resource))
+            .WithEndpoint(name: PgBouncerProcessResource.EndpointName, scheme: "tcp", isProxied: false)
+            .WithArgs(Path.Combine(Builder.AppHostDirectory, "Infra", "pgbouncer.sh"), config)
+            .WithPostgresHealthCheck()
+            .WaitFor(_primary)
+            .WaitForCompletion(migrate);
+        Builder.Eventing.Subscribe<BeforeResourceStartedEvent>(pooler.Resource, async (_, cancellationToken) =>
+        {
+            var primaryPort = int.Parse(await _primary.Resource.Endpoint.Property(EndpointProperty.Port).GetValueAsync(cancellationToken) ?? "", CultureInfo.InvariantCulture);
+            PgBouncerConfig.Write(_dataRoot, pooler.Resource.Endpoint.Port, primaryPort, Options.PoolerPoolSize, secret);
+        });
+        return pooler;
     }
 
     public override IResourceBuilder<IResourceWithEndpoints> AddMonitoring(params IResourceBuilder<ProjectResource>[] services)

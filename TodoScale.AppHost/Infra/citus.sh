@@ -11,6 +11,12 @@
 # worker added when it is not a member yet (process mode's workers keep their ports from run to run: the AppHost saves
 # them in the data root, since Citus cannot move a node while another is unreachable at an old address), then itself
 # registered as the coordinator at its current address. Idempotent. POSTGRES_PASSWORD: the superuser's, on every node.
+#
+# STAY_UP=1 (container mode): after forming the cluster the script stays up until it is stopped (SIGTERM ends it at
+# once), and the AppHost's health check of this resource reads the formed cluster from the coordinator. A container
+# that exits within a second of its start races the engine: Podman 4.3 can fail or hang the `network connect` that
+# Aspire's orchestrator issues right after the start (seen as citus-cluster FailedToStart on a restart, when the
+# cluster is already formed and the script has nothing to wait for).
 set -euo pipefail
 
 database=${1:?database}
@@ -48,3 +54,9 @@ done
 # Last: the coordinator at its address of this run (the metadata is synced to every worker, all reachable by now).
 sql "$coordinator" "SELECT citus_set_coordinator_host('${coordinator%:*}', ${coordinator##*:})" >/dev/null
 echo "citus.sh: cluster of $database: coordinator $coordinator, $# worker(s)"
+
+if [ "${STAY_UP:-0}" = 1 ]; then
+  trap 'exit 0' TERM INT
+  sleep infinity &
+  wait $!
+fi

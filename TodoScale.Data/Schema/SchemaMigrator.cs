@@ -4,6 +4,7 @@ using EvolveDb;
 using EvolveDb.Configuration;
 using Npgsql;
 using TodoScale.Data.Locking;
+using TodoScale.Data.Tenancy;
 
 namespace TodoScale.Data.Schema;
 
@@ -45,6 +46,12 @@ public sealed class SchemaMigrator(string connectionString, SchemaOptions option
         if (await CitusLayout.IsCitusAsync(connection, cancellationToken))
         {
             distributed = await CitusLayout.ApplyAsync(connection, log, cancellationToken);
+        }
+
+        if (options.AppLoginPassword is { Length: > 0 } password)
+        {
+            await RoleLogin.AllowAsync(connection, "todoscale_app", password, cancellationToken);
+            log("todoscale_app may log in (the pooler's login)");
         }
 
         return new MigrationResult(evolve.NbMigration, [.. evolve.AppliedMigrations], stopwatch.ElapsedMilliseconds, distributed);

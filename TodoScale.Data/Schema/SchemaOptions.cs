@@ -20,6 +20,12 @@ public sealed class SchemaOptions
     /// <summary>How long `migrate` waits for another migrate to finish, and for each table lock it needs.</summary>
     public TimeSpan LockTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// When set, todoscale_app may log in with this password (the login the API uses through PgBouncer, which
+    /// cannot switch roles: --Infra:Pooler=pgbouncer sets it). Unset: the role stays as it is (NOLOGIN when created).
+    /// </summary>
+    public string? AppLoginPassword { get; set; }
+
     /// <summary>The values of the ${...} placeholders in the migration scripts.</summary>
     public IReadOnlyDictionary<string, string> Placeholders => new Dictionary<string, string>
     {

@@ -67,3 +67,7 @@ public sealed class TenantIsolationTestsOnPostgres(AppHostFixture fixture) : Ten
 [Collection(CitusAppHostCollection.Name)]
 [NeedsCitus]
 public sealed class TenantIsolationTestsOnCitus(CitusAppHostFixture fixture) : TenantIsolationTests(fixture);
+
+[Trait(Traits.Needs, Traits.AppHost)]
+[Collection(PooledAppHostCollection.Name)]
+public sealed class TenantIsolationTestsThroughPgBouncer(PooledAppHostFixture fixture) : TenantIsolationTests(fixture);

@@ -359,3 +359,7 @@ public sealed class TodosApiTestsOnPostgres(AppHostFixture fixture) : TodosApiTe
 [Collection(CitusAppHostCollection.Name)]
 [NeedsCitus]
 public sealed class TodosApiTestsOnCitus(CitusAppHostFixture fixture) : TodosApiTests(fixture);
+
+[Trait(Traits.Needs, Traits.AppHost)]
+[Collection(PooledAppHostCollection.Name)]
+public sealed class TodosApiTestsThroughPgBouncer(PooledAppHostFixture fixture) : TodosApiTests(fixture);

@@ -100,6 +100,12 @@ public sealed class ContainerModelTests : IAsyncLifetime
         Assert.Equal(["todos", "postgres:5432", "citus-worker-1:5432", "citus-worker-2:5432", "citus-worker-3:5432"], clusterArgs[3..]);
         Assert.DoesNotContain('\r', clusterArgs[1]);
         Assert.Contains("citus_add_node", clusterArgs[1]);
+        // It stays up once the cluster is formed (a container that exits at once races Podman's network connect), so
+        // migrate waits for it to be healthy (the coordinator lists the workers), not for it to finish.
+        Assert.Equal("1", (await EnvironmentAsync(cluster))["STAY_UP"]);
+        Assert.Contains(cluster.Annotations.OfType<HealthCheckAnnotation>(), _ => true);
+        var migrateWaits = resources.Single(r => r.Name == "migrate").Annotations.OfType<WaitAnnotation>().Where(w => w.Resource.Name == "citus-cluster").ToList();
+        Assert.Equal(WaitType.WaitUntilHealthy, Assert.Single(migrateWaits).WaitType);
 
         // The volumes named as process mode names its folders.
         var prefix = $"todoscale-{ContainerInfrastructure.StackId(_dataRoot)}-";

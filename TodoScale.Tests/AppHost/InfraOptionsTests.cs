@@ -25,6 +25,26 @@ public sealed class InfraOptionsTests
     }
 
     [Theory]
+    [InlineData(new[] { "--Infra:Pooler=pgpool" }, "Infra:Pooler must be none or pgbouncer")]
+    [InlineData(new[] { "--Infra:Pooler=pgbouncer", "--Infra:PoolerPoolSize=0" }, "Infra:PoolerPoolSize must be from 1 to 500")]
+    [InlineData(new[] { "--Infra:Pooler=pgbouncer", "--Infra:Database=citus" }, "runs on PostgreSQL only")]
+    public void A_pooler_setting_it_cannot_honour_is_refused_naming_it(string[] args, string message)
+    {
+        var error = Assert.Throws<InvalidOperationException>(() => InfraOptions.Read(DistributedApplication.CreateBuilder(args)));
+        Assert.Contains(message, error.Message);
+    }
+
+    [Fact]
+    public void The_pooler_is_off_unless_asked_for_and_container_mode_refuses_it()
+    {
+        Assert.Equal(PoolerKind.None, InfraOptions.Read(DistributedApplication.CreateBuilder([])).Pooler);
+        Assert.Equal(PoolerKind.PgBouncer, InfraOptions.Read(DistributedApplication.CreateBuilder(["--Infra:Pooler=PgBouncer"])).Pooler);
+        var builder = DistributedApplication.CreateBuilder(["--Infra:Pooler=pgbouncer", "--Infra:Mode=container", $"--Infra:DataRoot={Path.GetTempPath()}"]);
+        var error = Assert.Throws<InvalidOperationException>(() => new ContainerInfrastructure(builder, InfraOptions.Read(builder)));
+        Assert.Contains("runs in process mode (--Infra:Mode=process)", error.Message);
+    }
+
+    [Theory]
     [InlineData("15 minutes")]
     [InlineData("-5s")]
     [InlineData("5")]

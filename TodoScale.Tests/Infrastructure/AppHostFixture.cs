@@ -32,6 +32,23 @@ public sealed class AppHostCollection : ICollectionFixture<AppHostFixture>
     public const string Name = "apphost";
 }
 
+/// <summary>
+/// The whole stack with PgBouncer between the API and the primary (--Infra:Pooler=pgbouncer), two server connections
+/// for every API connection, so the API's transactions share them all the time.
+/// </summary>
+public sealed class PooledAppHostFixture : AppHostFixture
+{
+    public const int PoolSize = 2;
+
+    protected override IEnumerable<string> Args => ["--Infra:Pooler=pgbouncer", $"--Infra:PoolerPoolSize={PoolSize}"];
+}
+
+[CollectionDefinition(Name)]
+public sealed class PooledAppHostCollection : ICollectionFixture<PooledAppHostFixture>
+{
+    public const string Name = "apphost-pooled";
+}
+
 /// <summary>The whole stack on a Citus cluster (--Infra:Database=citus): a coordinator, its standby and 2 workers.</summary>
 public sealed class CitusAppHostFixture : AppHostFixture
 {

@@ -185,6 +185,42 @@ public sealed class BenchRun(BenchScale scale, int seed, string output, string c
         RunOnFreshStackAsync(stack => SoakBench.RunAsync(stack, scale, Say, cancellationToken), (soak, results) => Report.WriteSoak(soak, results, output), cancellationToken);
 
     /// <summary>
+    /// `--workload pooler`: the API at 200 clients with its primary connections direct (with and without auto-prepare)
+    /// and through PgBouncer, written to bench/results/&lt;date&gt;-&lt;scale&gt;-pooler.md.
+    /// </summary>
+    public async Task<string> RunPoolerAsync(CancellationToken cancellationToken)
+    {
+        var work = Directory.CreateTempSubdirectory("todoscale-bench-").FullName;
+        try
+        {
+            return await RunOnFreshStackAsync(stack => PoolerBench.RunAsync(stack, scale, seed, work, Say, cancellationToken),
+                (pooler, results) => Report.WritePooler(pooler, results, output), cancellationToken, PoolerBench.AppHostArgs);
+        }
+        finally
+        {
+            Directory.Delete(work, recursive: true);
+        }
+    }
+
+    /// <summary>
+    /// `--workload backup`: a full backup of the generated data and a point-in-time restore of it through the CLI,
+    /// written to bench/results/&lt;date&gt;-&lt;scale&gt;-backup.md.
+    /// </summary>
+    public async Task<string> RunBackupAsync(CancellationToken cancellationToken)
+    {
+        var work = Directory.CreateTempSubdirectory("todoscale-bench-").FullName;
+        try
+        {
+            return await RunOnFreshStackAsync(stack => BackupBench.RunAsync(stack, scale, seed, work, Say, cancellationToken),
+                (backup, results) => Report.WriteBackup(backup, results, output), cancellationToken);
+        }
+        finally
+        {
+            Directory.Delete(work, recursive: true);
+        }
+    }
+
+    /// <summary>
     /// `--engine citus`: the page, API and archive workloads on one PostgreSQL and on Citus (coordinator + 2 workers),
     /// same data, one report: bench/results/&lt;date&gt;-&lt;scale&gt;-citus.md.
     /// </summary>
@@ -216,9 +252,10 @@ public sealed class BenchRun(BenchScale scale, int seed, string output, string c
     }
 
     /// <summary>A workload of its own on a fresh stack, with the server's settings in its report.</summary>
-    private async Task<string> RunOnFreshStackAsync<T>(Func<BenchStack, Task<T>> workload, Func<T, BenchResults, string> write, CancellationToken cancellationToken)
+    private async Task<string> RunOnFreshStackAsync<T>(
+        Func<BenchStack, Task<T>> workload, Func<T, BenchResults, string> write, CancellationToken cancellationToken, IEnumerable<string>? appHostArgs = null)
     {
-        await using var stack = await StartStackAsync();
+        await using var stack = await StartStackAsync(appHostArgs);
         var results = new BenchResults { Scale = scale, Command = command, Seed = seed };
         await using (var db = stack.OpenPrimary())
         {

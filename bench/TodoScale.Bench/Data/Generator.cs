@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Npgsql;
 using NpgsqlTypes;
+using TodoScale.Bench.Stack;
 using TodoScale.Data.Schema;
 
 namespace TodoScale.Bench.Data;
@@ -137,6 +138,47 @@ public sealed class Generator(BenchScale scale, int seed, DateTimeOffset now)
         }
 
         return (loaded, new Generated(active, archived, projects, ai, clock.Elapsed));
+    }
+
+    /// <summary>
+    /// All of the scale's users and todos in one go (the workloads of their own; the main run loads in curve steps),
+    /// archive months made first, the tables vacuumed and analyzed after.
+    /// </summary>
+    public static async Task<(List<BenchUser> Loaded, Generated Generated)> LoadAllAsync(BenchStack stack, BenchScale scale, int seed, CancellationToken cancellationToken)
+    {
+        await using (var db = stack.OpenPrimary())
+        {
+            await Baselines.ExecuteAsync(db, """
+                SELECT todoscale_ensure_archive_months('todos_archived', (now() - interval '400 days')::date, 16);
+                SELECT todoscale_ensure_archive_months('ai_interactions_archived', (now() - interval '400 days')::date, 16);
+                """, cancellationToken);
+        }
+
+        var generator = new Generator(scale, seed, DateTimeOffset.UtcNow);
+        var loaders = Enumerable.Range(0, 4).Select(_ => stack.OpenPrimary("bench-load")).ToArray();
+        List<BenchUser> loaded;
+        Generated generated;
+        try
+        {
+            (loaded, generated) = await generator.LoadAsync(loaders, long.MaxValue, 0, cancellationToken);
+        }
+        finally
+        {
+            foreach (var loader in loaders)
+            {
+                await loader.DisposeAsync();
+            }
+        }
+
+        await using (var db = stack.OpenPrimary())
+        {
+            foreach (var table in new[] { "todos_active", "todos_archived", "projects", "ai_interactions" })
+            {
+                await Baselines.ExecuteAsync(db, $"VACUUM ANALYZE {table}", cancellationToken);
+            }
+        }
+
+        return (loaded, generated);
     }
 
     public bool Done => _next >= Users.Count;

@@ -119,6 +119,65 @@ public static class Report
         return path;
     }
 
+    public static string WriteBackup(BackupBenchResult b, BenchResults r, string folder)
+    {
+        Directory.CreateDirectory(folder);
+        var c = CultureInfo.InvariantCulture;
+        var stem = $"{r.Started:yyyy-MM-dd}-{r.Scale.Name}-backup";
+        var md = new StringBuilder();
+        md.AppendLine(c, $"# TodoScale benchmark: a full backup and a point-in-time restore, {r.Scale.Name} scale, {r.Started:yyyy-MM-dd HH:mm} UTC")
+          .AppendLine()
+          .Append(c, $"Reproduce: `{r.Command}`. Whole run: {b.Elapsed.TotalMinutes:0.0} min. {b.Generated.Rows:N0} rows generated ({b.Generated.Active:N0} active, {b.Generated.Archived:N0} archived todos) ")
+              .Append("into one process-mode stack (pgBackRest 2.45, zstd, `process-max=2`; WAL archived since the primary's first start), then the operators' CLI as they run it: ")
+              .Append("`backup run --type full`; 1,000 rows written, the instant noted, 1,000 more written; `backup restore --to <instant> --into <new folder>`.")
+              .AppendLine()
+          .AppendLine();
+        md.AppendLine("| figure | value |").AppendLine("|---|---|")
+          .AppendLine(c, $"| database (`pg_database_size`) | {b.DatabaseBytes / 1048576.0:N0} MiB |")
+          .AppendLine(c, $"| full backup, wall time (the CLI, start to exit) | {b.BackupWall.TotalSeconds:0.0} s |")
+          .AppendLine(c, $"| repository after it (the backup and the WAL archived so far) | {b.RepositoryBytes / 1048576.0:N0} MiB ({(double)b.RepositoryBytes / b.DatabaseBytes:P0} of the database) |")
+          .AppendLine(c, $"| restore to the instant, wall time (WAL switch and archive, restore, start, replay to the target) | {b.RestoreWall.TotalSeconds:0.0} s |")
+          .AppendLine(c, $"| rows in the restored copy / at the instant / on the primary now | {b.RestoredRows:N0} / {b.RowsAtTarget:N0} / {b.RowsAfter:N0} ({(b.RestoredRowsMatch ? "exactly the instant's" : "**differs**")}) |")
+          .AppendLine()
+          .AppendLine("The CLI's own summary lines:").AppendLine()
+          .AppendLine("```").AppendLine(b.BackupLine).AppendLine(b.RestoreLine).AppendLine("```").AppendLine();
+        md.AppendLine(c, $"{Environment.ProcessorCount} cores ({Machine.Cpu()}), {Machine.MemoryGb():0.0} GiB memory.").AppendLine();
+        AppendSettings(md, r);
+        var path = Path.Combine(folder, $"{stem}.md");
+        File.WriteAllText(path, md.ToString());
+        return path;
+    }
+
+    public static string WritePooler(PoolerBenchResult p, BenchResults r, string folder)
+    {
+        Directory.CreateDirectory(folder);
+        var c = CultureInfo.InvariantCulture;
+        var stem = $"{r.Started:yyyy-MM-dd}-{r.Scale.Name}-pooler";
+        var md = new StringBuilder();
+        md.AppendLine(c, $"# TodoScale benchmark: the API at {p.Clients} clients, direct and through PgBouncer, {r.Scale.Name} scale, {r.Started:yyyy-MM-dd HH:mm} UTC")
+          .AppendLine()
+          .Append(c, $"Reproduce: `{r.Command}`. Whole run: {p.Elapsed.TotalMinutes:0.0} min. {p.Generated.Rows:N0} rows generated ({p.Generated.Active:N0} active todos). ")
+              .Append(c, $"wrk with {p.Clients} connections against the API of one process-mode stack started with `--Infra:Pooler=pgbouncer --Infra:PoolerPoolSize={p.PoolSize}`; ")
+              .Append("between variants the API is restarted with its primary connections straight to PostgreSQL (its own Npgsql pool, up to 100 connections) or through PgBouncer. ")
+              .Append("Every read goes to the primary (`Reads:UseReplica=false`): the pooler stands in front of the primary only. ")
+              .Append("Connections: the primary's client backends (the API's, the exporter's, PgBouncer's idle server connections) before the run and the most at once during it, sampled every 50 ms.")
+              .AppendLine()
+          .AppendLine();
+        md.AppendLine("| variant | workload | requests/s | p50 ms | p99 ms | errors | primary connections before | most during |")
+          .AppendLine("|---|---|---|---|---|---|---|---|");
+        foreach (var run in p.Runs)
+        {
+            var w = run.Wrk;
+            md.AppendLine(c, $"| {run.Variant} | {run.Workload} | {w.PerSecond:N0} | {w.P50Ms:0.0} | {w.P99Ms:0.0} | {w.Errors + w.Non2xx:N0} | {run.IdleConnections:N0} | {run.PeakConnections:N0} |");
+        }
+
+        md.AppendLine().AppendLine(c, $"{Environment.ProcessorCount} cores ({Machine.Cpu()}), {Machine.MemoryGb():0.0} GiB memory; the stack and the load generator share them.").AppendLine();
+        AppendSettings(md, r);
+        var path = Path.Combine(folder, $"{stem}.md");
+        File.WriteAllText(path, md.ToString());
+        return path;
+    }
+
     public static string WriteSplit(SplitBenchResult s, BenchResults r, string folder)
     {
         Directory.CreateDirectory(folder);

@@ -31,6 +31,9 @@ public sealed class BenchStack : IAsyncDisposable
 
     public DistributedApplication App { get; }
 
+    /// <summary>The stack's data root (its servers' folders, pgBackRest's configuration and repository).</summary>
+    public string DataRoot => _dataRoot;
+
     /// <summary>The primary as the superuser (the AppHost's `todos` connection string).</summary>
     public string PrimaryConnectionString { get; }
 
@@ -54,11 +57,28 @@ public sealed class BenchStack : IAsyncDisposable
                         .AddFilter((_, level) => level >= LogLevel.Warning)
                         .AddFilter("TodoScale.AppHost.Resources", LogLevel.None));
                     var api = builder.CreateResourceBuilder(builder.Resources.OfType<ProjectResource>().Single(r => r.Name == "api"));
+                    var primary = builder.Resources.OfType<IResourceWithConnectionString>().Single(r => r.Name == "todos");
                     api.WithEnvironment(context =>
                     {
                         context.EnvironmentVariables["Cache__Enabled"] = switches.Cache ? "true" : "false";
                         context.EnvironmentVariables["Telemetry__TodoScaleMeters"] = switches.Meters ? "true" : "false";
                         context.EnvironmentVariables["Logging__LogLevel__Default"] = "Warning";
+                        if (switches.DirectPrimary)
+                        {
+                            // Past the pooler the AppHost put in front of the primary: the API's own pool to the server.
+                            context.EnvironmentVariables["ConnectionStrings__todos"] = new ConnectionStringReference(primary, optional: false);
+                            context.EnvironmentVariables["Database__Pooled"] = "false";
+                        }
+
+                        if (switches.MaxAutoPrepare is { } prepare)
+                        {
+                            context.EnvironmentVariables["Database__MaxAutoPrepare"] = prepare.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                        }
+
+                        if (!switches.UseReplica)
+                        {
+                            context.EnvironmentVariables["Reads__UseReplica"] = "false";
+                        }
                     });
                 });
             await app.ResourceCommands().ExecuteCommandAsync("archiver", KnownResourceCommands.StopCommand);
@@ -102,6 +122,23 @@ public sealed class BenchStack : IAsyncDisposable
 
         _switches.Cache = cache;
         _switches.Meters = meters;
+        await RestartApiAsync();
+    }
+
+    /// <summary>
+    /// Restarts the API with its primary connections <paramref name="direct"/> (past a pooler the stack has) or as the
+    /// AppHost wired them, Npgsql's auto-prepare set (null: the API's default), and its reads on the replica or not.
+    /// </summary>
+    public async Task ConfigureApiConnectionsAsync(bool direct, int? maxAutoPrepare, bool useReplica)
+    {
+        _switches.DirectPrimary = direct;
+        _switches.MaxAutoPrepare = maxAutoPrepare;
+        _switches.UseReplica = useReplica;
+        await RestartApiAsync();
+    }
+
+    private async Task RestartApiAsync()
+    {
         var result = await App.ResourceCommands().ExecuteCommandAsync("api", KnownResourceCommands.RestartCommand);
         if (!result.Success)
         {
@@ -130,6 +167,12 @@ public sealed class BenchStack : IAsyncDisposable
         public bool Cache { get; set; } = true;
 
         public bool Meters { get; set; } = true;
+
+        public bool DirectPrimary { get; set; }
+
+        public int? MaxAutoPrepare { get; set; }
+
+        public bool UseReplica { get; set; } = true;
     }
 }
 

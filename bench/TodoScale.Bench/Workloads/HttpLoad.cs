@@ -22,7 +22,9 @@ public sealed class HttpLoad(BenchStack stack, string workFolder)
 {
     public const string PagePath = "/api/todos?status=todo,in_progress&limit=50";
 
-    public async Task<WrkResult> WrkAsync(string variant, IReadOnlyList<Guid> users, TimeSpan duration, int connections, CancellationToken cancellationToken)
+    /// <param name="writeEvery">0: every request reads the page; n: every n-th request of a connection creates a todo
+    /// (for the user whose page it read last) instead.</param>
+    public async Task<WrkResult> WrkAsync(string variant, IReadOnlyList<Guid> users, TimeSpan duration, int connections, CancellationToken cancellationToken, int writeEvery = 0)
     {
         var script = Path.Combine(workFolder, "page.lua");
         var lua = new StringBuilder("local tokens = {\n");
@@ -34,7 +36,14 @@ public sealed class HttpLoad(BenchStack stack, string workFolder)
         lua.Append(CultureInfo.InvariantCulture, $$"""
             }
             local i = math.random(#tokens)
+            local n = 0
+            local writeEvery = {{writeEvery}}
             request = function()
+              n = n + 1
+              if writeEvery > 0 and n % writeEvery == 0 then
+                return wrk.format("POST", "/api/todos", { ["Authorization"] = "Bearer " .. tokens[i], ["Content-Type"] = "application/json" },
+                  '{"title":"bench write"}')
+              end
               i = (i % #tokens) + 1
               return wrk.format("GET", "{{PagePath}}", { ["Authorization"] = "Bearer " .. tokens[i] })
             end

@@ -1,0 +1,99 @@
+using System.Diagnostics;
+using System.Globalization;
+using Npgsql;
+using TodoScale.Bench.Data;
+using TodoScale.Bench.Stack;
+using TodoScale.Testing;
+
+namespace TodoScale.Bench.Workloads;
+
+/// <param name="DatabaseBytes">pg_database_size of `todos` when the backup ran.</param>
+/// <param name="RepositoryBytes">the repository's files after the backup (the backup and the WAL archived so far).</param>
+/// <param name="RestoredRowsMatch">the restored copy's todos_active count equals the primary's at the target instant.</param>
+public sealed record BackupBenchResult(
+    Generated Generated, long DatabaseBytes, string BackupLine, TimeSpan BackupWall, long RepositoryBytes,
+    string RestoreLine, TimeSpan RestoreWall, long RowsAtTarget, long RestoredRows, long RowsAfter, TimeSpan Elapsed)
+{
+    public bool RestoredRowsMatch => RowsAtTarget == RestoredRows;
+}
+
+/// <summary>
+/// `--workload backup`: the operators' CLI as they run it on the generated data: `backup run --type full`, then rows
+/// written, the instant noted, more rows written, and `backup restore --to` that instant into a new folder; the
+/// restored copy's rows counted against the instant's. Wall times, sizes and the CLI's own summary lines.
+/// </summary>
+public static class BackupBench
+{
+    public static async Task<BackupBenchResult> RunAsync(BenchStack stack, BenchScale scale, int seed, string work, Action<string> say, CancellationToken cancellationToken)
+    {
+        var clock = Stopwatch.StartNew();
+        var (_, generated) = await Generator.LoadAllAsync(stack, scale, seed, cancellationToken);
+        await using var db = stack.OpenPrimary();
+        var databaseBytes = await Baselines.ScalarAsync<long>(db, "SELECT pg_database_size('todos')", cancellationToken);
+        say($"backup: {generated.Rows:N0} rows, {databaseBytes / 1048576.0:N0} MiB of database; backup run --type full");
+
+        var started = Stopwatch.StartNew();
+        var backupLine = await CliAsync(stack, ["backup", "run", "--type", "full"], "backup run:", cancellationToken);
+        var backupWall = started.Elapsed;
+        var repository = Directory.EnumerateFiles(Path.Combine(stack.DataRoot, "backups"), "*", SearchOption.AllDirectories).Sum(f => new FileInfo(f).Length);
+        say($"  {backupLine} ({backupWall.TotalSeconds:0.0} s wall)");
+
+        await Baselines.ExecuteAsync(db, "INSERT INTO todos_active (id, user_id, title) SELECT gen_random_uuid(), gen_random_uuid(), 'before the instant' FROM generate_series(1, 1000)", cancellationToken);
+        var target = await Baselines.ScalarAsync<DateTime>(db, "SELECT clock_timestamp()", cancellationToken);
+        var rowsAtTarget = await Baselines.ScalarAsync<long>(db, "SELECT count(*) FROM todos_active", cancellationToken);
+        await Baselines.ExecuteAsync(db, "INSERT INTO todos_active (id, user_id, title) SELECT gen_random_uuid(), gen_random_uuid(), 'after the instant' FROM generate_series(1, 1000)", cancellationToken);
+        var rowsAfter = await Baselines.ScalarAsync<long>(db, "SELECT count(*) FROM todos_active", cancellationToken);
+
+        var folder = Path.Combine(work, "restore");
+        var instant = target.ToString("yyyy-MM-dd HH:mm:ss.ffffff", CultureInfo.InvariantCulture) + "+00";
+        say($"backup: backup restore --to \"{instant}\"");
+        started.Restart();
+        var restoreLine = await CliAsync(stack, ["backup", "restore", "--to", instant, "--into", folder], "backup restore:", cancellationToken);
+        var restoreWall = started.Elapsed;
+        say($"  {restoreLine} ({restoreWall.TotalSeconds:0.0} s wall)");
+        var port = int.Parse(restoreLine.Split("127.0.0.1:")[1].Split(',')[0], CultureInfo.InvariantCulture);
+        long restoredRows;
+        try
+        {
+            var restored = new NpgsqlConnectionStringBuilder(stack.PrimaryConnectionString) { Host = "127.0.0.1", Port = port, Pooling = false }.ConnectionString;
+            await using var copy = BenchStack.Open(restored);
+            restoredRows = await Baselines.ScalarAsync<long>(copy, "SELECT count(*) FROM todos_active", cancellationToken);
+        }
+        finally
+        {
+            await StopAsync(folder);
+        }
+
+        say($"  restored copy: {restoredRows:N0} todos_active rows; at the instant {rowsAtTarget:N0}, now {rowsAfter:N0}");
+        return new BackupBenchResult(generated, databaseBytes, backupLine, backupWall, repository, restoreLine, restoreWall, rowsAtTarget, restoredRows, rowsAfter, clock.Elapsed);
+    }
+
+    private static async Task<string> CliAsync(BenchStack stack, string[] args, string summary, CancellationToken cancellationToken)
+    {
+        var archiver = RepositoryPaths.ProjectOutput("TodoScale.Archiver", "TodoScale.Archiver.dll");
+        var info = new ProcessStartInfo("dotnet", [archiver, .. args]) { RedirectStandardOutput = true, RedirectStandardError = true };
+        info.Environment["ConnectionStrings__todos"] = stack.PrimaryConnectionString;
+        info.Environment["Backup__Config"] = Path.Combine(stack.DataRoot, "pgbackrest", "pgbackrest.conf");
+        info.Environment["DOTNET_ENVIRONMENT"] = "Production";
+        info.Environment["COLUMNS"] = "400"; // the summary line on one line
+        using var process = Process.Start(info) ?? throw new InvalidOperationException("could not start the archiver");
+        var output = process.StandardOutput.ReadToEndAsync(cancellationToken);
+        var error = process.StandardError.ReadToEndAsync(cancellationToken);
+        await process.WaitForExitAsync(cancellationToken);
+        var line = (await output).Split('\n').FirstOrDefault(l => l.StartsWith(summary, StringComparison.Ordinal));
+        return process.ExitCode == 0 && line is not null
+            ? line.Trim()
+            : throw new InvalidOperationException($"{string.Join(' ', args)} exited {process.ExitCode}: {await output}{await error}");
+    }
+
+    /// <summary>Stops the restored copy (`pg_ctl stop -m fast`, as the server's user when run as root).</summary>
+    private static async Task StopAsync(string folder)
+    {
+        var pgCtl = Directory.GetDirectories("/usr/lib/postgresql").Order().Select(d => Path.Combine(d, "bin", "pg_ctl")).Last(File.Exists);
+        string[] command = Environment.UserName == "root"
+            ? ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", pgCtl, "-D", folder, "stop", "-m", "fast"]
+            : [pgCtl, "-D", folder, "stop", "-m", "fast"];
+        using var process = Process.Start(new ProcessStartInfo(command[0], command[1..]) { RedirectStandardOutput = true, RedirectStandardError = true })!;
+        await process.WaitForExitAsync();
+    }
+}
