@@ -18,9 +18,10 @@ public static class OperatorCli
         ProcessRunner.RunAsync(StartInfo(args, connectionString, settings), Timeout);
 
     /// <summary>Runs a verb that must succeed and returns its summary line: the last one starting with <paramref name="prefix"/>.</summary>
-    public static async Task<string> SummaryAsync(string connectionString, string[] args, string prefix, CancellationToken cancellationToken)
+    public static async Task<string> SummaryAsync(
+        string connectionString, string[] args, string prefix, CancellationToken cancellationToken, params (string Name, string Value)[] settings)
     {
-        var info = StartInfo(args, connectionString, []);
+        var info = StartInfo(args, connectionString, settings);
         using var process = Process.Start(info) ?? throw new InvalidOperationException("could not start the archiver CLI");
         var output = process.StandardOutput.ReadToEndAsync(cancellationToken);
         var error = process.StandardError.ReadToEndAsync(cancellationToken);

@@ -59,6 +59,7 @@ internal static class Extensions
         builder.Services.AddSingleton<TenantWrites>();
 
         builder.Services.AddHealthChecks()
+            .AddCheck<RowSecurityHealthCheck>("row-security")
             .AddCheck<ReplicaHealthCheck>("replica", HealthStatus.Degraded)
             .AddCheck<CacheHealthCheck>("cache", HealthStatus.Degraded);
 

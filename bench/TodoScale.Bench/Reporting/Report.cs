@@ -160,15 +160,25 @@ public static class Report
               .Append(c, $"wrk with {p.Clients} connections against the API of one process-mode stack started with `--Infra:Pooler=pgbouncer --Infra:PoolerPoolSize={p.PoolSize}`; ")
               .Append("between variants the API is restarted with its primary connections straight to PostgreSQL (its own Npgsql pool, up to 100 connections) or through PgBouncer. ")
               .Append("Every read goes to the primary (`Reads:UseReplica=false`): the pooler stands in front of the primary only. ")
-              .Append("Connections: the primary's client backends (the API's, the exporter's, PgBouncer's idle server connections) before the run and the most at once during it, sampled every 50 ms.")
+              .Append("Connections: the primary's client backends (the API's or PgBouncer's, the exporter's) just before the measured run (after its warm-up) and the most at once during it, sampled every 50 ms.")
               .AppendLine()
           .AppendLine();
-        md.AppendLine("| variant | workload | requests/s | p50 ms | p99 ms | errors | primary connections before | most during |")
+        md.AppendLine("Each variant's median round (by requests/s); connections: the most any of its rounds had.").AppendLine()
+          .AppendLine("| variant | workload | requests/s | p50 ms | p99 ms | errors | primary connections before | most during |")
           .AppendLine("|---|---|---|---|---|---|---|---|");
-        foreach (var run in p.Runs)
+        foreach (var run in p.Medians)
         {
             var w = run.Wrk;
             md.AppendLine(c, $"| {run.Variant} | {run.Workload} | {w.PerSecond:N0} | {w.P50Ms:0.0} | {w.P99Ms:0.0} | {w.Errors + w.Non2xx:N0} | {run.IdleConnections:N0} | {run.PeakConnections:N0} |");
+        }
+
+        md.AppendLine().AppendLine("Every round, in the order run:").AppendLine()
+          .AppendLine("| variant | workload | requests/s | p99 ms | errors | connections before | most during |")
+          .AppendLine("|---|---|---|---|---|---|---|");
+        foreach (var run in p.Runs)
+        {
+            var w = run.Wrk;
+            md.AppendLine(c, $"| {run.Variant} | {run.Workload} | {w.PerSecond:N0} | {w.P99Ms:0.0} | {w.Errors + w.Non2xx:N0} | {run.IdleConnections:N0} | {run.PeakConnections:N0} |");
         }
 
         md.AppendLine().AppendLine(c, $"{Environment.ProcessorCount} cores ({Machine.Cpu()}), {Machine.MemoryGb():0.0} GiB memory; the stack and the load generator share them.").AppendLine();

@@ -68,23 +68,9 @@ public static class BackupBench
         return new BackupBenchResult(generated, databaseBytes, backupLine, backupWall, repository, restoreLine, restoreWall, rowsAtTarget, restoredRows, rowsAfter, clock.Elapsed);
     }
 
-    private static async Task<string> CliAsync(BenchStack stack, string[] args, string summary, CancellationToken cancellationToken)
-    {
-        var archiver = RepositoryPaths.ProjectOutput("TodoScale.Archiver", "TodoScale.Archiver.dll");
-        var info = new ProcessStartInfo("dotnet", [archiver, .. args]) { RedirectStandardOutput = true, RedirectStandardError = true };
-        info.Environment["ConnectionStrings__todos"] = stack.PrimaryConnectionString;
-        info.Environment["Backup__Config"] = Path.Combine(stack.DataRoot, "pgbackrest", "pgbackrest.conf");
-        info.Environment["DOTNET_ENVIRONMENT"] = "Production";
-        info.Environment["COLUMNS"] = "400"; // the summary line on one line
-        using var process = Process.Start(info) ?? throw new InvalidOperationException("could not start the archiver");
-        var output = process.StandardOutput.ReadToEndAsync(cancellationToken);
-        var error = process.StandardError.ReadToEndAsync(cancellationToken);
-        await process.WaitForExitAsync(cancellationToken);
-        var line = (await output).Split('\n').FirstOrDefault(l => l.StartsWith(summary, StringComparison.Ordinal));
-        return process.ExitCode == 0 && line is not null
-            ? line.Trim()
-            : throw new InvalidOperationException($"{string.Join(' ', args)} exited {process.ExitCode}: {await output}{await error}");
-    }
+    private static Task<string> CliAsync(BenchStack stack, string[] args, string summary, CancellationToken cancellationToken) =>
+        OperatorCli.SummaryAsync(stack.PrimaryConnectionString, args, summary, cancellationToken,
+            ("Backup__Config", Path.Combine(stack.DataRoot, "pgbackrest", "pgbackrest.conf")), ("COLUMNS", "400"));
 
     /// <summary>Stops the restored copy (`pg_ctl stop -m fast`, as the server's user when run as root).</summary>
     private static async Task StopAsync(string folder)

@@ -6,11 +6,19 @@ using TodoScale.Bench.Stack;
 namespace TodoScale.Bench.Workloads;
 
 /// <summary>One variant of the API's primary connections under one workload.</summary>
-/// <param name="IdleConnections">the primary's client backends just before the run (exporter, pooled server connections kept idle, ...).</param>
+/// <param name="IdleConnections">the primary's client backends just before the measured run, after its warm-up (the API's pool or PgBouncer's server connections, the exporter's).</param>
 /// <param name="PeakConnections">the most client backends the primary had during the run.</param>
 public sealed record PoolerRun(string Variant, string Workload, WrkResult Wrk, long IdleConnections, long PeakConnections);
 
-public sealed record PoolerBenchResult(int Clients, int PoolSize, Generated Generated, IReadOnlyList<PoolerRun> Runs, TimeSpan Elapsed);
+public sealed record PoolerBenchResult(int Clients, int PoolSize, Generated Generated, IReadOnlyList<PoolerRun> Runs, TimeSpan Elapsed)
+{
+    /// <summary>Each variant and workload's median round by throughput, with the most connections any of its rounds saw.</summary>
+    public IEnumerable<PoolerRun> Medians => Runs.GroupBy(r => (r.Variant, r.Workload)).Select(g =>
+    {
+        var ordered = g.OrderBy(r => r.Wrk.PerSecond).ToList();
+        return ordered[ordered.Count / 2] with { PeakConnections = g.Max(r => r.PeakConnections) };
+    });
+}
 
 /// <summary>
 /// `--workload pooler`: the API at <see cref="Clients"/> concurrent clients (wrk) with its primary connections three
@@ -24,6 +32,7 @@ public static class PoolerBench
 {
     public const int Clients = 200;
     public const int PoolSize = 20;
+    public const int Rounds = 3;
 
     public static IEnumerable<string> AppHostArgs => ["--Infra:Pooler=pgbouncer", $"--Infra:PoolerPoolSize={PoolSize}"];
 
@@ -42,28 +51,33 @@ public static class PoolerBench
             ($"PgBouncer, transaction mode, {PoolSize} server connections", false, null),
         ];
         (string Name, int WriteEvery)[] workloads = [("page reads", 0), ("1 create : 4 page reads", 5)];
-        foreach (var (name, direct, prepare) in variants)
+        // Rounds, each variant once a round in a rotated order, so neither a warming cache nor the rows the writes add
+        // favour one variant; the report gives each variant's median round.
+        for (var round = 0; round < Rounds; round++)
         {
-            await stack.ConfigureApiConnectionsAsync(direct, prepare, useReplica: false);
-            foreach (var (workload, writeEvery) in workloads)
+            foreach (var (name, direct, prepare) in variants.Skip(round % variants.Length).Concat(variants.Take(round % variants.Length)))
             {
-                await http.WrkAsync("warm-up", users, scale.ApiWarmup, Clients, cancellationToken, writeEvery);
-                await using var sampler = stack.OpenPrimary("bench-sampler");
-                var idle = await CountAsync(sampler, cancellationToken);
-                using var stop = new CancellationTokenSource();
-                var peak = SampleAsync(sampler, stop.Token);
-                WrkResult run;
-                try
+                await stack.ConfigureApiConnectionsAsync(direct, prepare, useReplica: false);
+                foreach (var (workload, writeEvery) in workloads)
                 {
-                    run = await http.WrkAsync(name, users, scale.HttpRun, Clients, cancellationToken, writeEvery);
-                }
-                finally
-                {
-                    await stop.CancelAsync();
-                }
+                    await http.WrkAsync("warm-up", users, scale.ApiWarmup, Clients, cancellationToken, writeEvery);
+                    await using var sampler = stack.OpenPrimary("bench-sampler");
+                    var before = await CountAsync(sampler, cancellationToken);
+                    using var stop = new CancellationTokenSource();
+                    var peak = SampleAsync(sampler, stop.Token);
+                    WrkResult run;
+                    try
+                    {
+                        run = await http.WrkAsync(name, users, scale.HttpRun, Clients, cancellationToken, writeEvery);
+                    }
+                    finally
+                    {
+                        await stop.CancelAsync();
+                    }
 
-                runs.Add(new PoolerRun(name, workload, run, idle, await peak));
-                say($"  {name}, {workload}: {run.PerSecond:N0}/s, p99 {run.P99Ms:0.0} ms, errors {run.Errors + run.Non2xx}, primary connections {idle} idle, {await peak} at most");
+                    runs.Add(new PoolerRun(name, workload, run, before, await peak));
+                    say($"  round {round + 1}, {name}, {workload}: {run.PerSecond:N0}/s, p99 {run.P99Ms:0.0} ms, errors {run.Errors + run.Non2xx}, primary connections {before} before, {await peak} at most");
+                }
             }
         }
 
