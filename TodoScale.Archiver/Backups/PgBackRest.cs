@@ -190,6 +190,40 @@ public sealed class PgBackRest(BackupOptions options, int port)
         return new BackupInventory([.. backups.OrderBy(b => b.Stop)], min, max, status);
     }
 
+    /// <summary>
+    /// Run as root, the restore hands <paramref name="folder"/> to the server's user (postgres), who must be able to
+    /// enter every folder above it: the first one it cannot enter, or null when it can reach it (or when this process
+    /// is not root: the server's user is then this user, who made the folder).
+    /// </summary>
+    public static async Task<string?> UnreachableByServerUserAsync(string folder, CancellationToken cancellationToken)
+    {
+        if (Environment.UserName != "root")
+        {
+            return null;
+        }
+
+        var ancestors = new List<string>();
+        for (var dir = Path.GetDirectoryName(Path.GetFullPath(folder)); dir is not null; dir = Path.GetDirectoryName(dir))
+        {
+            if (Directory.Exists(dir))
+            {
+                ancestors.Add(dir);
+            }
+        }
+
+        ancestors.Reverse(); // from / down
+        foreach (var dir in ancestors)
+        {
+            var (exit, _) = await RunToEndAsync(AsServerUser("test", ["-x", dir]), null, cancellationToken);
+            if (exit != 0)
+            {
+                return dir;
+            }
+        }
+
+        return null;
+    }
+
     /// <summary>Runs a program as the user the server runs as: postgres when this process is root, else this user.</summary>
     public static ProcessStartInfo AsServerUser(string program, IEnumerable<string> args)
     {

@@ -86,6 +86,13 @@ internal static class BackupCommand
 
             var (service, _) = Open();
             RefuseFolder(folder, service.Tool.DataFolder);
+            if (await PgBackRest.UnreachableByServerUserAsync(folder, cancellationToken) is { } closed)
+            {
+                throw new CliException(
+                    $"--into {folder}: the server's user (postgres) cannot enter {closed}, so it could not run the restored cluster there; " +
+                    $"restore under a folder it can reach, or open that one to it (chmod o+x {closed}).");
+            }
+
             var result = await WithProgressAsync("backup restore", progress =>
                 service.RestoreAsync(target, folder, listen, "operator", Environment.UserName, progress, cancellationToken));
             AnsiConsole.MarkupLineInterpolated(

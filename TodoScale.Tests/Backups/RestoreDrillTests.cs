@@ -150,6 +150,17 @@ public sealed partial class RestoreDrillTests(BackupStackFixture stack, ITestOut
         Assert.Matches("no backup (ends before|yet)", output);
         Assert.False(Directory.Exists(Path.Combine(stack.DataRoot, "restored-never")));
 
+        if (ProcessRunner.IsRoot && !OperatingSystem.IsWindows())
+        {
+            // Run as root the CLI hands the folder to postgres, which must be able to enter every folder above it.
+            var closed = Directory.CreateDirectory(Path.Combine(stack.DataRoot, "closed")).FullName;
+            File.SetUnixFileMode(closed, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            (exit, output) = await stack.CliAsync("backup", "restore", "--to", valid, "--into", Path.Combine(closed, "restored"));
+            Assert.Equal(2, exit);
+            Assert.Contains($"the server's user (postgres) cannot enter {closed}", output);
+            Assert.Empty(Directory.EnumerateFileSystemEntries(closed));
+        }
+
         (exit, output) = await stack.CliAsync("backup", "run", "--type", "weekly");
         Assert.Equal(2, exit);
         Assert.Contains("--type must be one of full, diff, incr", output);

@@ -43,6 +43,9 @@ public sealed class BenchResults
 
     public WrkResult? ApiCached { get; set; }
 
+    /// <summary>The peer API (bench/TodoScale.Bench.Peer) under the uncached API's load.</summary>
+    public WrkResult? PeerApi { get; set; }
+
     public List<WrkResult> MetersOn { get; } = [];
 
     public List<WrkResult> MetersOff { get; } = [];

@@ -116,6 +116,16 @@ public sealed class BenchRun(BenchScale scale, int seed, string output, string c
             }
 
             results.ApiUncached = results.MetersOn.OrderBy(w => w.P99Ms).First() with { Variant = "API, uncached" };
+
+            // The peer: what a team would write without TodoScale, on the unpartitioned copy, under the same load.
+            Say("workload 2: the peer API (ASP.NET Core + EF Core over the unpartitioned table, no replica or cache), 32 connections");
+            await using (var peer = await PeerApi.StartAsync(stack, Baselines.Flat, cancellationToken))
+            {
+                await http.WrkAsync("warm-up", httpUsers, scale.ApiWarmup, 32, cancellationToken, target: peer.Address);
+                results.PeerApi = await http.WrkAsync("Peer API (EF Core, one unpartitioned table, no replica or cache)", httpUsers, scale.HttpRun, 32, cancellationToken, target: peer.Address);
+                Say($"  {results.PeerApi.Variant}: {results.PeerApi.PerSecond:N0}/s, p99 {results.PeerApi.P99Ms:0.00} ms, errors {results.PeerApi.Errors + results.PeerApi.Non2xx}");
+            }
+
             await stack.ConfigureApiAsync(cache: true, meters: true);
             var cachedUsers = typical.Take(200).ToList();
             await http.WrkAsync("warm-up", cachedUsers, scale.ApiWarmup, 32, cancellationToken);
@@ -206,19 +216,9 @@ public sealed class BenchRun(BenchScale scale, int seed, string output, string c
     /// `--workload backup`: a full backup of the generated data and a point-in-time restore of it through the CLI,
     /// written to bench/results/&lt;date&gt;-&lt;scale&gt;-backup.md.
     /// </summary>
-    public async Task<string> RunBackupAsync(CancellationToken cancellationToken)
-    {
-        var work = Directory.CreateTempSubdirectory("todoscale-bench-").FullName;
-        try
-        {
-            return await RunOnFreshStackAsync(stack => BackupBench.RunAsync(stack, scale, seed, work, Say, cancellationToken),
-                (backup, results) => Report.WriteBackup(backup, results, output), cancellationToken);
-        }
-        finally
-        {
-            Directory.Delete(work, recursive: true);
-        }
-    }
+    public Task<string> RunBackupAsync(CancellationToken cancellationToken) =>
+        RunOnFreshStackAsync(stack => BackupBench.RunAsync(stack, scale, seed, Say, cancellationToken),
+            (backup, results) => Report.WriteBackup(backup, results, output), cancellationToken);
 
     /// <summary>
     /// `--engine citus`: the page, API and archive workloads on one PostgreSQL and on Citus (coordinator + 2 workers),

@@ -24,7 +24,7 @@ public sealed record BackupBenchResult(
 /// </summary>
 public static class BackupBench
 {
-    public static async Task<BackupBenchResult> RunAsync(BenchStack stack, BenchScale scale, int seed, string work, Action<string> say, CancellationToken cancellationToken)
+    public static async Task<BackupBenchResult> RunAsync(BenchStack stack, BenchScale scale, int seed, Action<string> say, CancellationToken cancellationToken)
     {
         var clock = Stopwatch.StartNew();
         var (_, generated) = await Generator.LoadAllAsync(stack, scale, seed, cancellationToken);
@@ -44,7 +44,8 @@ public static class BackupBench
         await Baselines.ExecuteAsync(db, "INSERT INTO todos_active (id, user_id, title) SELECT gen_random_uuid(), gen_random_uuid(), 'after the instant' FROM generate_series(1, 1000)", cancellationToken);
         var rowsAfter = await Baselines.ScalarAsync<long>(db, "SELECT count(*) FROM todos_active", cancellationToken);
 
-        var folder = Path.Combine(work, "restore");
+        // Beside the stack's servers, where the server's user can reach it (the bench's temp folder is its own).
+        var folder = Path.Combine(stack.DataRoot, "restore-bench");
         var instant = target.ToString("yyyy-MM-dd HH:mm:ss.ffffff", CultureInfo.InvariantCulture) + "+00";
         say($"backup: backup restore --to \"{instant}\"");
         started.Restart();

@@ -24,7 +24,9 @@ public sealed class HttpLoad(BenchStack stack, string workFolder)
 
     /// <param name="writeEvery">0: every request reads the page; n: every n-th request of a connection creates a todo
     /// (for the user whose page it read last) instead.</param>
-    public async Task<WrkResult> WrkAsync(string variant, IReadOnlyList<Guid> users, TimeSpan duration, int connections, CancellationToken cancellationToken, int writeEvery = 0)
+    /// <param name="target">another API than the stack's (the peer), given the same tokens.</param>
+    public async Task<WrkResult> WrkAsync(
+        string variant, IReadOnlyList<Guid> users, TimeSpan duration, int connections, CancellationToken cancellationToken, int writeEvery = 0, Uri? target = null)
     {
         var script = Path.Combine(workFolder, "page.lua");
         var lua = new StringBuilder("local tokens = {\n");
@@ -59,7 +61,7 @@ public sealed class HttpLoad(BenchStack stack, string workFolder)
         var info = new ProcessStartInfo("wrk",
         [
             "-t2", $"-c{connections}", $"-d{Math.Max(1, (int)Math.Round(duration.TotalSeconds))}s", "--timeout", "10s", "-s", script,
-            stack.ApiBase.GetLeftPart(UriPartial.Authority),
+            (target ?? stack.ApiBase).GetLeftPart(UriPartial.Authority),
         ])
         {
             RedirectStandardOutput = true,
