@@ -36,10 +36,21 @@ public sealed class RestoredCluster(string folder, int port)
     /// </summary>
     public async Task StartAsync(CancellationToken cancellationToken)
     {
+        // A hot standby refuses to recover with fewer connections, workers, senders, prepared transactions or locks
+        // than the primary had ("recovery aborted because of insufficient parameter settings"); the primary's values
+        // were on its command line, not in the restored postgresql.conf, and pg_control recorded them.
+        var (controlExit, control) = await PgBackRest.RunToEndAsync(PgBackRest.AsServerUser(Path.Combine(Path.GetDirectoryName(PgCtl) ?? "", "pg_controldata"), [Folder]),
+            null, cancellationToken);
+        if (controlExit != 0)
+        {
+            throw new BackupException($"pg_controldata could not read the restored folder (exit {controlExit}): {control.Trim()}");
+        }
+
         string[] settings =
         [
             $"-p {Port}", "-c listen_addresses=127.0.0.1", "-c unix_socket_directories=", "-c hot_standby=on",
-            "-c archive_mode=off", "-c max_connections=200", "-c max_wal_senders=10", "-c logging_collector=off",
+            "-c archive_mode=off", "-c logging_collector=off",
+            .. StandbySettings(control).Select(setting => $"-c {setting.Key}={setting.Value}"),
         ];
         var (exit, output) = await PgBackRest.RunToEndAsync(PgBackRest.AsServerUser(PgCtl,
             ["-D", Folder, "-l", LogFile, "-w", "-t", "600", "-o", string.Join(' ', settings), "start"]), null, cancellationToken);
@@ -90,6 +101,31 @@ public sealed class RestoredCluster(string folder, int port)
         }
 
         throw new BackupException($"recovery did not reach the target within {RecoveryTimeout.TotalMinutes:0} min (last: {last}); the cluster is still running: {Folder}");
+    }
+
+    /// <summary>
+    /// The settings a hot standby needs at least as high as the primary's, from pg_controldata's output: the primary's
+    /// value, and never below the defaults this command used before (200 connections, 10 WAL senders).
+    /// </summary>
+    public static IReadOnlyDictionary<string, int> StandbySettings(string controlData)
+    {
+        var floors = new Dictionary<string, (string Label, int Floor)>
+        {
+            ["max_connections"] = ("max_connections setting", 200),
+            ["max_worker_processes"] = ("max_worker_processes setting", 8),
+            ["max_wal_senders"] = ("max_wal_senders setting", 10),
+            ["max_prepared_transactions"] = ("max_prepared_xacts setting", 0),
+            ["max_locks_per_transaction"] = ("max_locks_per_xact setting", 64),
+        };
+        var values = controlData.Split('\n')
+            .Select(line => line.Split(':', 2))
+            .Where(parts => parts.Length == 2)
+            .ToDictionary(parts => parts[0].Trim(), parts => parts[1].Trim(), StringComparer.Ordinal);
+        return floors.ToDictionary(
+            setting => setting.Key,
+            setting => values.TryGetValue(setting.Value.Label, out var text) && int.TryParse(text, out var primary)
+                ? Math.Max(primary, setting.Value.Floor)
+                : setting.Value.Floor);
     }
 
     private string LogTail() =>

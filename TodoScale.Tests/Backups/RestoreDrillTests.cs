@@ -27,7 +27,9 @@ public sealed class BackupStackFixture : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        App = await TestApp.StartAsync(DataRoot);
+        // A primary sized above PostgreSQL's defaults (and the 200 connections `backup restore` once started every copy
+        // with), as the benchmark's is: its restored copy must start with at least as much, or recovery aborts.
+        App = await TestApp.StartAsync(DataRoot, ["--Infra:PostgresSettings:max_connections=250", "--Infra:PostgresSettings:max_locks_per_transaction=128"]);
         Primary = (await App.GetConnectionStringAsync("todos"))!;
     }
 
@@ -104,6 +106,9 @@ public sealed partial class RestoreDrillTests(BackupStackFixture stack, ITestOut
         Assert.Equal(atInstant, await Sql.ScalarAsync<string>(restored, snapshot));
         Assert.True(await Sql.ScalarAsync<bool>(restored, "SELECT pg_is_in_recovery()"));
         Assert.Equal("paused", await Sql.ScalarAsync<string>(restored, "SELECT pg_get_wal_replay_pause_state()::text"));
+        // Started with the primary's sizes (read from pg_control), which a hot standby may not go below.
+        Assert.Equal("250", await Sql.ScalarAsync<string>(restored, "SHOW max_connections"));
+        Assert.Equal("128", await Sql.ScalarAsync<string>(restored, "SHOW max_locks_per_transaction"));
         var write = await Assert.ThrowsAsync<PostgresException>(() => Sql.ExecuteAsync(restored, "CREATE TABLE written_on_the_copy (id int)"));
         Assert.Equal("25006", write.SqlState); // read_only_sql_transaction
 
