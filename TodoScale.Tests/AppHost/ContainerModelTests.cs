@@ -204,13 +204,21 @@ public sealed class ContainerModelTests : IAsyncLifetime
     {
         var first = await ModelAsync([]);
         var again = await ModelAsync([]);
-        var other = await ModelAsync([], Directory.CreateTempSubdirectory("todoscale-model-other-").FullName);
+        var otherRoot = Directory.CreateTempSubdirectory("todoscale-model-other-");
+        try
+        {
+            var other = await ModelAsync([], otherRoot.FullName);
 
-        var volumes = Volumes(first);
-        Assert.Equal(3, volumes.Count);
-        Assert.All(volumes, v => Assert.StartsWith($"todoscale-{ContainerInfrastructure.StackId(_dataRoot)}-", v));
-        Assert.Equal(volumes, Volumes(again));
-        Assert.Empty(Volumes(other).Intersect(volumes));
+            var volumes = Volumes(first);
+            Assert.Equal(3, volumes.Count);
+            Assert.All(volumes, v => Assert.StartsWith($"todoscale-{ContainerInfrastructure.StackId(_dataRoot)}-", v));
+            Assert.Equal(volumes, Volumes(again));
+            Assert.Empty(Volumes(other).Intersect(volumes));
+        }
+        finally
+        {
+            otherRoot.Delete(recursive: true);
+        }
     }
 
     [Fact]
