@@ -3,6 +3,7 @@ using TodoScale.Api.Apis;
 using TodoScale.Api.Contracts;
 using TodoScale.Api.Extensions;
 using TodoScale.Api.RateLimiting;
+using TodoScale.Api.Reads;
 
 var builder = WebApplication.CreateBuilder(args);
 
@@ -26,6 +27,7 @@ app.UseStatusCodePages();
 app.UseAuthentication();
 app.UseRateLimiter(); // after authentication: the budget is the token's user's
 app.UseAuthorization();
+app.UseClientSessions(); // TodoScale-Session: the client's own writes, whichever instance serves it
 
 app.MapDefaultEndpoints();
 app.MapOpenApi();

@@ -51,7 +51,7 @@ public static class TodosApi
 
         var userId = context.UserId;
         var spec = new ReadSpec("list_todos", query.IncludeArchived ? "todos_archived" : "todos_active", query.FirstPageKey());
-        var page = await context.Reads.ReadAsync(userId, spec, (connection, transaction, ct) => query.ExecuteAsync(connection, transaction, userId, ct), cancellationToken);
+        var page = await context.Reads.ReadInBatchAsync(userId, spec, query.ExecuteAsync, cancellationToken);
         return TypedResults.Ok(context.Served(page));
     }
 

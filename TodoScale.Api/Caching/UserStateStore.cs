@@ -59,9 +59,19 @@ public sealed partial class UserStateStore(
     /// <summary>Users whose last write is not yet recorded in Redis (tests and health).</summary>
     public int PendingUsers => _pending.Count;
 
-    public async Task<UserView> ReadAsync(Guid userId, string? pageKey)
+    /// <summary>
+    /// What is known of the user before a read. With <paramref name="carried"/> (the client's session position,
+    /// <see cref="ClientSession"/>) and no cached page to look up, Redis is not asked: the session's position and
+    /// this process's memory decide, one round trip fewer.
+    /// </summary>
+    public async Task<UserView> ReadAsync(Guid userId, string? pageKey, ulong? carried = null)
     {
-        var local = _local.TryGetValue(userId, out ulong localLsn) ? localLsn : 0UL;
+        var local = Math.Max(_local.TryGetValue(userId, out ulong localLsn) ? localLsn : 0UL, carried ?? 0);
+        if (carried is not null && (pageKey is null || !cacheOptions.Value.Enabled))
+        {
+            return new UserView(true, local, null);
+        }
+
         if (!await ReadyAsync())
         {
             return new UserView(false, local, null);
@@ -108,8 +118,13 @@ public sealed partial class UserStateStore(
         }
     }
 
-    /// <summary>Caches a first page read at <paramref name="asOfLsn"/> (the user's last write when the read began).</summary>
-    public async Task StorePageAsync(Guid userId, string pageKey, ulong asOfLsn, string json)
+    /// <summary>
+    /// Caches a first page read at <paramref name="asOfLsn"/> (the user's last write when the read began), without
+    /// waiting for Redis: the response does not need the page stored, a page that never arrives is a later miss, and
+    /// one that arrives after a newer write is never served (its position is not the user's last write any more).
+    /// This instance's next read of the page is queued behind it on the same connection and so finds it.
+    /// </summary>
+    public void StorePage(Guid userId, string pageKey, ulong asOfLsn, string json)
     {
         if (!cacheOptions.Value.Enabled || !_pending.IsEmpty || !redis.IsConnected)
         {
@@ -120,9 +135,8 @@ public sealed partial class UserStateStore(
         {
             var database = redis.GetDatabase();
             var key = PagesKey(userId);
-            var set = database.HashSetAsync(key, pageKey, $"{asOfLsn}|{json}");
-            var expire = database.KeyExpireAsync(key, cacheOptions.Value.PageTtl);
-            await Task.WhenAll(set, expire);
+            database.HashSet(key, pageKey, $"{asOfLsn}|{json}", flags: CommandFlags.FireAndForget);
+            database.KeyExpire(key, cacheOptions.Value.PageTtl, flags: CommandFlags.FireAndForget);
         }
         catch (Exception e) when (IsRedisFailure(e))
         {

@@ -54,6 +54,7 @@ internal static class Extensions
         builder.Services.AddSingleton<ApiMetrics>();
         builder.Services.AddSingleton<DatabaseMonitor>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<DatabaseMonitor>());
+        builder.Services.AddHttpContextAccessor(); // the client's session position (ClientSession) in the read router and writes
         builder.Services.AddSingleton<UserStateStore>();
         builder.Services.AddSingleton<ReadRouter>();
         builder.Services.AddSingleton<TenantWrites>();

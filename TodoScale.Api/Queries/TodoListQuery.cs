@@ -97,30 +97,29 @@ public sealed record TodoListQuery(
           $"&db={DueBefore?.UtcTicks}&da={DueAfter?.UtcTicks}&a={IncludeArchived}&l={Limit}";
 
     /// <summary>
-    /// Runs the page in the open <paramref name="transaction"/>: SET LOCAL app.user_id, SET LOCAL plan_cache_mode
-    /// (not with include_archived, see below) and the SELECT in one batch (one round trip; BEGIN goes with it). The SELECT is prepared per connection (the
-    /// data source's auto-prepare) and runs its generic plan. Measured (bench/results/2026-11-25-medium.md, 10M
-    /// rows): under the default plan_cache_mode PostgreSQL re-plans the prepared statement on every call (p50
-    /// 0.362 ms), where the generic plan, pruned to the user's partition at run time and walking the (user_id,
-    /// created_at, id) index backwards to the page size, takes 0.143 ms (the unpartitioned table: 0.141 ms), for
-    /// typical and heavy users alike. Addressing the user's partition by name (0.133 ms) would read the wrong
-    /// partition for a moment during a re-split; this stays right through one. QueryPlanTests pins the generic plans.
+    /// Runs the page in the tenant's <paramref name="batch"/>: SET LOCAL plan_cache_mode (not with include_archived,
+    /// see below) and the SELECT go between its BEGIN + SET LOCAL app.user_id and its COMMIT, one round trip in all.
+    /// The SELECT is prepared per connection (the data source's auto-prepare) and runs its generic plan. Measured
+    /// (bench/results/2026-11-25-medium.md, 10M rows): under the default plan_cache_mode PostgreSQL re-plans the
+    /// prepared statement on every call (p50 0.362 ms), where the generic plan, pruned to the user's partition at run
+    /// time and walking the (user_id, created_at, id) index backwards to the page size, takes 0.143 ms (the
+    /// unpartitioned table: 0.141 ms), for typical and heavy users alike. Addressing the user's partition by name
+    /// (0.133 ms) would read the wrong partition for a moment during a re-split; this stays right through one.
+    /// QueryPlanTests pins the generic plans.
     /// </summary>
-    public async Task<Page<TodoDto>> ExecuteAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, Guid userId, CancellationToken cancellationToken)
+    public async Task<Page<TodoDto>> ExecuteAsync(TenantBatch batch, CancellationToken cancellationToken)
     {
-        await using var batch = new NpgsqlBatch(connection, transaction);
-        batch.BatchCommands.Add(new NpgsqlBatchCommand(TenantScope.SetTenantStatement(userId)));
         if (!IncludeArchived)
         {
             // Not for the merge with the archive: its UNION ALL of two tables has no generic plan on Citus ("could
             // not create distributed plan"), where Citus otherwise prices such a plan out so PostgreSQL keeps
             // planning it per call; the single-table page is pruned to the user's shard at run time on Citus too.
-            batch.BatchCommands.Add(new NpgsqlBatchCommand("SET LOCAL plan_cache_mode = force_generic_plan"));
+            batch.Add("SET LOCAL plan_cache_mode = force_generic_plan");
         }
 
         var select = new NpgsqlBatchCommand();
-        select.CommandText = BuildSql(select.Parameters, userId);
-        batch.BatchCommands.Add(select);
+        select.CommandText = BuildSql(select.Parameters, batch.UserId);
+        batch.Add(select);
         var items = new List<TodoDto>(Limit + 1);
         await using (var reader = await batch.ExecuteReaderAsync(cancellationToken))
         {

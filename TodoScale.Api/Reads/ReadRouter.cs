@@ -35,31 +35,38 @@ public sealed class ReadRouter(
     UserStateStore userState,
     IOptions<ReadOptions> options,
     IOptions<JsonOptions> json,
+    IHttpContextAccessor http,
     ApiMetrics metrics)
 {
+    /// <summary>A read through EF Core in a transaction that names its tenant (BEGIN + SET LOCAL, the query, COMMIT).</summary>
     public Task<Routed<T>> ReadAsync<T>(
         Guid userId, ReadSpec spec, Func<TodoScaleDbContext, CancellationToken, Task<T>> query, CancellationToken cancellationToken) =>
-        ReadAsync(userId, spec, query, queryNamesTenant: false, cancellationToken);
+        ReadAsync(userId, spec, new Query<T>(query, null), cancellationToken);
 
     /// <summary>
-    /// A read written against Npgsql that names its tenant itself: the transaction is begun (BEGIN goes out with
-    /// the first statement) and <paramref name="query"/> sends <see cref="TenantScope.SetTenantStatement"/> in the
-    /// same batch as its SELECT, one round trip instead of two. A query that forgot it fails closed (the row-level
-    /// security policy raises when app.user_id is unset).
+    /// A read written against Npgsql in one round trip: <paramref name="query"/> adds its statements to a
+    /// <see cref="TenantBatch"/> (BEGIN, SET LOCAL app.user_id, the statements, COMMIT) and sends it once.
     /// </summary>
-    public Task<Routed<T>> ReadAsync<T>(
-        Guid userId, ReadSpec spec, Func<NpgsqlConnection, NpgsqlTransaction, CancellationToken, Task<T>> query, CancellationToken cancellationToken) =>
-        ReadAsync(userId, spec, (db, ct) => query(
-            (NpgsqlConnection)db.Database.GetDbConnection(), (NpgsqlTransaction)db.Database.CurrentTransaction!.GetDbTransaction(), ct),
-            queryNamesTenant: true, cancellationToken);
+    public Task<Routed<T>> ReadInBatchAsync<T>(
+        Guid userId, ReadSpec spec, Func<TenantBatch, CancellationToken, Task<T>> query, CancellationToken cancellationToken) =>
+        ReadAsync(userId, spec, new Query<T>(null, query), cancellationToken);
 
-    private async Task<Routed<T>> ReadAsync<T>(
-        Guid userId, ReadSpec spec, Func<TodoScaleDbContext, CancellationToken, Task<T>> query, bool queryNamesTenant, CancellationToken cancellationToken)
+    /// <summary>One of the two ways a read is written.</summary>
+    private readonly record struct Query<T>(
+        Func<TodoScaleDbContext, CancellationToken, Task<T>>? OnContext, Func<TenantBatch, CancellationToken, Task<T>>? InBatch);
+
+    private async Task<Routed<T>> ReadAsync<T>(Guid userId, ReadSpec spec, Query<T> query, CancellationToken cancellationToken)
     {
         var partition = monitor.Schema.PartitionOf(userId);
         var serving = await monitor.ServingAsync(cancellationToken);
         spec = spec with { PageKey = PageKey(spec.PageKey, serving) };
-        var view = await userState.ReadAsync(userId, spec.PageKey);
+        var session = ClientSession.Of(http.HttpContext);
+        var view = await userState.ReadAsync(userId, spec.PageKey, session?.Carried);
+        if (view.Known)
+        {
+            session?.Shown(view.LastWriteLsn);
+        }
+
         if (spec.PageKey is not null)
         {
             if (view.CachedPage is { } cached)
@@ -85,7 +92,7 @@ public sealed class ReadRouter(
 
         // A read is safe to run again: while the primary restarts, it waits for it (PrimaryRestart).
         Task<T> OnPrimaryAsync() => PrimaryRestart.Pipeline.ExecuteAsync(
-            token => new ValueTask<T>(RunAsync(primaryContexts, userId, spec, partition, ApiMetrics.Targets.Primary, query, queryNamesTenant, serving.FromLegacy, token)),
+            token => new ValueTask<T>(RunAsync(primaryContexts, userId, spec, partition, ApiMetrics.Targets.Primary, query, serving.FromLegacy, token)),
             cancellationToken).AsTask();
 
         metrics.Routed(target, reason);
@@ -94,7 +101,7 @@ public sealed class ReadRouter(
         {
             try
             {
-                result = await RunAsync(replicaContexts, userId, spec, partition, target, query, queryNamesTenant, serving.FromLegacy, cancellationToken);
+                result = await RunAsync(replicaContexts, userId, spec, partition, target, query, serving.FromLegacy, cancellationToken);
             }
             catch (Exception e) when (IsReplicaFailure(e) && !cancellationToken.IsCancellationRequested)
             {
@@ -115,7 +122,7 @@ public sealed class ReadRouter(
 
         if (spec.PageKey is not null && view.Known)
         {
-            await userState.StorePageAsync(userId, spec.PageKey, view.LastWriteLsn, JsonSerializer.Serialize(result, json.Value.SerializerOptions));
+            userState.StorePage(userId, spec.PageKey, view.LastWriteLsn, JsonSerializer.Serialize(result, json.Value.SerializerOptions));
         }
 
         return new(result, target);
@@ -143,25 +150,27 @@ public sealed class ReadRouter(
 
     private async Task<T> RunAsync<TContext, T>(
         IDbContextFactory<TContext> contexts, Guid userId, ReadSpec spec, int partition, string target,
-        Func<TodoScaleDbContext, CancellationToken, Task<T>> query, bool queryNamesTenant, bool fromLegacy, CancellationToken cancellationToken)
+        Query<T> query, bool fromLegacy, CancellationToken cancellationToken)
         where TContext : TodoScaleDbContext
     {
         await using var db = await contexts.CreateDbContextAsync(cancellationToken);
         try
         {
             var started = Stopwatch.GetTimestamp();
-            await using var transaction = queryNamesTenant
-                ? await db.Database.BeginTransactionAsync(cancellationToken)
-                : await db.BeginTenantTransactionAsync(userId, cancellationToken, fromLegacy: fromLegacy);
-            if (queryNamesTenant && fromLegacy)
+            T result;
+            if (query.InBatch is { } inBatch)
             {
-                // The query sets its tenant in its own batch; the legacy views go first on the path before it (one more
-                // round trip, only during a migration, before the switch).
-                await db.Database.ExecuteSqlRawAsync(TenantScope.ServeFromLegacyStatement, cancellationToken);
+                await db.Database.OpenConnectionAsync(cancellationToken);
+                await using var batch = new TenantBatch((NpgsqlConnection)db.Database.GetDbConnection(), userId, fromLegacy);
+                result = await inBatch(batch, cancellationToken);
+            }
+            else
+            {
+                await using var transaction = await db.BeginTenantTransactionAsync(userId, cancellationToken, fromLegacy: fromLegacy);
+                result = await query.OnContext!(db, cancellationToken);
+                await transaction.CommitAsync(cancellationToken);
             }
 
-            var result = await query(db, cancellationToken);
-            await transaction.CommitAsync(cancellationToken);
             metrics.RecordQuery(Stopwatch.GetElapsedTime(started), partition, spec.Table, target, spec.Operation);
             return result;
         }

@@ -22,6 +22,7 @@ public sealed class TenantWrites(
     IDbContextFactory<TodoDbContext> contexts,
     UserStateStore userState,
     DatabaseMonitor monitor,
+    IHttpContextAccessor http,
     ApiMetrics metrics)
 {
     /// <summary>Opens the write; while the primary restarts, waits for it (<see cref="PrimaryRestart"/>): nothing is sent yet.</summary>
@@ -62,9 +63,10 @@ public sealed class TenantWrites(
         catch (NpgsqlException)
         {
             // Committed, but where is unknown: this user reads from the primary until the position expires.
-            lsn = ulong.MaxValue;
+            lsn = ClientSession.Unknown;
         }
 
+        ClientSession.Of(http.HttpContext)?.Shown(lsn);
         await userState.RecordWriteAsync(userId, lsn);
     }
 }

@@ -14,6 +14,7 @@ namespace TodoScale.Tests.Infrastructure;
 public sealed class ApiClient : IDisposable
 {
     public const string ReadSourceHeader = "X-TodoScale-Read";
+    public const string SessionHeader = "TodoScale-Session";
 
     private static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(30);
     private readonly HttpClient _http;
@@ -26,17 +27,25 @@ public sealed class ApiClient : IDisposable
 
     public Guid UserId { get; }
 
+    /// <summary>When set, sent as the TodoScale-Session header with every request (the client's session position).</summary>
+    public string? Session { get; set; }
+
     /// <summary>A client for a new user (a fresh UUIDv7), so no test ever sees another test's rows.</summary>
     public static ApiClient ForNewUser(AppHostFixture fixture, Guid? userId = null, bool admin = false) =>
         ForNewUser(fixture.App, fixture.DataRoot, userId, admin);
 
     /// <summary>A client of the API of a stack the test started itself on <paramref name="dataRoot"/>.</summary>
-    public static ApiClient ForNewUser(DistributedApplication app, string dataRoot, Guid? userId = null, bool admin = false)
+    public static ApiClient ForNewUser(DistributedApplication app, string dataRoot, Guid? userId = null, bool admin = false) =>
+        For(app.CreateHttpClient("api", "http"), dataRoot, userId ?? Guid.CreateVersion7(), admin);
+
+    /// <summary>A client of an API the test runs itself at <paramref name="baseAddress"/>, signed with the stack's key.</summary>
+    public static ApiClient ForUserAt(Uri baseAddress, string dataRoot, Guid userId) =>
+        For(new HttpClient { BaseAddress = baseAddress }, dataRoot, userId, admin: false);
+
+    private static ApiClient For(HttpClient http, string dataRoot, Guid user, bool admin)
     {
-        var user = userId ?? Guid.CreateVersion7();
         var key = File.ReadAllText(Path.Combine(dataRoot, "auth-signing.key")).Trim();
         var token = TodoScaleTokens.Create(new AuthOptions { SigningKey = key }, user, admin, DateTimeOffset.UtcNow, TimeSpan.FromHours(1));
-        var http = app.CreateHttpClient("api", "http");
         http.Timeout = RequestTimeout;
         http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
         return new ApiClient(http, user);
@@ -68,6 +77,11 @@ public sealed class ApiClient : IDisposable
             request.Headers.TryAddWithoutValidation("If-Match", ifMatch);
         }
 
+        if (Session is not null)
+        {
+            request.Headers.TryAddWithoutValidation(SessionHeader, Session);
+        }
+
         using var response = await _http.SendAsync(request);
         var text = await response.Content.ReadAsStringAsync();
         return new Reply(
@@ -76,7 +90,10 @@ public sealed class ApiClient : IDisposable
             response.Content.Headers.ContentType?.MediaType,
             response.Headers.ETag?.ToString(),
             response.Headers.TryGetValues(ReadSourceHeader, out var source) ? source.Single() : null,
-            text);
+            text)
+        {
+            Session = response.Headers.TryGetValues(SessionHeader, out var session) ? session.Single() : null,
+        };
     }
 
     /// <summary>Creates a todo and returns its id (fails the test on anything but 201).</summary>
@@ -102,6 +119,9 @@ public sealed class ApiClient : IDisposable
 /// <summary>An API response, read whole.</summary>
 public sealed record Reply(HttpStatusCode Status, JsonNode? Body, string? MediaType, string? ETag, string? ReadSource, string Text)
 {
+    /// <summary>The TodoScale-Session position the API answered with, if any.</summary>
+    public string? Session { get; init; }
+
     public Reply Is(HttpStatusCode expected)
     {
         Assert.True(Status == expected, $"expected {(int)expected} {expected}, got {(int)Status} {Status}: {Text}");

@@ -108,8 +108,8 @@ public sealed class BenchRun(BenchScale scale, int seed, string output, string c
                 foreach (var meters in round % 2 == 0 ? new[] { true, false } : [false, true])
                 {
                     await stack.ConfigureApiAsync(cache: false, meters: meters);
-                    await http.WrkAsync("warm-up", httpUsers, scale.ApiWarmup, 32, cancellationToken);
-                    var run = await http.WrkAsync($"API, uncached (meters {(meters ? "on" : "off")})", httpUsers, scale.HttpRun, 32, cancellationToken);
+                    await http.WrkAsync("warm-up", httpUsers, scale.ApiWarmup, 32, cancellationToken, carrySessions: true);
+                    var run = await http.WrkAsync($"API, uncached (meters {(meters ? "on" : "off")})", httpUsers, scale.HttpRun, 32, cancellationToken, carrySessions: true);
                     (meters ? results.MetersOn : results.MetersOff).Add(run);
                     Say($"  {run.Variant}: {run.PerSecond:N0}/s, p99 {run.P99Ms:0.00} ms, errors {run.Errors + run.Non2xx}");
                 }
@@ -121,15 +121,15 @@ public sealed class BenchRun(BenchScale scale, int seed, string output, string c
             Say("workload 2: the peer API (ASP.NET Core + EF Core over the unpartitioned table, no replica or cache), 32 connections");
             await using (var peer = await PeerApi.StartAsync(stack, Baselines.Flat, cancellationToken))
             {
-                await http.WrkAsync("warm-up", httpUsers, scale.ApiWarmup, 32, cancellationToken, target: peer.Address);
-                results.PeerApi = await http.WrkAsync("Peer API (EF Core, one unpartitioned table, no replica or cache)", httpUsers, scale.HttpRun, 32, cancellationToken, target: peer.Address);
+                await http.WrkAsync("warm-up", httpUsers, scale.ApiWarmup, 32, cancellationToken, target: peer.Address, carrySessions: true);
+                results.PeerApi = await http.WrkAsync("Peer API (EF Core, one unpartitioned table, no replica or cache)", httpUsers, scale.HttpRun, 32, cancellationToken, target: peer.Address, carrySessions: true);
                 Say($"  {results.PeerApi.Variant}: {results.PeerApi.PerSecond:N0}/s, p99 {results.PeerApi.P99Ms:0.00} ms, errors {results.PeerApi.Errors + results.PeerApi.Non2xx}");
             }
 
             await stack.ConfigureApiAsync(cache: true, meters: true);
             var cachedUsers = typical.Take(200).ToList();
-            await http.WrkAsync("warm-up", cachedUsers, scale.ApiWarmup, 32, cancellationToken);
-            results.ApiCached = await http.WrkAsync("API, cached", cachedUsers, scale.HttpRun, 32, cancellationToken);
+            await http.WrkAsync("warm-up", cachedUsers, scale.ApiWarmup, 32, cancellationToken, carrySessions: true);
+            results.ApiCached = await http.WrkAsync("API, cached", cachedUsers, scale.HttpRun, 32, cancellationToken, carrySessions: true);
             Say($"  {results.ApiCached.Variant}: {results.ApiCached.PerSecond:N0}/s, p99 {results.ApiCached.P99Ms:0.00} ms");
 
             // 3. Archival, with the API's latency idle and during the pass.

@@ -25,14 +25,30 @@ public sealed class HttpLoad(BenchStack stack, string workFolder)
     /// <param name="writeEvery">0: every request reads the page; n: every n-th request of a connection creates a todo
     /// (for the user whose page it read last) instead.</param>
     /// <param name="target">another API than the stack's (the peer), given the same tokens.</param>
+    /// <param name="carrySessions">Each user's reads carry the TodoScale-Session position the API gave that user (read
+    /// once per user before the run), as a client that keeps it does. Read-only runs only: wrk cannot tie a response
+    /// to its request across a thread's connections, so positions that writes move are not followed.</param>
     public async Task<WrkResult> WrkAsync(
-        string variant, IReadOnlyList<Guid> users, TimeSpan duration, int connections, CancellationToken cancellationToken, int writeEvery = 0, Uri? target = null)
+        string variant, IReadOnlyList<Guid> users, TimeSpan duration, int connections, CancellationToken cancellationToken,
+        int writeEvery = 0, Uri? target = null, bool carrySessions = false)
     {
+        if (carrySessions && writeEvery > 0)
+        {
+            throw new ArgumentException("Sessions are carried in read-only runs only.", nameof(carrySessions));
+        }
+
+        var sessions = carrySessions ? await SessionsAsync(users, target ?? stack.ApiBase, cancellationToken) : null;
         var script = Path.Combine(workFolder, "page.lua");
         var lua = new StringBuilder("local tokens = {\n");
         foreach (var user in users)
         {
             lua.Append("  \"").Append(stack.Token(user)).Append("\",\n");
+        }
+
+        lua.Append("}\nlocal sessions = {\n");
+        foreach (var user in users)
+        {
+            lua.Append("  \"").Append(sessions?.GetValueOrDefault(user) ?? "").Append("\",\n");
         }
 
         lua.Append(CultureInfo.InvariantCulture, $$"""
@@ -47,7 +63,11 @@ public sealed class HttpLoad(BenchStack stack, string workFolder)
                   '{"title":"bench write"}')
               end
               i = (i % #tokens) + 1
-              return wrk.format("GET", "{{PagePath}}", { ["Authorization"] = "Bearer " .. tokens[i] })
+              local headers = { ["Authorization"] = "Bearer " .. tokens[i] }
+              if sessions[i] ~= "" then
+                headers["TodoScale-Session"] = sessions[i]
+              end
+              return wrk.format("GET", "{{PagePath}}", headers)
             end
             done = function(summary, latency, requests)
               local e = summary.errors
@@ -79,6 +99,22 @@ public sealed class HttpLoad(BenchStack stack, string workFolder)
         return new WrkResult(variant, root.GetProperty("requests").GetInt64(), root.GetProperty("duration_us").GetInt64() / 1e6,
             root.GetProperty("errors").GetInt64(), root.GetProperty("non2xx").GetInt64(),
             Ms("p50"), Ms("p90"), Ms("p99"), Ms("p999"), Ms("max"));
+    }
+
+    /// <summary>The TodoScale-Session position the API answers each user's first page with (none from an API without it).</summary>
+    private async Task<Dictionary<Guid, string?>> SessionsAsync(IReadOnlyList<Guid> users, Uri api, CancellationToken cancellationToken)
+    {
+        using var http = new HttpClient { BaseAddress = api, Timeout = TimeSpan.FromSeconds(30) };
+        var sessions = new System.Collections.Concurrent.ConcurrentDictionary<Guid, string?>();
+        await Parallel.ForEachAsync(users, new ParallelOptions { MaxDegreeOfParallelism = 8, CancellationToken = cancellationToken }, async (user, token) =>
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, PagePath);
+            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", stack.Token(user));
+            using var response = await http.SendAsync(request, token);
+            response.EnsureSuccessStatusCode();
+            sessions[user] = response.Headers.TryGetValues("TodoScale-Session", out var values) ? values.Single() : null;
+        });
+        return new Dictionary<Guid, string?>(sessions);
     }
 
     /// <summary>A steady, light load (<paramref name="concurrency"/> loops) until <paramref name="stop"/> is cancelled; every request timed.</summary>
