@@ -46,6 +46,9 @@ public sealed class BenchResults
     /// <summary>The peer API (bench/TodoScale.Bench.Peer) under the uncached API's load.</summary>
     public WrkResult? PeerApi { get; set; }
 
+    /// <summary>Every round's peer run (<see cref="PeerApi"/> is the median).</summary>
+    public List<WrkResult> PeerRuns { get; } = [];
+
     public List<WrkResult> MetersOn { get; } = [];
 
     public List<WrkResult> MetersOff { get; } = [];

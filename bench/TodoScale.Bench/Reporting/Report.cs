@@ -334,7 +334,7 @@ public static class Report
           .AppendLine(c, $"![page latency, heaviest users]({plots.PageHeavy})").AppendLine();
 
         md.AppendLine("## 2. The same page through the API").AppendLine()
-          .AppendLine("`GET /api/todos?status=todo,in_progress&limit=50` with a bearer token per user, rotating per request, each user carrying the `TodoScale-Session` position the API gave it (read once per user before the run, as a client keeps it): wrk, 2 threads, 32 connections. Uncached: the API restarted with `Cache:Enabled=false` (reads routed to the replica as in production). Cached: the same users' first pages in Redis. Ceiling: the API's statement in a raw prepared Npgsql loop, 32 connections, on the primary. Peer: the API a team would write without TodoScale (bench/TodoScale.Bench.Peer: ASP.NET Core minimal API, EF Core, JWT bearer) over the unpartitioned copy with the same indexes, no replica, no cache, the same users and load.")
+          .AppendLine("`GET /api/todos?status=todo,in_progress&limit=50` with a bearer token per user, rotating per request, each user carrying the `TodoScale-Session` position the API gave it (read once per user before the run, as a client keeps it): wrk, 2 threads, 32 connections. Uncached: the API restarted with `Cache:Enabled=false` (reads routed to the replica as in production). Cached: the same users' first pages in Redis. Ceiling: the API's statement in a raw prepared Npgsql loop, 32 connections, on the primary. Peer: the API a team would write without TodoScale (bench/TodoScale.Bench.Peer: ASP.NET Core minimal API, EF Core, JWT bearer) over the unpartitioned copy with the same indexes, no replica, no cache, the same users and load. Uncached and peer: three rounds each, alternated in the same rounds; the row is the run of median throughput, every run is listed below the table.")
           .AppendLine()
           .AppendLine("| variant | requests/s | p50 ms | p90 ms | p99 ms | p99.9 ms | errors |").AppendLine("|---|---|---|---|---|---|---|");
         foreach (var w in new[] { r.ApiUncached, r.ApiCached, r.PeerApi }.OfType<Workloads.WrkResult>())
@@ -345,6 +345,11 @@ public static class Report
         if (r.RawLoop is { } raw)
         {
             md.AppendLine(c, $"| {raw.Variant} | {raw.PerSecond:N0} | {raw.Latency.Ms(50):0.00} | {raw.Latency.Ms(90):0.00} | {raw.Latency.Ms(99):0.00} | {raw.Latency.Ms(99.9):0.00} | 0 |");
+        }
+
+        if (r.MetersOn.Count > 0 && r.PeerRuns.Count > 0)
+        {
+            md.AppendLine().AppendLine(c, $"Each round, requests/s (p99 ms): TodoScale uncached {string.Join(", ", r.MetersOn.Select(w => $"{w.PerSecond:N0} ({w.P99Ms:0.0})"))}; peer {string.Join(", ", r.PeerRuns.Select(w => $"{w.PerSecond:N0} ({w.P99Ms:0.0})"))}.");
         }
 
         md.AppendLine().AppendLine(c, $"![API latency]({plots.Http})").AppendLine();
