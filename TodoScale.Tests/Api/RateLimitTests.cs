@@ -1,10 +1,7 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Headers;
-using System.Net.Sockets;
-using Aspire.Hosting.Testing;
 using TodoScale.ServiceDefaults.Auth;
-using TodoScale.Testing;
 using TodoScale.Tests.Infrastructure;
 using Xunit.Abstractions;
 
@@ -25,71 +22,47 @@ public sealed class RateLimitTests(AppHostFixture fixture, ITestOutputHelper out
     [Fact]
     public async Task A_user_over_the_limit_gets_429s_with_retry_after_and_does_not_slow_another_user()
     {
-        var port = FreePort();
         var key = (await File.ReadAllTextAsync(Path.Combine(fixture.DataRoot, "auth-signing.key"))).Trim();
-        var info = ApiProcess.StartInfo($"http://127.0.0.1:{port}",
-            (await fixture.App.GetConnectionStringAsync("todos"))!, (await fixture.App.GetConnectionStringAsync("todos-replica"))!,
-            (await fixture.App.GetConnectionStringAsync("cache"))!, key, ("RateLimit__Burst", $"{Burst}"), ("RateLimit__PerSecond", $"{PerSecond}"));
-        using var api = Process.Start(info)!;
-        try
+        await using var api = await SecondApi.StartAsync(fixture, ("RateLimit__Burst", $"{Burst}"), ("RateLimit__PerSecond", $"{PerSecond}"));
+        using var http = new HttpClient { BaseAddress = api.Address, Timeout = TimeSpan.FromSeconds(30) };
+        var (flooder, steady) = (Client(http, key), Client(http, key));
+        var alone = await PacedAsync(steady, count: 10);
+
+        // The flood: 8 loops of one user as fast as the API answers, while the other user keeps its pace.
+        using var stop = new CancellationTokenSource();
+        var answers = new List<HttpResponseMessage>();
+        var flood = Task.WhenAll(Enumerable.Range(0, 8).Select(async _ =>
         {
-            using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(30) };
-            await Eventually.TrueAsync("the second API answering /alive", async () =>
+            while (!stop.IsCancellationRequested)
             {
-                try
+                var response = await flooder.GetAsync("/api/todos?limit=1");
+                await response.Content.LoadIntoBufferAsync();
+                lock (answers)
                 {
-                    return (await http.GetAsync("/alive")).IsSuccessStatusCode;
+                    answers.Add(response);
                 }
-                catch (HttpRequestException)
-                {
-                    return false;
-                }
-            }, TimeSpan.FromMinutes(1));
+            }
+        }));
+        await Progress.UntilAsync(() => { lock (answers) { return answers.Count(a => a.StatusCode == HttpStatusCode.TooManyRequests) >= 50; } },
+            () => "50 refusals of the flooding user");
+        var during = await PacedAsync(steady, count: 10);
+        await stop.CancelAsync();
+        await flood;
 
-            var (flooder, steady) = (Client(http, key), Client(http, key));
-            var alone = await PacedAsync(steady, count: 10);
+        var refused = answers.Where(a => a.StatusCode == HttpStatusCode.TooManyRequests).ToList();
+        output.WriteLine($"flooding user: {answers.Count} requests, {refused.Count} refused; steady user: p50 alone {Median(alone):0.0} ms, during the flood {Median(during):0.0} ms");
+        var first = refused[0];
+        Assert.Equal("application/problem+json", first.Content.Headers.ContentType?.MediaType);
+        Assert.True(int.TryParse(first.Headers.RetryAfter?.ToString(), out var retryAfter) && retryAfter >= 1, $"Retry-After: {first.Headers.RetryAfter}");
+        Assert.Contains("\"status\":429", await first.Content.ReadAsStringAsync());
+        Assert.All(answers, a => Assert.True(a.StatusCode is HttpStatusCode.OK or HttpStatusCode.TooManyRequests, $"{a.StatusCode}"));
+        // The other user was never refused, and not slowed beyond the noise of a shared 2-core machine.
+        Assert.True(Median(during) < Median(alone) + 250, $"the steady user's p50 went from {Median(alone):0.0} ms to {Median(during):0.0} ms");
 
-            // The flood: 8 loops of one user as fast as the API answers, while the other user keeps its pace.
-            using var stop = new CancellationTokenSource();
-            var answers = new List<HttpResponseMessage>();
-            var flood = Task.WhenAll(Enumerable.Range(0, 8).Select(async _ =>
-            {
-                while (!stop.IsCancellationRequested)
-                {
-                    var response = await flooder.GetAsync("/api/todos?limit=1");
-                    await response.Content.LoadIntoBufferAsync();
-                    lock (answers)
-                    {
-                        answers.Add(response);
-                    }
-                }
-            }));
-            await Progress.UntilAsync(() => { lock (answers) { return answers.Count(a => a.StatusCode == HttpStatusCode.TooManyRequests) >= 50; } },
-                () => "50 refusals of the flooding user");
-            var during = await PacedAsync(steady, count: 10);
-            await stop.CancelAsync();
-            await flood;
-
-            var refused = answers.Where(a => a.StatusCode == HttpStatusCode.TooManyRequests).ToList();
-            output.WriteLine($"flooding user: {answers.Count} requests, {refused.Count} refused; steady user: p50 alone {Median(alone):0.0} ms, during the flood {Median(during):0.0} ms");
-            var first = refused[0];
-            Assert.Equal("application/problem+json", first.Content.Headers.ContentType?.MediaType);
-            Assert.True(int.TryParse(first.Headers.RetryAfter?.ToString(), out var retryAfter) && retryAfter >= 1, $"Retry-After: {first.Headers.RetryAfter}");
-            Assert.Contains("\"status\":429", await first.Content.ReadAsStringAsync());
-            Assert.All(answers, a => Assert.True(a.StatusCode is HttpStatusCode.OK or HttpStatusCode.TooManyRequests, $"{a.StatusCode}"));
-            // The other user was never refused, and not slowed beyond the noise of a shared 2-core machine.
-            Assert.True(Median(during) < Median(alone) + 250, $"the steady user's p50 went from {Median(alone):0.0} ms to {Median(during):0.0} ms");
-
-            var metrics = await http.GetStringAsync("/metrics");
-            var counted = metrics.Split('\n').Where(l => l.StartsWith("todoscale_api_rate_limited_total", StringComparison.Ordinal))
-                .Sum(l => double.Parse(l.Split(' ')[^1], System.Globalization.CultureInfo.InvariantCulture));
-            Assert.True(counted >= refused.Count, $"todoscale_api_rate_limited_total is {counted}, {refused.Count} were refused");
-        }
-        finally
-        {
-            api.Kill(entireProcessTree: true);
-            await api.WaitForExitAsync();
-        }
+        var metrics = await http.GetStringAsync("/metrics");
+        var counted = metrics.Split('\n').Where(l => l.StartsWith("todoscale_api_rate_limited_total", StringComparison.Ordinal))
+            .Sum(l => double.Parse(l.Split(' ')[^1], System.Globalization.CultureInfo.InvariantCulture));
+        Assert.True(counted >= refused.Count, $"todoscale_api_rate_limited_total is {counted}, {refused.Count} were refused");
     }
 
     /// <summary>The user's requests at 5 a second (half its budget), each answered 200; their times in ms.</summary>
@@ -116,12 +89,5 @@ public sealed class RateLimitTests(AppHostFixture fixture, ITestOutputHelper out
         var client = new HttpClient { BaseAddress = http.BaseAddress, Timeout = http.Timeout };
         client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
         return client;
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }

@@ -1,9 +1,4 @@
-using System.Diagnostics;
 using System.Net;
-using System.Net.Sockets;
-using System.Text;
-using Aspire.Hosting.Testing;
-using TodoScale.Testing;
 using TodoScale.Tests.Infrastructure;
 
 namespace TodoScale.Tests.Api;
@@ -22,47 +17,11 @@ public sealed class RowSecurityGuardTests(AppHostFixture fixture)
     [InlineData("Database__Pooled", "true")]
     public async Task An_api_acting_as_a_role_that_bypasses_row_level_security_is_unhealthy_and_says_why(string setting, string value)
     {
-        var port = FreePort();
-        var key = (await File.ReadAllTextAsync(Path.Combine(fixture.DataRoot, "auth-signing.key"))).Trim();
-        var info = ApiProcess.StartInfo($"http://127.0.0.1:{port}",
-            (await fixture.App.GetConnectionStringAsync("todos"))!, (await fixture.App.GetConnectionStringAsync("todos-replica"))!,
-            (await fixture.App.GetConnectionStringAsync("cache"))!, key, (setting, value));
-        var output = new StringBuilder();
-        using var api = Process.Start(info)!;
-        api.OutputDataReceived += (_, e) => { lock (output) { output.AppendLine(e.Data); } };
-        api.ErrorDataReceived += (_, e) => { lock (output) { output.AppendLine(e.Data); } };
-        api.BeginOutputReadLine();
-        api.BeginErrorReadLine();
-        try
-        {
-            using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(30) };
-            var status = await Eventually.ValueAsync("the API's /health answering", async () =>
-            {
-                try
-                {
-                    return (await http.GetAsync("/health")).StatusCode;
-                }
-                catch (HttpRequestException)
-                {
-                    return (HttpStatusCode)0;
-                }
-            }, s => s != 0, TimeSpan.FromMinutes(1));
-
-            Assert.Equal(HttpStatusCode.ServiceUnavailable, status);
-            await Progress.UntilAsync(() => { lock (output) { return output.ToString().Contains("bypasses row-level security", StringComparison.Ordinal); } },
-                () => $"the API's log naming the reason: {output}");
-            Assert.Contains("act as postgres", output.ToString());
-        }
-        finally
-        {
-            api.Kill(entireProcessTree: true);
-        }
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
+        await using var api = await SecondApi.StartAsync(fixture, (setting, value));
+        using var http = new HttpClient { BaseAddress = api.Address, Timeout = TimeSpan.FromSeconds(30) };
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, (await http.GetAsync("/health")).StatusCode);
+        await Progress.UntilAsync(() => api.Output.Contains("bypasses row-level security", StringComparison.Ordinal),
+            () => $"the API's log naming the reason: {api.Output}");
+        Assert.Contains("act as postgres", api.Output);
     }
 }
