@@ -36,6 +36,34 @@ public sealed class CitusOperatorTests(CitusCluster cluster)
     }
 
     [EngineFact]
+    public async Task Rebalance_refuses_a_worker_or_a_new_one_that_commits_asynchronously_adding_and_moving_nothing()
+    {
+        // The writes a rebalance could lose: acknowledged by a node whose sessions commit with synchronous_commit = off.
+        var connectionString = await cluster.FreshMigratedDatabaseAsync("async");
+        var database = new Npgsql.NpgsqlConnectionStringBuilder(connectionString).Database!;
+        var worker = cluster.Workers[1];
+        await Sql.ExecuteAsync(worker.ConnectionString(), $"ALTER DATABASE \"{database}\" SET synchronous_commit = off");
+        var spare = await cluster.StartWorkerAsync();
+
+        var refused = await OperatorCli.RunAsync(["partitions", "rebalance", "--add-worker", $"127.0.0.1:{spare.Port}"], connectionString);
+        Assert.Equal(1, refused.ExitCode);
+        Assert.Contains($"worker 127.0.0.1:{worker.Port} runs with synchronous_commit = off", refused.Output, StringComparison.Ordinal);
+        Assert.Contains("nothing was added or moved", refused.Output, StringComparison.Ordinal);
+        Assert.Equal(2L, await Sql.ScalarAsync<long>(connectionString, "SELECT count(*) FROM pg_dist_node WHERE groupid > 0"));
+        Assert.Equal(0L, await Sql.ScalarAsync<long>(connectionString, "SELECT count(*) FROM pg_dist_background_job"));
+
+        // The workers fixed, the new one is checked too, before it joins: the role the rebalance logs in as commits asynchronously there.
+        await Sql.ExecuteAsync(worker.ConnectionString(), $"ALTER DATABASE \"{database}\" RESET synchronous_commit");
+        var role = new Npgsql.NpgsqlConnectionStringBuilder(connectionString).Username!;
+        await Sql.ExecuteAsync(spare.ConnectionString(), $"ALTER ROLE \"{role}\" SET synchronous_commit = off");
+        var joining = await OperatorCli.RunAsync(["partitions", "rebalance", "--add-worker", $"127.0.0.1:{spare.Port}"], connectionString);
+        Assert.Equal(1, joining.ExitCode);
+        Assert.Contains($"the new worker 127.0.0.1:{spare.Port} runs with synchronous_commit = off", joining.Output, StringComparison.Ordinal);
+        Assert.Equal(2L, await Sql.ScalarAsync<long>(connectionString, "SELECT count(*) FROM pg_dist_node WHERE groupid > 0"));
+        Assert.Equal(0L, await Sql.ScalarAsync<long>(connectionString, "SELECT count(*) FROM pg_dist_background_job"));
+    }
+
+    [EngineFact]
     public async Task Legacy_start_is_refused_on_citus_with_the_way_through_one_postgresql_named()
     {
         var connectionString = await cluster.FreshMigratedDatabaseAsync("legacy");

@@ -36,11 +36,13 @@ public sealed class CitusCluster : IAsyncLifetime, IDatabaseEngine
     public IReadOnlyList<PostgresServer> Workers => _nodes[1..];
 
     /// <summary>Node settings every Citus node needs here (vendor README): citus preloaded, logical WAL for the
-    /// online rebalancer, and no SSL between the nodes.</summary>
+    /// online rebalancer, and no SSL between the nodes. Commits are synchronous, as on a real installation (the test
+    /// servers' default is off): a shard move's switch trusts the WAL position a node has written, and an asynchronous
+    /// commit can be acknowledged before that (CitusRebalance; `partitions rebalance` refuses such nodes).</summary>
     public static IReadOnlyList<string> NodeSettings { get; } =
     [
         "shared_preload_libraries=citus", "wal_level=logical", "citus.node_conninfo=sslmode=disable",
-        $"citus.shard_count={ShardCount}", "max_worker_processes=32",
+        $"citus.shard_count={ShardCount}", "max_worker_processes=32", "synchronous_commit=on",
     ];
 
     public string ConnectionString(string database = "postgres") => Coordinator.ConnectionString(database);
