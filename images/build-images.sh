@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds local stand-ins for the official container images the AppHost asks for, under the very same names and
 # tags, for machines that cannot pull them (images/README.md). Each is built FROM a Debian bookworm made here with
-# debootstrap (localhost/todoscale-base:bookworm, made first when missing) with Debian's own packages; an image
+# debootstrap (localhost/todoscale-base:bookworm.2, made first when missing) with Debian's own packages; an image
 # that is already present is left alone.
 #
 # Usage: images/build-images.sh [--engine podman|docker] [--vendor DIR] [citus]
@@ -16,7 +16,9 @@ set -euo pipefail
 images_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo_root=$(cd "$images_dir/.." && pwd)
 
-base_tag=localhost/todoscale-base:bookworm
+# .2: the base's own revision. The first one had no apt configuration (each recipe repeated it); a machine that
+# still has it makes this one, so no image is built FROM a base without the updates and security sources.
+base_tag=localhost/todoscale-base:bookworm.2
 engine=$(printf '%s' "${ASPIRE_CONTAINER_RUNTIME:-podman}" | tr '[:upper:]' '[:lower:]')
 vendor="$repo_root/../shared/vendor"
 with_citus=false
@@ -114,7 +116,7 @@ debian_mirror() {
   echo "${mirror:-http://deb.debian.org/debian}"
 }
 
-# The security mirror, when this machine has one configured (the recipes default to deb.debian.org's).
+# The security mirror, when this machine has one configured (the base defaults to deb.debian.org's).
 security_mirror() {
   local mirror=""
   if [ -f /etc/apt/sources.list.d/debian.sources ]; then
@@ -132,6 +134,26 @@ security_mirror() {
 }
 
 # --- the base image: debootstrap, imported --------------------------------------------------------------------
+
+# apt_like_slim <mirror>: a script, run inside the base's root folder, that sets apt up as debian:bookworm-slim has
+# it, once for every image: point releases and security updates too (debootstrap configures bookworm only), and no
+# downloaded packages, package caches or translations left in the layers (the slim image's docker-clean files).
+apt_like_slim() {
+  local security
+  security=$(security_mirror)
+  cat <<EOF
+echo 'deb $1 bookworm-updates main' > etc/apt/sources.list.d/bookworm-updates.list
+echo 'deb ${security:-http://deb.debian.org/debian-security} bookworm-security main' > etc/apt/sources.list.d/bookworm-security.list
+cat > etc/apt/apt.conf.d/docker-clean <<'CLEAN'
+DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
+CLEAN
+echo 'Apt::AutoRemove::SuggestsImportant "false";' > etc/apt/apt.conf.d/docker-autoremove-suggests
+echo 'Acquire::Languages "none";' > etc/apt/apt.conf.d/docker-no-languages
+EOF
+}
 
 make_base() {
   if image_exists "$base_tag"; then
@@ -155,6 +177,8 @@ make_base() {
   [ "$status" -eq 0 ] || fail "$base_tag" "debootstrap --variant=minbase bookworm $rootfs_dir $mirror" "$status" "$log"
   # Downloaded packages and indexes are dead weight: every recipe runs apt-get update.
   $as_root sh -c 'rm -rf "$1"/var/cache/apt/archives/*.deb "$1"/var/lib/apt/lists/*' sh "$rootfs_dir"
+  apt_like_slim "$mirror" | $as_root sh -c 'cd "$1" && sh -eu' sh "$rootfs_dir" >>"$log" 2>&1 || status=$?
+  [ "$status" -eq 0 ] || fail "$base_tag" "the apt configuration in $rootfs_dir" "$status" "$log"
   {
     $as_root tar -C "$rootfs_dir" -c . |
       "$engine" import \
@@ -183,7 +207,7 @@ fail() {
 # --- one image ------------------------------------------------------------------------------------------------
 
 build_image() {
-  local name=$1 tag context log start status file security
+  local name=$1 tag context log start status file
   tag=$(image_tag "$name")
   if image_exists "$tag"; then
     echo "$tag present"
@@ -204,19 +228,10 @@ build_image() {
     if [ -f "$file" ]; then chmod 0755 "$file"; fi
   done
 
-  local build_args
-  build_args=()
-  if [ "$name" != citus ]; then
-    security=$(security_mirror)
-    if [ -n "$security" ]; then
-      build_args+=(--build-arg "DEBIAN_SECURITY_MIRROR=$security")
-    fi
-  fi
-
   log="$work_dir/$name.log"
   start=$(date +%s)
   status=0
-  "$engine" build -t "$tag" -f "$context/Containerfile" ${build_args[@]+"${build_args[@]}"} "$context" >"$log" 2>&1 || status=$?
+  "$engine" build -t "$tag" -f "$context/Containerfile" "$context" >"$log" 2>&1 || status=$?
   [ "$status" -eq 0 ] || fail "$tag" "$engine build of images/$name" "$status" "$log"
   echo "built $tag in $(($(date +%s) - start)) s"
   rm -rf "$context" "$log"
