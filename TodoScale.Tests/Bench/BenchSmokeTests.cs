@@ -25,7 +25,7 @@ public sealed class BenchSmokeTests
             // Every workload has its targets in the table, each judged met or not met, none without a number.
             var targets = TargetRows(text);
             Assert.Equal(["1", "2", "3", "4", "5", "6"], targets.Select(l => l.Split('|')[1].Trim()).Distinct());
-            Assert.Equal(15, targets.Count);
+            Assert.Equal(16, targets.Count);
             // The peer API ran under the same load, and TodoScale's throughput is given as a ratio to it.
             Assert.Contains(targets, row => row.Contains("the peer API's", StringComparison.Ordinal));
             Assert.Matches(@"\| Peer API \(EF Core, one unpartitioned table, no replica or cache\) \| [0-9,]+ \|", text);
@@ -39,6 +39,13 @@ public sealed class BenchSmokeTests
                 var moved = System.Text.RegularExpressions.Regex.Match(text, $@"\| {pass} \| ([0-9,]+) \|");
                 Assert.True(moved.Success && long.Parse(moved.Groups[1].Value.Replace(",", "", StringComparison.Ordinal), System.Globalization.CultureInfo.InvariantCulture) > 0, $"the pass {pass} moved nothing");
             }
+
+            // The bare set-based move put the pass's rows back and moved the very same number again.
+            var archiver = System.Text.RegularExpressions.Regex.Match(text, @"\| archiver \(`archive --once`, trees\) \| ([0-9,]+) \|");
+            var bare = System.Text.RegularExpressions.Regex.Match(text, @"\| bare move \([0-9]+ batches, [0-9]+ workers\) \| ([0-9,]+) \|");
+            Assert.True(archiver.Success && bare.Success, "the archiver against the bare move is missing");
+            Assert.Equal(archiver.Groups[1].Value, bare.Groups[1].Value);
+            Assert.Contains(targets, row => row.Contains("a bare set-based move of the same rows", StringComparison.Ordinal));
 
             // The plots the report links exist and are PNGs.
             var plots = System.Text.RegularExpressions.Regex.Matches(text, @"\]\(([^)]+\.png)\)").Select(m => m.Groups[1].Value).ToList();

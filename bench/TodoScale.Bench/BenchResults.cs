@@ -60,6 +60,9 @@ public sealed class BenchResults
     /// <summary>The pass on its own (the older half of what waits: finished 45 to 60 days ago).</summary>
     public ArchiveResult? Archive { get; set; }
 
+    /// <summary>The rows of <see cref="Archive"/> put back and moved again by a bare set-based move.</summary>
+    public BareMoveResult? BareMove { get; set; }
+
     /// <summary>The pass while the API serves a steady load (the rest: finished 30 to 45 days ago).</summary>
     public ArchiveResult? ArchiveUnderLoad { get; set; }
 

@@ -145,8 +145,14 @@ public sealed class BenchRun(BenchScale scale, int seed, string output, string c
             // idle and during a second pass, with the default 30-day cut-off, over the rest: on two shared cores a pass
             // under load measures how the cores are shared as much as the archiver.
             Say("workload 3: an archive pass on its own (--older-than 45d)");
+            var mark = await BareMove.MarkAsync(db, cancellationToken);
             results.Archive = await ArchivePass.RunAsync(stack.PrimaryConnectionString, "45d", cancellationToken);
             Say($"  {results.Archive.SummaryLine}");
+            // The same rows put back, then moved by a bare set-based move: the archiver's defaults (Archive:BatchSize
+            // 5,000; Archive:Parallel one worker per core).
+            Say("workload 3: the same rows by a bare set-based move (DELETE .. RETURNING into INSERT, no subtree rule, no triggers)");
+            results.BareMove = await BareMove.RunAsync(stack, mark, results.Archive.Rows, 5_000, Environment.ProcessorCount, cancellationToken);
+            Say($"  {results.BareMove.Rows:N0} todos in {results.BareMove.Seconds:0.0} s: {results.BareMove.RowsPerSecond:N0}/s ({results.BareMove.Batches} batches, {results.BareMove.Workers} workers)");
             Say("workload 3: API idle, then during an archive pass (default cut-off)");
             using (var idle = new CancellationTokenSource(scale.HttpRun))
             {
