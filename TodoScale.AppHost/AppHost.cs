@@ -53,6 +53,8 @@ if (pooler is not null)
     api.WithEnvironment("Database__Pooled", "true").WaitFor(pooler);
 }
 
+infra.ServeDirectly(api);
+
 var archiver = builder.AddProject<Projects.TodoScale_Archiver>("archiver")
     .WithTodoScaleDefaults()
     .WithArgs("serve")

@@ -136,6 +136,20 @@ public sealed class ProcessInfrastructure : Infrastructure
         return pooler;
     }
 
+    public override void ServeDirectly(IResourceBuilder<ProjectResource> service)
+    {
+        var randomized = string.Equals(Builder.Configuration["DcpPublisher:RandomizePorts"], "true", StringComparison.OrdinalIgnoreCase);
+        service.WithEndpoint("http", endpoint =>
+        {
+            endpoint.IsProxied = false;
+            if (randomized)
+            {
+                endpoint.Port = null;
+                endpoint.TargetPort = null;
+            }
+        });
+    }
+
     public override IResourceBuilder<IResourceWithEndpoints> AddMonitoring(params IResourceBuilder<ProjectResource>[] services)
     {
         var directory = Path.Combine(_dataRoot, "prometheus");

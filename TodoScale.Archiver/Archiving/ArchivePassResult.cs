@@ -9,6 +9,9 @@ public sealed record ArchivePassResult(IReadOnlyList<PartitionResult> Partitions
     /// <summary>Partitions analyzed after the pass because a large share of them moved (source and archive month).</summary>
     public IReadOnlyList<string> Analyzed { get; init; } = [];
 
+    /// <summary>The time the ANALYZEs took, summed over the workers (most of it overlaps other workers' moves).</summary>
+    public TimeSpan Analyzing { get; init; }
+
     /// <summary>
     /// Whether the batches ran without per-row triggers (session_replication_role = replica, with the set-based
     /// orphan check in their place) or, where the archiver's role may not set that, with the triggers and guard.

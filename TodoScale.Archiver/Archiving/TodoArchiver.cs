@@ -73,12 +73,22 @@ public sealed partial class TodoArchiver(NpgsqlDataSource dataSource, ArchiveOpt
         return await ArchiverDataSource.MaySkipRowTriggersAsync(connection, cancellationToken);
     }
 
+    /// <summary>ANALYZE of one table (todoscale_analyze, which the archiver's role may run); the time it took, in Stopwatch ticks.</summary>
+    private static async Task<long> AnalyzeAsync(NpgsqlConnection connection, string table, CancellationToken cancellationToken)
+    {
+        var started = Stopwatch.GetTimestamp();
+        await using var analyze = new NpgsqlCommand("SELECT todoscale_analyze(@table::regclass)", connection);
+        analyze.Parameters.Add(new NpgsqlParameter<string>("table", table));
+        await analyze.ExecuteNonQueryAsync(cancellationToken);
+        return Stopwatch.GetTimestamp() - started;
+    }
+
     /// <summary>
     /// A pass: archive months first, then every partition of <paramref name="parent"/> worked by one of
     /// <see cref="ArchiveOptions.Parallel"/> workers, each on its own connection under the partition's advisory
-    /// lock (a partition another archiver holds is skipped), with the pass's metrics; then ANALYZE where the
-    /// pass moved at least <see cref="ArchiveOptions.AnalyzeAfterRows"/> rows, so the planner sees the new sizes
-    /// before autovacuum gets to them.
+    /// lock (a partition another archiver holds is skipped), with the pass's metrics; ANALYZE, by the worker that
+    /// moved it, of each partition the pass moved at least <see cref="ArchiveOptions.AnalyzeAfterRows"/> rows from, and
+    /// then of the archive month, so the planner sees the new sizes before autovacuum gets to them.
     /// </summary>
     private async Task<ArchivePassResult> RunOverPartitionsAsync(
         string parent, string archiveParent, string table, DateTimeOffset now, DateTimeOffset cutoff,
@@ -93,32 +103,41 @@ public sealed partial class TodoArchiver(NpgsqlDataSource dataSource, ArchiveOpt
             var partitions = await PartitionsAsync(parent, cancellationToken);
             var queue = new ConcurrentQueue<(string Name, uint Oid, int Index)>(partitions);
             var results = new ConcurrentBag<PartitionResult>();
+            var analyzed = new ConcurrentQueue<string>();
+            long analyzeTicks = 0;
             await Task.WhenAll(Enumerable.Range(0, Math.Min(options.Parallel, Math.Max(1, partitions.Count))).Select(async _ =>
             {
                 while (queue.TryDequeue(out var partition))
                 {
                     await using var partitionLock = await SessionLock.TryTakeAsync(dataSource, AdvisoryLockClass, unchecked((int)partition.Oid), cancellationToken);
-                    results.Add(partitionLock is null
+                    var result = partitionLock is null
                         ? new PartitionResult(partition.Name, partition.Index, 0, 0, 0, Skipped: true)
-                        : await work(partitionLock.Connection, (partition.Name, partition.Index)));
+                        : await work(partitionLock.Connection, (partition.Name, partition.Index));
+                    results.Add(result);
+                    // Analyzed by the worker that moved it, at once: the workers' ANALYZEs overlap each other's moves
+                    // (one after another at the pass's end they were a share of a medium pass of their own).
+                    if (partitionLock is not null && result.RowsMoved >= options.AnalyzeAfterRows)
+                    {
+                        Interlocked.Add(ref analyzeTicks, await AnalyzeAsync(partitionLock.Connection, partition.Name, cancellationToken));
+                        analyzed.Enqueue(partition.Name);
+                    }
                 }
             }));
 
             var moved = results.OrderBy(r => r.Index).ToList();
-            var analyzed = moved.Where(r => r.RowsMoved >= options.AnalyzeAfterRows).Select(r => r.Partition).ToList();
             if (moved.Sum(r => r.RowsMoved) >= options.AnalyzeAfterRows)
             {
-                analyzed.Add(ArchiveMonths.PartitionName(archiveParent, now));
+                var month = ArchiveMonths.PartitionName(archiveParent, now);
+                await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+                analyzeTicks += await AnalyzeAsync(connection, month, cancellationToken);
+                analyzed.Enqueue(month);
             }
 
-            foreach (var partition in analyzed)
+            var result = new ArchivePassResult(moved, Stopwatch.GetElapsedTime(started), cutoff)
             {
-                await using var analyze = dataSource.CreateCommand("SELECT todoscale_analyze(@partition::regclass)");
-                analyze.Parameters.Add(new NpgsqlParameter<string>("partition", partition));
-                await analyze.ExecuteNonQueryAsync(cancellationToken);
-            }
-
-            var result = new ArchivePassResult(moved, Stopwatch.GetElapsedTime(started), cutoff) { Analyzed = analyzed };
+                Analyzed = [.. analyzed.Order(StringComparer.Ordinal)],
+                Analyzing = Stopwatch.GetElapsedTime(0, analyzeTicks),
+            };
             metrics?.PassSucceeded(table, result.Elapsed, clock.GetUtcNow());
             return result;
         }

@@ -66,7 +66,7 @@ internal static class ArchiveCommand
 
             var seconds = Math.Max(result.Elapsed.TotalSeconds, 0.001);
             AnsiConsole.MarkupLineInterpolated(
-                $"archive: moved {result.RowsMoved:N0} todos ({result.RootsMoved:N0} trees) from {result.Partitions.Count} partitions in {seconds:0.0} s ({result.RowsMoved / seconds:N0} rows/s), {result.Batches} batches, {result.SkippedPartitions} partition(s) skipped (another archiver had them), {result.Analyzed.Count} analyzed{(result.RowTriggersSkipped ? "" : "; per-row triggers on (Archive:SkipRowTriggers is false, or the archiver's role may not set session_replication_role)")}");
+                $"archive: moved {result.RowsMoved:N0} todos ({result.RootsMoved:N0} trees) from {result.Partitions.Count} partitions in {seconds:0.0} s ({result.RowsMoved / seconds:N0} rows/s), {result.Batches} batches, {result.SkippedPartitions} partition(s) skipped (another archiver had them), {result.Analyzed.Count} analyzed ({result.Analyzing.TotalSeconds:0.0} s of ANALYZE){(result.RowTriggersSkipped ? "" : "; per-row triggers on (Archive:SkipRowTriggers is false, or the archiver's role may not set session_replication_role)")}");
 
             var ai = await archiver.RunAiPassAsync(null, cancellationToken);
             await archiver.AuditAsync("operator", Environment.UserName, ai, null, CancellationToken.None, "ai_interactions");
