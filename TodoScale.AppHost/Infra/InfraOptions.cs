@@ -55,6 +55,14 @@ public sealed class InfraOptions
     /// <summary>The server connections PgBouncer keeps to the primary for the API (its default_pool_size), 1 to 500.</summary>
     public int PoolerPoolSize { get; set; } = 20;
 
+    /// <summary>
+    /// Process mode on PostgreSQL: archive the primary's WAL to a pgBackRest repository and let the archiver take
+    /// backups (default). `--Infra:Backups=false` for a stack whose disk cannot hold the WAL archive as well: the
+    /// bench's (a medium run's 20M rows, their baselines and the streaming replica filled 75 GB with it; its backup
+    /// figures come from `--workload backup`, which keeps it on).
+    /// </summary>
+    public bool Backups { get; set; } = true;
+
     /// <summary>How many Citus workers process mode starts with --Infra:Database=citus (1 to 8).</summary>
     public int CitusWorkers { get; set; } = 2;
 

@@ -67,7 +67,7 @@ public sealed class ProcessInfrastructure : Infrastructure
             Workers = workers;
             ClusterSetup = cluster;
         }
-        else
+        else if (Options.Backups)
         {
             // Backups and point-in-time recovery with pgBackRest: every WAL segment of the primary archived to the
             // repository under the data root; the archiver takes the full and differential backups.

@@ -26,10 +26,9 @@ public sealed class TenantBatch : IAsyncDisposable
         _batch = new NpgsqlBatch(connection);
         UserId = userId;
         _batch.BatchCommands.Add(new NpgsqlBatchCommand("BEGIN"));
-        _batch.BatchCommands.Add(new NpgsqlBatchCommand(TenantScope.SetTenantStatement(userId)));
-        if (fromLegacy)
+        foreach (var statement in TenantScope.ScopeStatements(userId, fromLegacy))
         {
-            _batch.BatchCommands.Add(new NpgsqlBatchCommand(TenantScope.ServeFromLegacyStatement));
+            _batch.BatchCommands.Add(new NpgsqlBatchCommand(statement));
         }
 
         _batch.BatchCommands.Add(new NpgsqlBatchCommand("COMMIT"));

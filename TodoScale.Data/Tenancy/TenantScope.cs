@@ -29,7 +29,7 @@ public static class TenantScope
         this DbContext context, Guid userId, CancellationToken cancellationToken = default,
         IsolationLevel isolationLevel = IsolationLevel.ReadCommitted, bool fromLegacy = false)
     {
-        var statement = fromLegacy ? $"{SetTenantStatement(userId)}; {ServeFromLegacyStatement}" : SetTenantStatement(userId);
+        var statement = string.Join("; ", ScopeStatements(userId, fromLegacy));
         var transaction = await context.Database.BeginTransactionAsync(isolationLevel, cancellationToken);
         try
         {
@@ -60,6 +60,16 @@ public static class TenantScope
         {
             await transaction.DisposeAsync();
             throw;
+        }
+    }
+
+    /// <summary>What scopes a transaction to one tenant: its SET LOCAL, then, on the legacy table's views, their search_path.</summary>
+    public static IEnumerable<string> ScopeStatements(Guid userId, bool fromLegacy)
+    {
+        yield return SetTenantStatement(userId);
+        if (fromLegacy)
+        {
+            yield return ServeFromLegacyStatement;
         }
     }
 

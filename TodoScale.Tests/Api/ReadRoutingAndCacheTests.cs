@@ -98,9 +98,8 @@ public sealed class ReadRoutingAndCacheTests(AppHostFixture fixture)
         var id = await api.CreateTodoAsync("before");
         await Eventually.TrueAsync("the first page cached", async () => (await api.GetAsync("/api/todos")).ReadSource == "cache", Patience);
 
-        var cacheConnection = await fixture.App.GetConnectionStringAsync("cache");
-        var password = ConfigurationOptions.Parse(cacheConnection!).Password!;
-        await using var redis = await ConnectionMultiplexer.ConnectAsync($"{cacheConnection},allowAdmin=true");
+        await using var redis = await fixture.CacheAdminAsync();
+        var password = ConfigurationOptions.Parse(redis.Configuration).Password!;
         var server = redis.GetServer(redis.GetEndPoints().Single());
         var pages = (RedisKey)$"todoscale:{{u:{api.UserId:N}}}:pages";
         Assert.True(await redis.GetDatabase().KeyExistsAsync(pages));

@@ -33,8 +33,7 @@ public sealed class SessionConsistencyTests(AppHostFixture fixture)
         reader.Session = created.Session;
         await Eventually.TrueAsync("the second instance reading from the replica", async () => (await reader.GetAsync("/api/todos")).ReadSource == "replica", Patience);
 
-        var cacheConnection = await fixture.App.GetConnectionStringAsync("cache");
-        await using var redis = await ConnectionMultiplexer.ConnectAsync($"{cacheConnection},allowAdmin=true");
+        await using var redis = await fixture.CacheAdminAsync();
         var server = redis.GetServer(redis.GetEndPoints().Single());
         // Unpooled: another test of the collection restarts the replica, which would leave a pooled connection dead.
         await using var replica = new NpgsqlConnection(await fixture.App.GetConnectionStringAsync("todos-replica") + ";Pooling=false");

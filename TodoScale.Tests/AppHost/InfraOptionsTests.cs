@@ -181,11 +181,23 @@ public sealed class ProcessInfrastructureDataTests : IDisposable
         Assert.NotEqual(password, File.ReadAllText(Path.Combine(_root, "postgres.password")));
     }
 
+    [Fact]
+    public void Backups_archive_the_primarys_wal_unless_switched_off()
+    {
+        var on = Build(reset: false);
+        Assert.NotNull(on.BackupSetup);
+        Assert.NotNull(on.BackupConfig);
+
+        var off = Build(reset: false, "--Infra:Backups=false");
+        Assert.Null(off.BackupSetup);
+        Assert.Null(off.BackupConfig);
+    }
+
     public void Dispose() => Directory.Delete(_root, recursive: true);
 
-    private void Build(bool reset)
+    private ProcessInfrastructure Build(bool reset, params string[] args)
     {
-        var builder = DistributedApplication.CreateBuilder([$"--Infra:DataRoot={_root}", $"--Infra:Reset={reset}"]);
-        _ = new ProcessInfrastructure(builder, InfraOptions.Read(builder));
+        var builder = DistributedApplication.CreateBuilder([$"--Infra:DataRoot={_root}", $"--Infra:Reset={reset}", .. args]);
+        return new ProcessInfrastructure(builder, InfraOptions.Read(builder));
     }
 }

@@ -1,4 +1,5 @@
 using Aspire.Hosting;
+using Aspire.Hosting.Testing;
 using TodoScale.Testing;
 
 namespace TodoScale.Tests.Infrastructure;
@@ -14,6 +15,10 @@ public class AppHostFixture : IAsyncLifetime
     public string DataRoot { get; } = TestApp.NewDataRoot();
 
     public virtual async Task InitializeAsync() => App = await TestApp.StartAsync(DataRoot, Args);
+
+    /// <summary>A connection to the stack's Redis (`cache`) that may run admin commands (INFO, CONFIG); the caller disposes it.</summary>
+    public async Task<StackExchange.Redis.ConnectionMultiplexer> CacheAdminAsync() =>
+        await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync($"{await App.GetConnectionStringAsync("cache")},allowAdmin=true");
 
     public virtual async Task DisposeAsync()
     {

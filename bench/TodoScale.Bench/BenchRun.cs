@@ -229,7 +229,7 @@ public sealed class BenchRun(BenchScale scale, int seed, string output, string c
     /// </summary>
     public Task<string> RunBackupAsync(CancellationToken cancellationToken) =>
         RunOnFreshStackAsync(stack => BackupBench.RunAsync(stack, scale, seed, Say, cancellationToken),
-            (backup, results) => Report.WriteBackup(backup, results, output), cancellationToken);
+            (backup, results) => Report.WriteBackup(backup, results, output), cancellationToken, backups: true);
 
     /// <summary>
     /// `--engine citus`: the page, API and archive workloads on one PostgreSQL and on Citus (coordinator + 2 workers),
@@ -264,9 +264,9 @@ public sealed class BenchRun(BenchScale scale, int seed, string output, string c
 
     /// <summary>A workload of its own on a fresh stack, with the server's settings in its report.</summary>
     private async Task<string> RunOnFreshStackAsync<T>(
-        Func<BenchStack, Task<T>> workload, Func<T, BenchResults, string> write, CancellationToken cancellationToken, IEnumerable<string>? appHostArgs = null)
+        Func<BenchStack, Task<T>> workload, Func<T, BenchResults, string> write, CancellationToken cancellationToken, IEnumerable<string>? appHostArgs = null, bool backups = false)
     {
-        await using var stack = await StartStackAsync(appHostArgs);
+        await using var stack = await StartStackAsync(appHostArgs, backups);
         var results = new BenchResults { Scale = scale, Command = command, Seed = seed };
         await using (var db = stack.OpenPrimary())
         {
@@ -278,10 +278,15 @@ public sealed class BenchRun(BenchScale scale, int seed, string output, string c
         return report;
     }
 
-    /// <summary>The stack both workloads run on, its servers sized for the scale.</summary>
-    private Task<BenchStack> StartStackAsync(IEnumerable<string>? appHostArgs = null)
+    /// <summary>
+    /// The stack a workload runs on, its servers sized for the scale; without WAL archiving and backups (the disk of a
+    /// medium run cannot hold the WAL archive besides its data, baselines and replica) unless the workload is the
+    /// backups' own.
+    /// </summary>
+    private Task<BenchStack> StartStackAsync(IEnumerable<string>? appHostArgs = null, bool backups = false)
     {
-        Say($"starting the stack (AppHost, process mode; shared_buffers {scale.SharedBuffers} a server)");
+        Say($"starting the stack (AppHost, process mode; shared_buffers {scale.SharedBuffers} a server{(backups ? "; WAL archived with pgBackRest" : "; no WAL archiving")})");
+        appHostArgs = [.. appHostArgs ?? [], $"--Infra:Backups={backups}"];
         return BenchStack.StartAsync(new Dictionary<string, string>
         {
             ["shared_buffers"] = scale.SharedBuffers,
