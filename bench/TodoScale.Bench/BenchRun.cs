@@ -153,6 +153,9 @@ public sealed class BenchRun(BenchScale scale, int seed, string output, string c
             Say("workload 3: the same rows by a bare set-based move (DELETE .. RETURNING into INSERT, no subtree rule, no triggers)");
             results.BareMove = await BareMove.RunAsync(stack, mark, results.Archive.Rows, 5_000, Environment.ProcessorCount, cancellationToken);
             Say($"  {results.BareMove.Rows:N0} todos in {results.BareMove.Seconds:0.0} s: {results.BareMove.RowsPerSecond:N0}/s ({results.BareMove.Batches} batches, {results.BareMove.Workers} workers)");
+            Say("workload 3: the archiver again, on the same rows put back the same way");
+            results.BareMove = await BareMove.ArchiverAgainAsync(stack, mark.Since, results.BareMove, "45d", cancellationToken);
+            Say($"  {results.BareMove.Again!.SummaryLine}");
             Say("workload 3: API idle, then during an archive pass (default cut-off)");
             using (var idle = new CancellationTokenSource(scale.HttpRun))
             {

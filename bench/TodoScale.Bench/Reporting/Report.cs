@@ -367,11 +367,17 @@ public static class Report
 
         if (r.BareMove is { } bare && r.Archive is { } alone)
         {
-            md.AppendLine().AppendLine("The pass on its own against a bare set-based move of the very same rows (put back untimed, then moved per hash partition in batches of 5,000 by DELETE .. RETURNING into INSERT, one transaction a batch, no subtree rule, no triggers or foreign-key checks, the same tables and indexes, one worker per core taking whole partitions). Both start from a CHECKPOINT; the WAL each wrote is pg_stat_wal's (the archiver's includes its ANALYZE):").AppendLine()
+            static string Wal(long rows, WalSpent wal) =>
+                string.Create(CultureInfo.InvariantCulture, $"{(double)wal.Records / rows:0.0} | {wal.FullPageImages:N0} | {(double)wal.Bytes / rows:N0}");
+            md.AppendLine().AppendLine("The pass on its own against a bare set-based move of the very same rows (put back untimed, then moved per hash partition in batches of 5,000 by DELETE .. RETURNING into INSERT, one transaction a batch, no subtree rule, no triggers or foreign-key checks, the same tables and indexes, one worker per core taking whole partitions), and the archiver once more on those rows put back the same way (plus the few that reached 45 days in between). The first pass finds its rows where the generator wrote them, spread over every page of a partition; put back, they sit together at each partition's end, so the bare move and the second pass are the like-for-like pair. Each starts from a CHECKPOINT after a VACUUM; the WAL each wrote is pg_stat_wal's (the archiver's includes its ANALYZE):").AppendLine()
               .AppendLine("| move | rows | seconds | rows/s | WAL records / row | full-page images | WAL bytes / row |").AppendLine("|---|---|---|---|---|---|---|")
-              .AppendLine(c, $"| archiver (`archive --once`, trees) | {alone.Rows:N0} | {alone.Seconds:0.0} | **{alone.RowsPerSecond:N0}** | {(double)bare.ArchiverWal.Records / alone.Rows:0.0} | {bare.ArchiverWal.FullPageImages:N0} | {(double)bare.ArchiverWal.Bytes / alone.Rows:N0} |")
-              .AppendLine(c, $"| bare move ({bare.Batches} batches, {bare.Workers} workers) | {bare.Rows:N0} | {bare.Seconds:0.0} | **{bare.RowsPerSecond:N0}** | {(double)bare.Wal.Records / bare.Rows:0.0} | {bare.Wal.FullPageImages:N0} | {(double)bare.Wal.Bytes / bare.Rows:N0} |")
-              .AppendLine().AppendLine(c, $"The archiver moves at {alone.RowsPerSecond / bare.RowsPerSecond * 100:0}% of the bare move's rate.");
+              .AppendLine(c, $"| archiver, first pass (rows where written) | {alone.Rows:N0} | {alone.Seconds:0.0} | **{alone.RowsPerSecond:N0}** | {Wal(alone.Rows, bare.FirstPassWal)} |")
+              .AppendLine(c, $"| bare move, rows put back ({bare.Batches} batches, {bare.Workers} workers) | {bare.Rows:N0} | {bare.Seconds:0.0} | **{bare.RowsPerSecond:N0}** | {Wal(bare.Rows, bare.Wal)} |");
+            if (bare is { Again: { } again, AgainWal: { } againWal })
+            {
+                md.AppendLine(c, $"| archiver, rows put back | {again.Rows:N0} | {again.Seconds:0.0} | **{again.RowsPerSecond:N0}** | {Wal(again.Rows, againWal)} |")
+                  .AppendLine().AppendLine(c, $"On the same layout the archiver moves at {again.RowsPerSecond / bare.RowsPerSecond * 100:0}% of the bare move's rate; its first pass, over rows spread through the partitions, at {alone.RowsPerSecond / bare.RowsPerSecond * 100:0}%.");
+            }
         }
 
         md.AppendLine().AppendLine("The API under a light steady load (4 concurrent requests, uncached) while idle and during the second pass:").AppendLine()
@@ -483,10 +489,10 @@ public static class Report
             yield return ("3", "archival rows/s (a pass on its own)", ">= 150,000", archive.RowsPerSecond.ToString("N0", c), archive.RowsPerSecond >= 150_000);
         }
 
-        if (r.Archive is { } pass && r.BareMove is { } bareMove)
+        if (r.BareMove is { Again: { } pass } bareMove)
         {
             var share = pass.RowsPerSecond / bareMove.RowsPerSecond;
-            yield return ("3", "archival rows/s / a bare set-based move of the same rows", ">= 80%", $"{share * 100:0}% ({pass.RowsPerSecond:N0} / {bareMove.RowsPerSecond:N0} per s)", share >= 0.8);
+            yield return ("3", "archival rows/s / a bare set-based move of the same rows, same layout", ">= 80%", $"{share * 100:0}% ({pass.RowsPerSecond:N0} / {bareMove.RowsPerSecond:N0} per s)", share >= 0.8);
         }
 
         if (r.ApiIdle is { } idle && r.ApiDuringArchive is { } during)
