@@ -133,7 +133,8 @@ registry_answers() {
   [ -n "$code" ] && [ "$code" != 000 ]
 }
 
-# Local servers for process mode and the tests: PostgreSQL 15 (primary + replica), Redis, Prometheus (+ promtool).
+# Local servers for process mode and the tests: PostgreSQL 15 (primary + replica), Redis, Prometheus (+ promtool),
+# Alertmanager (+ amtool).
 ensure_local_servers() {
   local missing=()
   [ -x "/usr/lib/postgresql/$PG_MAJOR/bin/postgres" ] || missing+=("postgresql-$PG_MAJOR")
@@ -141,6 +142,7 @@ ensure_local_servers() {
   command -v redis-server >/dev/null || missing+=(redis-server)
   command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
   command -v prometheus-postgres-exporter >/dev/null || missing+=(prometheus-postgres-exporter)
+  command -v prometheus-alertmanager >/dev/null && command -v amtool >/dev/null || missing+=(prometheus-alertmanager) # alert routing (+ amtool)
   command -v pgbackrest >/dev/null || missing+=(pgbackrest) # backups and point-in-time recovery of the primary
   [ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null || missing+=(pgbouncer) # the pooler (Infra:Pooler=pgbouncer)
   command -v setpriv >/dev/null || missing+=(util-linux)
@@ -162,7 +164,7 @@ then run ./build.sh again."
   if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
     local unit
     for unit in "${missing[@]}"; do
-      case "$unit" in postgresql-*|redis-server|prometheus|prometheus-postgres-exporter|pgbouncer)
+      case "$unit" in postgresql-*|redis-server|prometheus|prometheus-postgres-exporter|prometheus-alertmanager|pgbouncer)
         systemctl disable --now "${unit%%-[0-9]*}" >/dev/null 2>&1 || true ;;
       esac
     done

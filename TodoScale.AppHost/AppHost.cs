@@ -77,7 +77,8 @@ if (infra.BackupConfig is { } backupConfig)
     archiver.WithEnvironment("Backup__Config", backupConfig).WaitForCompletion(infra.BackupSetup!);
 }
 
-var prometheus = infra.AddMonitoring(api, archiver);
+// Alerts go to Alertmanager, which routes them to the archiver's webhook receiver (or to an SRE's pager).
+var prometheus = infra.AddMonitoring(alertReceiver: archiver, api, archiver);
 
 builder.AnnounceWhenReady(api.Resource, prometheus.Resource, (IResourceWithEndpoints)infra.CacheServer.Resource);
 

@@ -15,7 +15,7 @@ public static class TestApp
     public static readonly TimeSpan StartTimeout = TimeSpan.FromMinutes(3);
 
     /// <summary>The long-running resources; each must reach Healthy.</summary>
-    public static readonly string[] HealthyResources = ["todos", "todos-replica", "cache", "prometheus", "postgres-exporter", "postgres-exporter-replica", "api", "archiver"];
+    public static readonly string[] HealthyResources = ["todos", "todos-replica", "cache", "prometheus", "alertmanager", "postgres-exporter", "postgres-exporter-replica", "api", "archiver"];
 
     public const string Migrate = "migrate";
 
@@ -41,6 +41,7 @@ public static class TestApp
             $"--Infra:DataRoot={dataRoot}",
             "--Infra:ScrapeInterval=1s",
             "--Infra:AlertFor=2s", // every alert's `for`, so the end-to-end alert test sees one fire in seconds
+            "--Infra:AlertRepeatInterval=2s", // and Alertmanager sends it at once and again every 2 s (silence test)
             // Fixed ports in launchSettings (api 5180, archiver 5190) must not clash with a developer's running stack.
             "--DcpPublisher:RandomizePorts=true",
             .. args ?? [],

@@ -72,6 +72,7 @@ image_tag() {
     postgres) echo docker.io/library/postgres:15.14 ;;
     redis) echo docker.io/library/redis:7.4.6 ;;
     prometheus) echo docker.io/prom/prometheus:v2.55.1 ;;
+    alertmanager) echo quay.io/prometheus/alertmanager:v0.25.0 ;;
     postgres-exporter) echo quay.io/prometheuscommunity/postgres-exporter:v0.11.1 ;;
     citus) echo docker.io/citusdata/citus:13.0 ;;
     container-tunnel-base) echo mcr.microsoft.com/azurelinux/base/core:3.0 ;;
@@ -239,7 +240,7 @@ build_image() {
 
 # container-tunnel-base: what Aspire's DCP builds its container tunnel proxy FROM (Prometheus reaches the services
 # on the host through it).
-images=(postgres redis prometheus postgres-exporter container-tunnel-base)
+images=(postgres redis prometheus alertmanager postgres-exporter container-tunnel-base)
 if [ "$with_citus" = true ]; then
   images+=(citus)
 fi

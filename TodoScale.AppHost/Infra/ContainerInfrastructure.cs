@@ -12,6 +12,8 @@ public sealed class ContainerInfrastructure : Infrastructure
     public const string PrometheusImageTag = "v2.55.1";
     public const string GrafanaImage = "grafana/grafana";
     public const string GrafanaImageTag = "11.6.6";
+    public const string AlertmanagerImage = "prometheus/alertmanager";
+    public const string AlertmanagerImageTag = "v0.25.0";
     public const string PostgresExporterImage = "prometheuscommunity/postgres-exporter";
     public const string PostgresExporterImageTag = "v0.11.1";
 
@@ -23,6 +25,9 @@ public sealed class ContainerInfrastructure : Infrastructure
 
     /// <summary>Where the Prometheus container finds the prometheus.yml the AppHost generates for it.</summary>
     public const string PrometheusConfigDirectory = "/etc/prometheus/generated";
+
+    /// <summary>Where the Alertmanager container finds the alertmanager.yml the AppHost generates for it.</summary>
+    public const string AlertmanagerConfigDirectory = "/etc/alertmanager/generated";
 
     /// <summary>Shared memory for the servers' parallel queries (Docker's default /dev/shm is 64 MB).</summary>
     public const string ShmSize = "256m";
@@ -173,7 +178,8 @@ public sealed class ContainerInfrastructure : Infrastructure
     public static string StackId(string dataRoot) =>
         Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(Path.GetFullPath(dataRoot))))[..8].ToLowerInvariant();
 
-    public override IResourceBuilder<IResourceWithEndpoints> AddMonitoring(params IResourceBuilder<ProjectResource>[] services)
+    public override IResourceBuilder<IResourceWithEndpoints> AddMonitoring(
+        IResourceBuilder<ProjectResource> alertReceiver, params IResourceBuilder<ProjectResource>[] services)
     {
         // Every image fully qualified: Podman resolves a short name through registries.conf (or refuses it), not
         // as docker.io.
@@ -223,9 +229,27 @@ public sealed class ContainerInfrastructure : Infrastructure
             // The exporters are containers on the same network: by name.
             targets.Add(new(PrometheusConfig.PostgresJob, $"{ProcessInfrastructure.PostgresExporter}:9187", "primary"));
             targets.Add(new(PrometheusConfig.PostgresJob, $"{ProcessInfrastructure.PostgresExporterReplica}:9187", "replica"));
+            targets.Add(new(PrometheusConfig.AlertmanagerJob, $"{Alertmanager}:9093"));
             targets.Add(new(Prometheus, "localhost:9090"));
-            return [new ContainerFile { Name = "prometheus.yml", Contents = PrometheusConfig.Render(Options.ScrapeInterval, "/etc/prometheus/rules/*.yml", targets) }];
+            return [new ContainerFile { Name = "prometheus.yml", Contents = PrometheusConfig.Render(Options.ScrapeInterval, "/etc/prometheus/rules/*.yml", $"{Alertmanager}:9093", targets) }];
         });
+
+        // Alertmanager on the same network (Prometheus reaches it by name), its webhook receiver on the host as the
+        // scrape targets are: the receiver's endpoint handed to the container, the file written with its address.
+        var receiver = alertReceiver.GetEndpoint("http");
+        Builder.AddContainer(Alertmanager, AlertmanagerImage, AlertmanagerImageTag)
+            .WithImageRegistry("quay.io")
+            .WithVolume(VolumeName("alertmanager"), "/alertmanager")
+            .WithArgs($"--config.file={AlertmanagerConfigDirectory}/alertmanager.yml", "--storage.path=/alertmanager", "--cluster.listen-address=")
+            .WithHttpEndpoint(name: "http", targetPort: 9093)
+            .WithHttpHealthCheck("/-/ready")
+            .WithEnvironment("TODOSCALE_ALERT_RECEIVER", receiver.Property(EndpointProperty.HostAndPort))
+            .WithContainerFiles(AlertmanagerConfigDirectory, async (context, cancellationToken) =>
+            {
+                var caller = new ValueProviderContext { Caller = context.Model, Network = KnownNetworkIdentifiers.DefaultAspireContainerNetwork };
+                var address = (await receiver.Property(EndpointProperty.HostAndPort).GetValueAsync(caller, cancellationToken))!;
+                return [new ContainerFile { Name = "alertmanager.yml", Contents = AlertmanagerFile(address) }];
+            });
 
         // The same exporters as process mode, reaching the servers by container name on the app network.
         var queries = Path.Combine(DashboardsDirectory, "prometheus", "postgres-exporter");

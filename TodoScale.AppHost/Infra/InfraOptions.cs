@@ -101,6 +101,19 @@ public sealed class InfraOptions
     public string? AlertFor { get; set; }
 
     /// <summary>
+    /// The Alertmanager configuration to run with: dashboards/alertmanager/alertmanager.yml when unset (every alert to
+    /// the archiver's webhook receiver), or an SRE's own file with their pager's receivers, used as it is.
+    /// </summary>
+    public string? AlertmanagerConfig { get; set; }
+
+    /// <summary>
+    /// When set (a duration such as 2s), Alertmanager sends a group's first notification after 1 s and repeats it at
+    /// this interval instead of the routing file's (30 s, then hours): for tests that watch notifications and silences.
+    /// Applies to the default routing file only.
+    /// </summary>
+    public string? AlertRepeatInterval { get; set; }
+
+    /// <summary>
     /// Extra PostgreSQL server settings for both servers in process mode, e.g.
     /// `--Infra:PostgresSettings:shared_buffers=2GB` (the benchmark sizes the servers this way).
     /// </summary>
@@ -171,6 +184,16 @@ public sealed class InfraOptions
         if (options.AlertFor is { } alertFor && !System.Text.RegularExpressions.Regex.IsMatch(alertFor, "^[0-9]+(ms|s|m|h)$"))
         {
             throw new InvalidOperationException($"Infra:AlertFor must be a Prometheus duration such as 5s or 1m (was '{alertFor}').");
+        }
+
+        if (options.AlertRepeatInterval is { } repeat && !System.Text.RegularExpressions.Regex.IsMatch(repeat, "^[0-9]+(ms|s|m|h)$"))
+        {
+            throw new InvalidOperationException($"Infra:AlertRepeatInterval must be a duration such as 2s or 1m (was '{repeat}').");
+        }
+
+        if (options.AlertmanagerConfig is { } own && !File.Exists(own))
+        {
+            throw new InvalidOperationException($"Infra:AlertmanagerConfig names {own}, which does not exist.");
         }
 
         _ = options.PostgresSettingsArgument(); // a bad setting stops the AppHost here, naming it

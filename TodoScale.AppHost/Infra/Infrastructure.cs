@@ -11,6 +11,7 @@ public abstract class Infrastructure(IDistributedApplicationBuilder builder, Inf
     public const string TodosReplica = "todos-replica";
     public const string Cache = "cache";
     public const string Prometheus = "prometheus";
+    public const string Alertmanager = "alertmanager";
     public const string Grafana = "grafana";
     public const string DatabaseName = "todos";
 
@@ -54,8 +55,17 @@ public abstract class Infrastructure(IDistributedApplicationBuilder builder, Inf
     /// </summary>
     public virtual IResourceBuilder<IResourceWithConnectionString>? AddPooler(IResourceBuilder<ProjectResource> migrate) => null;
 
-    /// <summary>Adds Prometheus (and, where it can run, Grafana) scraping /metrics of each service.</summary>
-    public abstract IResourceBuilder<IResourceWithEndpoints> AddMonitoring(params IResourceBuilder<ProjectResource>[] services);
+    /// <summary>
+    /// Adds Prometheus (and, where it can run, Grafana) scraping /metrics of each service, and Alertmanager, to which
+    /// Prometheus sends its alerts and which routes them (dashboards/alertmanager/alertmanager.yml) to
+    /// <paramref name="alertReceiver"/>'s webhook (POST /alerts) unless Infra:AlertmanagerConfig names other receivers.
+    /// </summary>
+    public abstract IResourceBuilder<IResourceWithEndpoints> AddMonitoring(
+        IResourceBuilder<ProjectResource> alertReceiver, params IResourceBuilder<ProjectResource>[] services);
+
+    /// <summary>alertmanager.yml as this stack runs it, the receiver's webhook at <paramref name="receiverAddress"/> (host:port).</summary>
+    protected string AlertmanagerFile(string receiverAddress) =>
+        AlertmanagerConfig.Render(Options, Path.Combine(DashboardsDirectory, "alertmanager", "alertmanager.yml"), $"http://{receiverAddress}");
 
     /// <summary>
     /// Lets the service serve its http port itself instead of behind DCP's proxy, where the mode allows it (process

@@ -150,8 +150,10 @@ public sealed class ProcessInfrastructure : Infrastructure
         });
     }
 
-    public override IResourceBuilder<IResourceWithEndpoints> AddMonitoring(params IResourceBuilder<ProjectResource>[] services)
+    public override IResourceBuilder<IResourceWithEndpoints> AddMonitoring(
+        IResourceBuilder<ProjectResource> alertReceiver, params IResourceBuilder<ProjectResource>[] services)
     {
+        var alertmanager = AddAlertmanager(alertReceiver);
         var directory = Path.Combine(_dataRoot, "prometheus");
         var configPath = Path.Combine(directory, "prometheus.yml");
         var rulesGlob = Path.Combine(RulesDirectory(), "*.yml");
@@ -179,17 +181,47 @@ public sealed class ProcessInfrastructure : Infrastructure
         var self = prometheus.GetEndpoint("http");
         Builder.Eventing.Subscribe<BeforeResourceStartedEvent>(prometheus.Resource, (_, _) =>
         {
-            PrometheusConfig.Write(configPath, Options.ScrapeInterval, rulesGlob,
+            var alertmanagerAddress = PrometheusConfig.Address(alertmanager, host => host);
+            PrometheusConfig.Write(configPath, Options.ScrapeInterval, rulesGlob, alertmanagerAddress,
             [
                 .. PrometheusConfig.Targets(services, host => host),
                 new(PrometheusConfig.PostgresJob, PrometheusConfig.Address(primaryExporter, host => host), "primary"),
                 new(PrometheusConfig.PostgresJob, PrometheusConfig.Address(replicaExporter, host => host), "replica"),
+                new(PrometheusConfig.AlertmanagerJob, alertmanagerAddress),
                 new(Prometheus, $"127.0.0.1:{self.Port}"),
             ]);
             return Task.CompletedTask;
         });
 
         return prometheus;
+    }
+
+    /// <summary>
+    /// prometheus-alertmanager (apt) on 127.0.0.1, one instance (no cluster gossip), its silences and notification
+    /// log kept in the data root; alertmanager.yml written before each start with the receiver's allocated address.
+    /// </summary>
+    private IResourceBuilder<ExecutableResource> AddAlertmanager(IResourceBuilder<ProjectResource> receiver)
+    {
+        var directory = Path.Combine(_dataRoot, "alertmanager");
+        var configPath = Path.Combine(directory, "alertmanager.yml");
+        var alertmanager = Builder.AddExecutable(Alertmanager, "prometheus-alertmanager", directory)
+            .WithHttpEndpoint(name: "http", isProxied: false)
+            .WithArgs(context =>
+            {
+                var endpoint = ((IResourceWithEndpoints)context.Resource).GetEndpoint("http");
+                context.Args.Add($"--config.file={configPath}");
+                context.Args.Add($"--storage.path={Path.Combine(directory, "data")}");
+                context.Args.Add(ReferenceExpression.Create($"--web.listen-address=127.0.0.1:{endpoint.Property(EndpointProperty.Port)}"));
+                context.Args.Add("--cluster.listen-address=");
+            })
+            .WithHttpHealthCheck("/-/ready");
+        Builder.Eventing.Subscribe<BeforeResourceStartedEvent>(alertmanager.Resource, (_, _) =>
+        {
+            Directory.CreateDirectory(directory);
+            File.WriteAllText(configPath, AlertmanagerFile(PrometheusConfig.Address(receiver, host => host)));
+            return Task.CompletedTask;
+        });
+        return alertmanager;
     }
 
     /// <summary>

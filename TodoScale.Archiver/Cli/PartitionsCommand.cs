@@ -27,7 +27,7 @@ internal static class PartitionsCommand
         var rebalance = new Command("rebalance",
             "On Citus: add workers and move shard groups onto them online (Citus' rebalancer, logical replication). On one PostgreSQL: use `split`.") { addWorker };
         rebalance.SetAction((parseResult, cancellationToken) => RebalanceAsync(parseResult.GetValue(addWorker) ?? [], cancellationToken));
-        return new Command("partitions", "The hash partitions of the active tables and the archive months.") { status, split, rebalance };
+        return new Command("partitions", "The hash partitions of the active tables and the archive months.") { status, split, rebalance, DoctorCommand.Create() };
     }
 
     private static Task<int> SplitAsync(int to, int? batchSize, CancellationToken cancellationToken) => VerbRunner.RunAsync("partitions split", async () =>

@@ -32,6 +32,7 @@ public sealed class ContainerModelTests : IAsyncLifetime
         Assert.Equal("docker.io/library/postgres:15.14", Image(resources, "todos-replica"));
         Assert.Equal($"docker.io/library/redis:{ContainerInfrastructure.RedisImageTag}", Image(resources, "cache"));
         Assert.Equal($"docker.io/prom/prometheus:{ContainerInfrastructure.PrometheusImageTag}", Image(resources, "prometheus"));
+        Assert.Equal($"quay.io/prometheus/alertmanager:{ContainerInfrastructure.AlertmanagerImageTag}", Image(resources, "alertmanager"));
         Assert.Equal($"quay.io/prometheuscommunity/postgres-exporter:{ContainerInfrastructure.PostgresExporterImageTag}", Image(resources, "postgres-exporter"));
         Assert.Equal($"quay.io/prometheuscommunity/postgres-exporter:{ContainerInfrastructure.PostgresExporterImageTag}", Image(resources, "postgres-exporter-replica"));
         Assert.DoesNotContain(resources, r => r.Name == "grafana");
@@ -110,7 +111,7 @@ public sealed class ContainerModelTests : IAsyncLifetime
         // The volumes named as process mode names its folders.
         var prefix = $"todoscale-{ContainerInfrastructure.StackId(_dataRoot)}-";
         Assert.Equal(
-            [.. new[] { "citus-coordinator", "citus-coordinator-standby", "citus-worker-1", "citus-worker-2", "citus-worker-3", "prometheus" }.Select(v => prefix + v)],
+            [.. new[] { "alertmanager", "citus-coordinator", "citus-coordinator-standby", "citus-worker-1", "citus-worker-2", "citus-worker-3", "prometheus" }.Select(v => prefix + v)],
             Volumes(resources));
     }
 

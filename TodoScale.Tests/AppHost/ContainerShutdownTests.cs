@@ -21,7 +21,7 @@ public sealed class ContainerShutdownTests(ITestOutputHelper output)
     {
         var dataRoot = TestApp.NewDataRoot();
         string[] args = ["--Infra:Mode=container", $"--Infra:Grafana={(ContainerEngine.HasGrafana ? "true" : "false")}", $"--ASPIRE_CONTAINER_RUNTIME={ContainerEngine.Runtime}"];
-        var volumes = new[] { "postgres-primary", "postgres-replica", "prometheus" }.Select(v => $"todoscale-{ContainerInfrastructure.StackId(dataRoot)}-{v}").ToList();
+        var volumes = new[] { "postgres-primary", "postgres-replica", "prometheus", "alertmanager" }.Select(v => $"todoscale-{ContainerInfrastructure.StackId(dataRoot)}-{v}").ToList();
         var id = Guid.CreateVersion7();
         try
         {
@@ -31,7 +31,7 @@ public sealed class ContainerShutdownTests(ITestOutputHelper output)
             output.WriteLine($"first start: every resource healthy and migrate done after {clock.Elapsed.TotalSeconds:0.0} s");
             await Sql.ExecuteAsync((await first.GetConnectionStringAsync("todos"))!, $"CREATE TABLE restart_probe (id uuid PRIMARY KEY); INSERT INTO restart_probe VALUES ('{id}')");
             var started = Containers().Except(before).ToList();
-            Assert.True(started.Count >= 6, $"the stack's containers: {string.Join(", ", started)}"); // servers, cache, exporters, prometheus
+            Assert.True(started.Count >= 6, $"the stack's containers: {string.Join(", ", started)}"); // servers, cache, exporters, prometheus, alertmanager
 
             clock.Restart();
             await first.DisposeAsync();

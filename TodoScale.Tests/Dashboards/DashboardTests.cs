@@ -4,7 +4,7 @@ using TodoScale.Tests.Infrastructure;
 
 namespace TodoScale.Tests.Dashboards;
 
-/// <summary>dashboards/: Prometheus rules (promtool) and Grafana provisioning, checked without a live stack.</summary>
+/// <summary>dashboards/: Prometheus rules (promtool), Alertmanager's routing (amtool) and Grafana provisioning, checked without a live stack.</summary>
 public sealed class DashboardTests
 {
     private static readonly string Dashboards = RepositoryPaths.Dashboards;
@@ -26,6 +26,25 @@ public sealed class DashboardTests
     }
 
     [Fact]
+    public async Task Alertmanager_routing_is_valid_and_sends_every_alert_to_its_severitys_receiver()
+    {
+        var config = Path.Combine(Dashboards, "alertmanager", "alertmanager.yml");
+        var check = await ProcessRunner.RunAsync(ProcessRunner.StartInfo("amtool", ["check-config", config]), TimeSpan.FromSeconds(60));
+        Assert.True(check.ExitCode == 0, check.Output);
+        Assert.Contains("1 inhibit rules", check.Output);
+
+        foreach (var alert in RuleFiles.Alerts(Dashboards))
+        {
+            var route = await ProcessRunner.RunAsync(ProcessRunner.StartInfo("amtool",
+                ["config", "routes", "test", $"--config.file={config}", $"alertname={alert.Name}", $"severity={alert.Severity}", $"component={alert.Component}", "table=todos_active"]),
+                TimeSpan.FromSeconds(60));
+            Assert.True(route.ExitCode == 0, route.Output);
+            var receivers = route.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Where(l => l.StartsWith("todoscale-", StringComparison.Ordinal));
+            Assert.Equal([alert.Severity == "critical" ? "todoscale-critical" : "todoscale-warning"], receivers);
+        }
+    }
+
+    [Fact]
     public void Every_alert_has_a_severity_a_summary_a_description_and_a_runbook_section_that_exists()
     {
         var runbooks = File.ReadAllText(Path.Combine(Dashboards, "runbooks.md"));
@@ -35,6 +54,8 @@ public sealed class DashboardTests
         {
             Assert.StartsWith("TodoScale", alert.Name);
             Assert.Contains(alert.Severity, new[] { "critical", "warning", "info" });
+            // Alertmanager mutes a component's warnings while a critical of the same component fires.
+            Assert.False(string.IsNullOrWhiteSpace(alert.Component), $"{alert.Name} has no component label");
             Assert.False(string.IsNullOrWhiteSpace(alert.Summary), alert.Name);
             Assert.False(string.IsNullOrWhiteSpace(alert.Description), alert.Name);
             Assert.Equal($"dashboards/runbooks.md#{alert.Name.ToLowerInvariant()}", alert.RunbookUrl);

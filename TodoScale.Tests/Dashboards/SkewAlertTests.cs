@@ -12,9 +12,10 @@ namespace TodoScale.Tests.Dashboards;
 
 /// <summary>
 /// End to end: heavy tenants that PartitionHash places in one partition (on Citus: in one shard, by Citus' own hash)
-/// make the archiver's gauges, Prometheus' recording rule and the TodoScalePartitionSkew alert say so. The AppHost
-/// runs with Infra:AlertFor=2s (the rule file keeps its 15 minutes) and 1 s scrapes; the archiver refreshes its
-/// gauges every second. The same test on both engines.
+/// make the archiver's gauges, Prometheus' recording rule and the TodoScalePartitionSkew alert say so, and
+/// Alertmanager delivers it to the webhook receiver (the archiver's POST /alerts) until a silence made through its
+/// API stops it. The AppHost runs with Infra:AlertFor=2s (the rule file keeps its 15 minutes), 1 s scrapes and
+/// Infra:AlertRepeatInterval=2s; the archiver refreshes its gauges every second. The same test on both engines.
 /// </summary>
 public abstract class SkewAlertTests(AppHostFixture fixture, ITestOutputHelper output)
 {
@@ -85,6 +86,8 @@ public abstract class SkewAlertTests(AppHostFixture fixture, ITestOutputHelper o
             output.WriteLine($"TodoScalePartitionSkew {state} {clock.Elapsed.TotalSeconds:0.0} s after the insert; todos_active skew {skew:0.00}");
             Assert.True(state == "firing", $"TodoScalePartitionSkew is {state}; skew {skew:0.00}");
             Assert.True(skew > 1.5, $"skew {skew:0.00}");
+
+            await DeliveredThenSilencedAsync();
         }
         finally
         {
@@ -93,6 +96,49 @@ public abstract class SkewAlertTests(AppHostFixture fixture, ITestOutputHelper o
             await delete.ExecuteNonQueryAsync();
         }
     }
+
+    /// <summary>
+    /// The firing alert reaches the webhook with its labels, summary and runbook, and again at the repeat interval;
+    /// once silenced through Alertmanager's API it is suppressed, and while a control alert is delivered three times
+    /// (two repeat intervals) the skew alert is not delivered once.
+    /// </summary>
+    private async Task DeliveredThenSilencedAsync()
+    {
+        using var receiver = fixture.App.CreateHttpClient("archiver", "http");
+        using var alertmanager = fixture.App.CreateHttpClient("alertmanager", "http");
+        var skew = await Deliveries.WaitAsync(receiver, Skew, count: 2, TimeSpan.FromSeconds(60));
+        var first = skew[0];
+        output.WriteLine($"delivered to {first.Receiver}: {first.Alert}");
+        Assert.Equal("todoscale-warning", first.Receiver);
+        Assert.Equal("firing", first.Alert.GetProperty("status").GetString());
+        var labels = first.Alert.GetProperty("labels");
+        Assert.Equal("warning", labels.GetProperty("severity").GetString());
+        Assert.Equal("partitions", labels.GetProperty("component").GetString());
+        Assert.Equal("todos_active", labels.GetProperty("table").GetString());
+        var annotations = first.Alert.GetProperty("annotations");
+        Assert.StartsWith("todos_active partitions are skewed (", annotations.GetProperty("summary").GetString());
+        Assert.Equal("dashboards/runbooks.md#todoscalepartitionskew", annotations.GetProperty("runbook_url").GetString());
+
+        var silence = await Deliveries.SilenceAsync(alertmanager, Skew, "SkewAlertTests: the skew is known and handled");
+        var control = $"TodoScaleDeliveryCheck{Guid.NewGuid():N}"[..40];
+        try
+        {
+            // Suppressed, by that silence, as Alertmanager itself reports the alert.
+            await Deliveries.WaitForStateAsync(alertmanager, Skew, "suppressed", silencedBy: silence, TimeSpan.FromSeconds(30));
+            await Deliveries.PostAlertAsync(alertmanager, control, "warning", "tests", resolved: false);
+            var controls = await Deliveries.WaitAsync(receiver, control, count: 3, TimeSpan.FromSeconds(60));
+            var after = (await Deliveries.ReadAsync(receiver, Skew)).Where(d => d.ReceivedAt >= controls[0].ReceivedAt).ToList();
+            output.WriteLine($"silence {silence}: control delivered {controls.Count} times from {controls[0].ReceivedAt:O} to {controls[^1].ReceivedAt:O}; skew deliveries since: {after.Count}");
+            Assert.Empty(after);
+        }
+        finally
+        {
+            await Deliveries.PostAlertAsync(alertmanager, control, "warning", "tests", resolved: true);
+            (await alertmanager.DeleteAsync($"/api/v2/silence/{silence}")).EnsureSuccessStatusCode();
+        }
+    }
+
+    private const string Skew = "TodoScalePartitionSkew";
 }
 
 [Trait(Traits.Needs, Traits.AppHost)]

@@ -30,6 +30,7 @@ public static class ContainerEngine
         $"docker.io/library/postgres:{ContainerInfrastructure.PostgresImageTag}",
         $"docker.io/library/redis:{ContainerInfrastructure.RedisImageTag}",
         $"docker.io/{ContainerInfrastructure.PrometheusImage}:{ContainerInfrastructure.PrometheusImageTag}",
+        $"quay.io/{ContainerInfrastructure.AlertmanagerImage}:{ContainerInfrastructure.AlertmanagerImageTag}",
         $"quay.io/{ContainerInfrastructure.PostgresExporterImage}:{ContainerInfrastructure.PostgresExporterImageTag}",
     ];
 

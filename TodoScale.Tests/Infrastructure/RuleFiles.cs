@@ -5,7 +5,7 @@ namespace TodoScale.Tests.Infrastructure;
 /// <summary>The alerting and recording rules in dashboards/prometheus/rules, read as YAML.</summary>
 internal static class RuleFiles
 {
-    public sealed record Alert(string Name, string Expression, string Severity, string Summary, string Description, string RunbookUrl);
+    public sealed record Alert(string Name, string Expression, string Severity, string Component, string Summary, string Description, string RunbookUrl);
 
     public static IEnumerable<Alert> Alerts(string dashboardsFolder) =>
         Rules(dashboardsFolder).Where(r => r.Children.ContainsKey("alert")).Select(rule =>
@@ -13,7 +13,7 @@ internal static class RuleFiles
             var labels = rule.Children.TryGetValue("labels", out var l) ? (YamlMappingNode)l : new YamlMappingNode();
             var annotations = rule.Children.TryGetValue("annotations", out var a) ? (YamlMappingNode)a : new YamlMappingNode();
             return new Alert(
-                Scalar(rule, "alert"), Scalar(rule, "expr"), Scalar(labels, "severity"),
+                Scalar(rule, "alert"), Scalar(rule, "expr"), Scalar(labels, "severity"), Scalar(labels, "component"),
                 Scalar(annotations, "summary"), Scalar(annotations, "description"), Scalar(annotations, "runbook_url"));
         });
 
