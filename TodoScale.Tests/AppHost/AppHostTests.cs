@@ -182,7 +182,7 @@ public abstract class AppHostTests(AppHostFixture fixture)
     [EngineFact]
     public async Task Prometheus_lists_every_target_as_up_the_services_both_postgres_exporters_alertmanager_and_itself()
     {
-        string[] expected = ["api", "archiver", "postgres/primary", "postgres/replica", "alertmanager", "prometheus"];
+        string[] expected = ["alertmanager", "api", "archiver", "postgres/primary", "postgres/replica", "prometheus"];
         using var http = App.CreateHttpClient("prometheus", "http");
         var clock = Stopwatch.StartNew();
         Dictionary<string, string> health = [];

@@ -211,7 +211,7 @@ public sealed class ContainerModelTests : IAsyncLifetime
             var other = await ModelAsync([], otherRoot.FullName);
 
             var volumes = Volumes(first);
-            Assert.Equal(3, volumes.Count);
+            Assert.Equal(4, volumes.Count); // primary, replica, prometheus, alertmanager
             Assert.All(volumes, v => Assert.StartsWith($"todoscale-{ContainerInfrastructure.StackId(_dataRoot)}-", v));
             Assert.Equal(volumes, Volumes(again));
             Assert.Empty(Volumes(other).Intersect(volumes));

@@ -14,6 +14,9 @@ public class AppHostFixture : IAsyncLifetime
 
     public string DataRoot { get; } = TestApp.NewDataRoot();
 
+    /// <summary>Whether the stack runs in container mode (Prometheus, Alertmanager and the servers in containers).</summary>
+    public virtual bool ContainerMode => false;
+
     public virtual async Task InitializeAsync() => App = await TestApp.StartAsync(DataRoot, Args);
 
     /// <summary>A connection to the stack's Redis (`cache`) that may run admin commands (INFO, CONFIG); the caller disposes it.</summary>
@@ -74,6 +77,8 @@ public sealed class CitusAppHostCollection : ICollectionFixture<CitusAppHostFixt
 /// </summary>
 public sealed class ContainerAppHostFixture : AppHostFixture
 {
+    public override bool ContainerMode => true;
+
     protected override IEnumerable<string> Args =>
         ["--Infra:Mode=container", $"--Infra:Grafana={(ContainerEngine.HasGrafana ? "true" : "false")}", $"--ASPIRE_CONTAINER_RUNTIME={ContainerEngine.Runtime}"];
 
