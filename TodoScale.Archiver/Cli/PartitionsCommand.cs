@@ -12,8 +12,15 @@ internal static class PartitionsCommand
     public static Command Create()
     {
         var exact = new Option<bool>("--exact") { Description = "Count rows and distinct users (reads every partition) instead of using the statistics' estimates." };
-        var status = new Command("status", "Rows, bytes, users and skew per partition of todos_active and ai_interactions, and per archive month.") { exact };
-        status.SetAction((parseResult, cancellationToken) => StatusAsync(parseResult.GetValue(exact), cancellationToken));
+        var indexes = new Option<bool>("--indexes") { Description = "Index usage instead: scans, index tuples read and size per index and partition, and the indexes no query has used." };
+        var unusedAfter = new Option<string?>("--unused-after") { Description = "With --indexes: how long the statistics must have counted to call a never-scanned index unused (default Maintenance:UnusedIndexAfter, 14d)." };
+        var status = new Command("status", "Rows, bytes, users and skew per partition of todos_active and ai_interactions, and per archive month; with --indexes, index usage.")
+        {
+            exact, indexes, unusedAfter,
+        };
+        status.SetAction((parseResult, cancellationToken) => parseResult.GetValue(indexes)
+            ? IndexesAsync(parseResult.GetValue(unusedAfter), cancellationToken)
+            : StatusAsync(parseResult.GetValue(exact), cancellationToken));
 
         var to = new Option<int>("--to") { Description = "The new number of hash partitions: a multiple of the current one (32, then 64).", Required = true };
         var batchSize = new Option<int?>("--batch-size") { Description = "Rows copied per batch (default Split:BatchSize, 5000)." };
@@ -210,6 +217,58 @@ internal static class PartitionsCommand
             $"partitions: todos_active {todos.Count} {snapshot.Units}, {todos.Sum(p => p.Rows):N0} rows, {PartitionStats.Bytes(todos.Sum(p => p.Bytes))}, skew {snapshot.Skew("todos_active"):0.00} (largest / mean), {todos.Sum(p => p.Waiting ?? 0):N0} rows waiting to be archived; {snapshot.ArchiveMonths.Select(m => m.Key).Distinct().Count()} archive months, {snapshot.MonthsAhead} ahead");
         return ExitCodes.Success;
     });
+
+    private static Task<int> IndexesAsync(string? unusedAfter, CancellationToken cancellationToken) => VerbRunner.RunAsync("partitions status", async () =>
+    {
+        var configuration = CliConfiguration.Load();
+        var tools = OperatorTools.Load(configuration);
+        var window = tools.Maintenance.UnusedIndexAfter;
+        if (unusedAfter is not null)
+        {
+            window = ArchiveOptions.ParseDuration(unusedAfter) is { } parsed && parsed >= TimeSpan.Zero
+                ? parsed
+                : throw new CliException($"--unused-after '{unusedAfter}' is not a duration; use e.g. 14d, 12h, 90m.");
+        }
+
+        await using var dataSource = tools.ArchiverRoleDataSource();
+        var usage = await IndexUsageSnapshot.ReadAsync(dataSource, TimeProvider.System.GetUtcNow(), cancellationToken);
+        var summaries = usage.Summaries(window);
+        var table = new Table().Title($"indexes: scans since the statistics were reset {usage.StatisticsSince.UtcDateTime:yyyy-MM-dd HH:mm} UTC ({Age(usage.Window)} ago)")
+            .AddColumns("table", "index").AddColumns(Numbers("partitions scanned", "scans", "tuples read", "size")).AddColumns("query written above it", "verdict");
+        foreach (var s in summaries)
+        {
+            table.AddRow(
+                Markup.Escape(s.Table), Markup.Escape(s.Index), $"{s.PartitionsScanned} of {s.Partitions}", s.Scans.ToString("N0"), s.TuplesRead.ToString("N0"),
+                PartitionStats.Bytes(s.Bytes), s.Query is null ? (s.Constraint ? "(constraint)" : "none") : "yes", Verdict(s));
+        }
+
+        AnsiConsole.Write(table);
+        foreach (var s in summaries.Where(s => s.Verdict == IndexVerdict.Unused))
+        {
+            AnsiConsole.WriteLine(s.Query is { } query
+                ? $"unused: {s.Index} on {s.Table} ({PartitionStats.Bytes(s.Bytes)}): no scan in {Age(usage.Window)}, though the migrations write its query: {query.Sql}; does anything still send it?"
+                : $"unused: {s.Index} on {s.Table} ({PartitionStats.Bytes(s.Bytes)}): no scan in {Age(usage.Window)} and no query written above it: a candidate to drop");
+        }
+
+        var unused = summaries.Where(s => s.Verdict == IndexVerdict.Unused).ToList();
+        AnsiConsole.WriteLine(
+            $"indexes: {summaries.Count} on {summaries.Select(s => s.Table).Distinct().Count()} tables ({usage.Indexes.Count} with their partitions), " +
+            $"{summaries.Count(s => s.Verdict == IndexVerdict.Used)} used, {unused.Count} unused ({PartitionStats.Bytes(unused.Sum(s => s.Bytes))}), " +
+            $"{summaries.Count(s => s.Verdict == IndexVerdict.NotYetJudged)} not scanned yet in {Age(usage.Window)} of statistics (unused after {Age(window)}), " +
+            $"{summaries.Count(s => s.Verdict == IndexVerdict.Constraint)} kept for a constraint");
+        return ExitCodes.Success;
+    });
+
+    private static string Verdict(IndexSummary s) => s.Verdict switch
+    {
+        IndexVerdict.Used => "used",
+        IndexVerdict.Unused => "[red]unused[/]",
+        IndexVerdict.Constraint => "constraint, not scanned",
+        _ => "not scanned yet",
+    };
+
+    private static string Age(TimeSpan span) =>
+        span.TotalDays >= 1 ? $"{span.TotalDays:0.#} days" : span.TotalHours >= 1 ? $"{span.TotalHours:0.#} hours" : $"{Math.Max(0, span.TotalMinutes):0} minutes";
 
     private static TableColumn[] Numbers(params string[] headers) => [.. headers.Select(h => new TableColumn(h).RightAligned())];
 }

@@ -42,6 +42,12 @@ public sealed class MaintenanceOptions : IValidatableObject
     /// <summary>How often `serve` refreshes the partition, archive-month and cold-storage gauges.</summary>
     public TimeSpan StatsInterval { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// How long the index statistics must have counted before an index no query scanned is reported unused
+    /// (`partitions status --indexes`): a weekly job's index needs more than a day to show it is used.
+    /// </summary>
+    public TimeSpan UnusedIndexAfter { get; set; } = TimeSpan.FromDays(14);
+
     public string ColdStorageFullPath => Path.GetFullPath(ColdStorageFolder);
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
@@ -86,6 +92,11 @@ public sealed class MaintenanceOptions : IValidatableObject
         if (StatsInterval < TimeSpan.FromSeconds(1))
         {
             yield return new ValidationResult("Maintenance:StatsInterval must be at least 1 second.", [nameof(StatsInterval)]);
+        }
+
+        if (UnusedIndexAfter < TimeSpan.Zero)
+        {
+            yield return new ValidationResult("Maintenance:UnusedIndexAfter must not be negative.", [nameof(UnusedIndexAfter)]);
         }
     }
 

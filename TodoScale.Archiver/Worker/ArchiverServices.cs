@@ -29,6 +29,7 @@ public static class ArchiverServices
         builder.Services.AddOptions<MaintenanceOptions>().BindConfiguration(MaintenanceOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddSingleton(TimeProvider.System);
         builder.Services.AddSingleton<ArchiveMetrics>();
+        builder.Services.AddSingleton<IndexMetrics>();
 
         builder.Services.AddSingleton(sp => new TodoArchiver(
             sp.GetRequiredService<NpgsqlDataSource>(), sp.GetRequiredService<IOptions<ArchiveOptions>>().Value,

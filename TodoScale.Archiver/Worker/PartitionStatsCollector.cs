@@ -7,8 +7,9 @@ using TodoScale.Archiver.Telemetry;
 namespace TodoScale.Archiver.Worker;
 
 /// <summary>
-/// Reads partition sizes, archive months, the archive backlog and the cold-storage manifests every
-/// <see cref="MaintenanceOptions.StatsInterval"/> and hands them to the gauges of <see cref="ArchiveMetrics"/>.
+/// Reads partition sizes, archive months, the archive backlog, the cold-storage manifests and index usage every
+/// <see cref="MaintenanceOptions.StatsInterval"/> and hands them to the gauges of <see cref="ArchiveMetrics"/> and
+/// <see cref="IndexMetrics"/>.
 /// The partitions come from the catalog each time, so a re-split shows up at the next refresh.
 /// </summary>
 public sealed partial class PartitionStatsCollector(
@@ -17,6 +18,7 @@ public sealed partial class PartitionStatsCollector(
     IOptions<MaintenanceOptions> maintenance,
     ColdStore cold,
     ArchiveMetrics metrics,
+    IndexMetrics indexes,
     TimeProvider clock,
     ILogger<PartitionStatsCollector> logger) : BackgroundService
 {
@@ -29,6 +31,7 @@ public sealed partial class PartitionStatsCollector(
             {
                 var snapshot = await PartitionStats.ReadAsync(dataSource, archive.Value, clock.GetUtcNow(), exact: false, stoppingToken);
                 metrics.Observe(snapshot, [.. cold.Manifests().Select(m => m.Manifest.Size)]);
+                indexes.Observe(await IndexUsageSnapshot.ReadAsync(dataSource, clock.GetUtcNow(), stoppingToken));
             }
             catch (Exception e) when (e is NpgsqlException or TimeoutException or IOException or ColdStorageException)
             {
