@@ -18,7 +18,8 @@ public sealed class BenchSmokeTests
             string[] sections =
             [
                 "## Targets", "## 1. First page at the database", "## 2. The same page through the API", "## 3. Archival",
-                "## 4. Scale curve", "## 5. One big table against TodoScale", "## 6. Metrics overhead", "## Machine and PostgreSQL", "## Data",
+                "## 4. Scale curve", "## 5. One big table against TodoScale", "## 6. Metrics overhead", "## 7. Index usage after the run",
+                "## Machine and PostgreSQL", "## Data",
             ];
             Assert.All(sections, section => Assert.Contains(section, text, StringComparison.Ordinal));
 
@@ -31,6 +32,8 @@ public sealed class BenchSmokeTests
             Assert.Matches(@"\| Peer API \(EF Core, one unpartitioned table, no replica or cache\) \| [0-9,]+ \|", text);
             Assert.All(targets, row => Assert.Matches(@"\| (met|\*\*not met\*\*) \|$", row.TrimEnd()));
             Assert.DoesNotContain("NaN", text, StringComparison.Ordinal);
+            // The index report: the page's index was scanned by the run.
+            Assert.Matches(@"todos_active_user_created_ix +│ +[0-9]+ of 16 │ +[1-9][0-9,]* │", text);
             Assert.Contains("./build.sh bench --scale tiny", text, StringComparison.Ordinal);
 
             // Both archive passes (on its own, then under the API's load) moved rows.
@@ -72,6 +75,8 @@ public sealed class BenchSmokeTests
             Assert.Contains("legacy finalize: todos, its triggers and the legacy views dropped", text, StringComparison.Ordinal);
             Assert.Matches(@"\| trigger on \| [0-9,]+ in", text);
             Assert.DoesNotContain("NaN", text, StringComparison.Ordinal);
+            // The index report: the page's index was scanned by the run.
+            Assert.Matches(@"todos_active_user_created_ix +│ +[0-9]+ of 16 │ +[1-9][0-9,]* │", text);
             Assert.Contains("./build.sh bench --scale tiny --workload legacy", text, StringComparison.Ordinal);
             return Task.CompletedTask;
         });
@@ -87,6 +92,8 @@ public sealed class BenchSmokeTests
             Assert.Matches(@"\| writes failed during the split \| 0 \| 0 \| met \|", text);
             Assert.Matches(@"\| rows after = generated \+ inserted by the writers \| equal \| ([0-9,]+) vs \1 \| met \|", text);
             Assert.DoesNotContain("NaN", text, StringComparison.Ordinal);
+            // The index report: the page's index was scanned by the run.
+            Assert.Matches(@"todos_active_user_created_ix +│ +[0-9]+ of 16 │ +[1-9][0-9,]* │", text);
             Assert.Contains("./build.sh bench --scale tiny --workload split", text, StringComparison.Ordinal);
             return Task.CompletedTask;
         });
@@ -101,6 +108,8 @@ public sealed class BenchSmokeTests
             Assert.Matches(@"The archive pass ran from \d+ s to \d+ s", text);
             Assert.Equal(3, Directory.GetFiles(folder, "*-tiny-soak-*.png").Length);
             Assert.DoesNotContain("NaN", text, StringComparison.Ordinal);
+            // The index report: the page's index was scanned by the run.
+            Assert.Matches(@"todos_active_user_created_ix +│ +[0-9]+ of 16 │ +[1-9][0-9,]* │", text);
             Assert.Contains("./build.sh bench --scale tiny --workload soak", text, StringComparison.Ordinal);
             return Task.CompletedTask;
         });

@@ -69,4 +69,7 @@ public sealed class BenchResults
     public List<(long Rows, double P50, double P99)> Curve { get; } = [];
 
     public BigTableResult? BigTable { get; set; }
+
+    /// <summary>What `partitions status --indexes --unused-after 0s` printed at the end of the run.</summary>
+    public string? IndexReport { get; set; }
 }

@@ -4,6 +4,7 @@ using TodoScale.Bench.Data;
 using TodoScale.Bench.Reporting;
 using TodoScale.Bench.Stack;
 using TodoScale.Bench.Workloads;
+using TodoScale.Testing;
 
 namespace TodoScale.Bench;
 
@@ -181,6 +182,12 @@ public sealed class BenchRun(BenchScale scale, int seed, string output, string c
             // 5. One big table against TodoScale, after the pass.
             Say("workload 5: sizes, backup and REINDEX against the one big table");
             results.BigTable = await OneBigTable.RunAsync(db, stack.PrimaryConnectionString, work, cancellationToken);
+
+            // 7. Which indexes the run used: the operators' report, as an SRE reads it.
+            Say("index usage: partitions status --indexes");
+            var (exit, indexes) = await OperatorCli.RunAsync(["partitions", "status", "--indexes", "--unused-after", "0s"], stack.PrimaryConnectionString);
+            results.IndexReport = exit == 0 ? indexes.TrimEnd() : throw new InvalidOperationException($"partitions status --indexes exited {exit}: {indexes}");
+            Say($"  {results.IndexReport.Split('\n')[^1]}");
 
             results.Elapsed = _clock.Elapsed;
             var report = Report.Write(results, output);

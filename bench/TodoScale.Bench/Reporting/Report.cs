@@ -421,6 +421,13 @@ public static class Report
             }
         }
 
+        if (r.IndexReport is { } indexReport)
+        {
+            md.AppendLine().AppendLine("## 7. Index usage after the run").AppendLine()
+              .AppendLine("What the operators' `partitions status --indexes --unused-after 0s` printed at the end (pg_stat_user_indexes since the servers started: the load, the page queries, the archive passes, the baselines' tables too). No target: an index no query used is a question for its owner, not a page.").AppendLine()
+              .AppendLine("```").AppendLine(indexReport).AppendLine("```");
+        }
+
         md.AppendLine().AppendLine("## Machine and PostgreSQL").AppendLine()
           .AppendLine(c, $"- {Environment.ProcessorCount} cores ({Machine.Cpu()}), {Machine.MemoryGb():0.0} GiB memory, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, .NET {Environment.Version}")
           .AppendLine("- The stack: the AppHost in process mode (the test harness's `TestApp`), PostgreSQL primary + streaming replica, Redis, the API; the bench, wrk and every server share these cores.")
