@@ -4,13 +4,13 @@ using TodoScale.Testing;
 namespace TodoScale.Tests.Layout;
 
 /// <summary>
-/// The archiver's folders keep their promise: its features (Archiving, Backups, ColdStorage, Partitions, Legacy, Maintenance)
+/// The archiver's folders keep their promise: its features (Alerts, Archiving, Backups, ColdStorage, Partitions, Legacy, Maintenance)
 /// depend on none of each other, only on the shared home (Database, Settings, Telemetry); the shared home depends on
 /// no feature; only Worker and Cli compose them. Read from the source as a newcomer would read it.
 /// </summary>
 public sealed partial class ArchiverLayoutTests
 {
-    private static readonly string[] Features = ["Archiving", "Backups", "ColdStorage", "Partitions", "Legacy", "Maintenance"];
+    private static readonly string[] Features = ["Alerts", "Archiving", "Backups", "ColdStorage", "Partitions", "Legacy", "Maintenance"];
     private static readonly string[] Shared = ["Database", "Settings", "Telemetry"];
 
     public static TheoryData<string> Folders => [.. Features, .. Shared];
