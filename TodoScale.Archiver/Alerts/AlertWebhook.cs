@@ -14,6 +14,7 @@ public sealed record WebhookAlert(
     string? GeneratorURL,
     string? Fingerprint)
 {
+    [JsonIgnore]
     public string Name => Labels.GetValueOrDefault("alertname", "?");
 
     public string? Annotation(string name) => Annotations?.GetValueOrDefault(name);

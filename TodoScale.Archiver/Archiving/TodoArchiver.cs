@@ -73,6 +73,18 @@ public sealed partial class TodoArchiver(NpgsqlDataSource dataSource, ArchiveOpt
         return await ArchiverDataSource.MaySkipRowTriggersAsync(connection, cancellationToken);
     }
 
+    /// <summary>Whether a table whose statistics counted <paramref name="rowsBefore"/> rows (-1: never analyzed) changed enough by <paramref name="moved"/> rows to ANALYZE.</summary>
+    private bool WorthAnalyzing(long moved, long rowsBefore) =>
+        moved >= options.AnalyzeAfterRows && (rowsBefore < 0 || moved >= options.AnalyzeAfterShare * rowsBefore);
+
+    /// <summary>The table's rows as its statistics last counted them (pg_class.reltuples), -1 when never analyzed.</summary>
+    private async Task<long> EstimatedRowsAsync(string table, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand("SELECT coalesce((SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(@table)), -1)");
+        command.Parameters.AddWithValue("table", table);
+        return (long)(await command.ExecuteScalarAsync(cancellationToken))!;
+    }
+
     /// <summary>ANALYZE of one table (todoscale_analyze, which the archiver's role may run); the time it took, in Stopwatch ticks.</summary>
     private static async Task<long> AnalyzeAsync(NpgsqlConnection connection, string table, CancellationToken cancellationToken)
     {
@@ -87,8 +99,9 @@ public sealed partial class TodoArchiver(NpgsqlDataSource dataSource, ArchiveOpt
     /// A pass: archive months first, then every partition of <paramref name="parent"/> worked by one of
     /// <see cref="ArchiveOptions.Parallel"/> workers, each on its own connection under the partition's advisory
     /// lock (a partition another archiver holds is skipped), with the pass's metrics; ANALYZE, by the worker that
-    /// moved it, of each partition the pass moved at least <see cref="ArchiveOptions.AnalyzeAfterRows"/> rows from, and
-    /// then of the archive month, so the planner sees the new sizes before autovacuum gets to them.
+    /// moved it, of each partition the pass moved at least <see cref="ArchiveOptions.AnalyzeAfterRows"/> rows and
+    /// <see cref="ArchiveOptions.AnalyzeAfterShare"/> of its rows from, and then of the archive month by the same
+    /// rule, so the planner sees sizes that changed that much before autovacuum gets to them.
     /// </summary>
     private async Task<ArchivePassResult> RunOverPartitionsAsync(
         string parent, string archiveParent, string table, DateTimeOffset now, DateTimeOffset cutoff,
@@ -105,18 +118,21 @@ public sealed partial class TodoArchiver(NpgsqlDataSource dataSource, ArchiveOpt
             var results = new ConcurrentBag<PartitionResult>();
             var analyzed = new ConcurrentQueue<string>();
             long analyzeTicks = 0;
+            var month = ArchiveMonths.PartitionName(archiveParent, now);
+            var monthRows = await EstimatedRowsAsync(month, cancellationToken);
             await Task.WhenAll(Enumerable.Range(0, Math.Min(options.Parallel, Math.Max(1, partitions.Count))).Select(async _ =>
             {
                 while (queue.TryDequeue(out var partition))
                 {
                     await using var partitionLock = await SessionLock.TryTakeAsync(dataSource, AdvisoryLockClass, unchecked((int)partition.Oid), cancellationToken);
+                    var rowsBefore = partitionLock is null ? 0 : await EstimatedRowsAsync(partition.Name, cancellationToken);
                     var result = partitionLock is null
                         ? new PartitionResult(partition.Name, partition.Index, 0, 0, 0, Skipped: true)
                         : await work(partitionLock.Connection, (partition.Name, partition.Index));
                     results.Add(result);
                     // Analyzed by the worker that moved it, at once: the workers' ANALYZEs overlap each other's moves
                     // (one after another at the pass's end they were a share of a medium pass of their own).
-                    if (partitionLock is not null && result.RowsMoved >= options.AnalyzeAfterRows)
+                    if (partitionLock is not null && WorthAnalyzing(result.RowsMoved, rowsBefore))
                     {
                         Interlocked.Add(ref analyzeTicks, await AnalyzeAsync(partitionLock.Connection, partition.Name, cancellationToken));
                         analyzed.Enqueue(partition.Name);
@@ -125,9 +141,8 @@ public sealed partial class TodoArchiver(NpgsqlDataSource dataSource, ArchiveOpt
             }));
 
             var moved = results.OrderBy(r => r.Index).ToList();
-            if (moved.Sum(r => r.RowsMoved) >= options.AnalyzeAfterRows)
+            if (WorthAnalyzing(moved.Sum(r => r.RowsMoved), monthRows))
             {
-                var month = ArchiveMonths.PartitionName(archiveParent, now);
                 await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
                 analyzeTicks += await AnalyzeAsync(connection, month, cancellationToken);
                 analyzed.Enqueue(month);

@@ -18,6 +18,16 @@ public sealed record PlanScan(string Relation, string NodeType, string? Index, b
 /// <summary>What one plan of the statement does: its scans, the subplans pruned at executor start, and the findings.</summary>
 public sealed record PlanReading(string Mode, IReadOnlyList<PlanScan> Scans, int SubplansRemoved, IReadOnlyList<string> Misses, string Pruning);
 
+/// <summary>What a walk of a plan found: scans, subplans removed at executor start, and Citus' task count (0: not a distributed plan).</summary>
+internal sealed class PlanWalk
+{
+    public List<PlanScan> Scans { get; } = [];
+
+    public int Removed { get; set; }
+
+    public int Tasks { get; set; }
+}
+
 /// <summary>The doctor's answer for one statement and one user: both plans, the user's partitions, and the verdict.</summary>
 public sealed record Diagnosis(
     string Statement, Guid UserId, string Role, IReadOnlyDictionary<string, string> UsersPartitions,
@@ -34,7 +44,9 @@ public sealed record Diagnosis(
 /// prepared statements run: with a custom plan (the values known while planning: pruning at plan time) and with
 /// the generic plan (pruning at executor start, "Subplans Removed"). It runs as todoscale_app with the user's
 /// app.user_id, as the API does, so row-level security's filter counts too; everything is rolled back. A plan
-/// that reads a hash partition other than the user's, or reads a table without an index, is a miss.
+/// that reads a hash partition other than the user's, or reads a table without an index, is a miss. On Citus the
+/// user's "partition" is the user's shard: a plan must be routed to it (Task Count 1), and the remote plan Citus
+/// shows is read the same way.
 /// </summary>
 public sealed partial class QueryDoctor(NpgsqlDataSource owner)
 {
@@ -49,7 +61,8 @@ public sealed partial class QueryDoctor(NpgsqlDataSource owner)
     {
         await using var connection = await owner.OpenConnectionAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
-        var partitions = await UsersPartitionsAsync(connection, userId, cancellationToken);
+        var citus = await ScalarAsync<bool>(connection, "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus')", cancellationToken);
+        var partitions = citus ? await UsersShardsAsync(connection, userId, cancellationToken) : await UsersPartitionsAsync(connection, userId, cancellationToken);
         var statement = Positional(WithUsersPartitions(sql, partitions), out var names);
 
         var login = await ScalarAsync<string>(connection, "SELECT current_user::text", cancellationToken);
@@ -87,8 +100,8 @@ public sealed partial class QueryDoctor(NpgsqlDataSource owner)
         PlanReading custom, generic;
         try
         {
-            custom = await ReadAsync(connection, "force_custom_plan", execute, partitions, cancellationToken);
-            generic = await ReadAsync(connection, "force_generic_plan", execute, partitions, cancellationToken);
+            custom = await ReadAsync(connection, "force_custom_plan", execute, partitions, citus, cancellationToken);
+            generic = await ReadAsync(connection, "force_generic_plan", execute, partitions, citus, cancellationToken);
         }
         catch (PostgresException ex) when (ex.SqlState.StartsWith("22", StringComparison.Ordinal) || ex.SqlState.StartsWith("42", StringComparison.Ordinal))
         {
@@ -125,18 +138,37 @@ public sealed partial class QueryDoctor(NpgsqlDataSource owner)
     }
 
     private static async Task<PlanReading> ReadAsync(
-        NpgsqlConnection connection, string mode, string execute, IReadOnlyDictionary<string, string> partitions, CancellationToken cancellationToken)
+        NpgsqlConnection connection, string mode, string execute, IReadOnlyDictionary<string, string> partitions, bool citus, CancellationToken cancellationToken)
     {
         await ExecuteAsync(connection, $"SET LOCAL plan_cache_mode = {mode}", cancellationToken);
-        var json = await ScalarAsync<string>(connection, $"EXPLAIN (FORMAT JSON) {execute}", cancellationToken);
-        using var document = JsonDocument.Parse(json);
-        var scans = new List<PlanScan>();
-        var removed = 0;
-        Walk(document.RootElement[0].GetProperty("Plan"), scans, ref removed);
+        string json;
+        await ExecuteAsync(connection, "SAVEPOINT todoscale_doctor_plan", cancellationToken);
+        try
+        {
+            json = await ScalarAsync<string>(connection, $"EXPLAIN (FORMAT JSON) {execute}", cancellationToken);
+        }
+        catch (PostgresException ex) when (citus && ex.SqlState == PostgresErrorCodes.FeatureNotSupported)
+        {
+            // Citus plans some multi-shard statements with parameters anew at each execution and refuses a forced
+            // generic plan of them: no plan of this kind runs, so there is nothing to miss here.
+            await ExecuteAsync(connection, "ROLLBACK TO SAVEPOINT todoscale_doctor_plan", cancellationToken);
+            return new PlanReading(mode, [], 0, [], $"not made: Citus plans this statement anew at each execution ({ex.MessageText})");
+        }
 
-        var (owners, empty) = await CatalogAsync(connection, scans.Select(s => s.Relation).Distinct().ToArray(), cancellationToken);
-        scans = [.. scans.Select(s => s with { Empty = empty.Contains(s.Relation) })];
+        using var document = JsonDocument.Parse(json);
+        var walk = new PlanWalk();
+        Walk(document.RootElement[0].GetProperty("Plan"), walk);
+        var removed = walk.Removed;
+
+        var relations = walk.Scans.Select(s => s.Relation).Distinct().ToArray();
+        var (owners, empty) = citus ? (await ShardOwnersAsync(connection, relations, cancellationToken), new HashSet<string>()) : await CatalogAsync(connection, relations, cancellationToken);
+        var scans = walk.Scans.Select(s => s with { Empty = empty.Contains(s.Relation) }).ToList();
         var misses = new List<string>();
+        if (walk.Tasks > 1)
+        {
+            misses.Add($"fans out to {walk.Tasks} shards (Citus Task Count {walk.Tasks}), not to the user's one");
+        }
+
         foreach (var group in scans.Where(s => owners.ContainsKey(s.Relation) && partitions.ContainsKey(owners[s.Relation])).GroupBy(s => owners[s.Relation]))
         {
             var others = group.Select(s => s.Relation).Where(r => r != partitions[group.Key]).Distinct().ToList();
@@ -153,40 +185,62 @@ public sealed partial class QueryDoctor(NpgsqlDataSource owner)
         }
 
         var hashScans = scans.Where(s => owners.ContainsKey(s.Relation) && partitions.ContainsKey(owners[s.Relation])).ToList();
-        var pruning = hashScans.Count == 0 ? "no hash-partitioned table read"
+        var pruning = citus
+            ? walk.Tasks == 0 ? "runs on the coordinator (no distributed table read)"
+            : walk.Tasks == 1 && !misses.Any(m => m.StartsWith("reads ", StringComparison.Ordinal)) ? "routed to the user's shard (Citus Task Count 1)"
+            : $"not routed to the user's shard (Citus Task Count {walk.Tasks})"
+            : hashScans.Count == 0 ? "no hash-partitioned table read"
             : misses.Any(m => m.StartsWith("reads ", StringComparison.Ordinal)) ? "not pruned to the user's partition"
             : removed > 0 ? $"pruned at executor start ({removed} subplans removed)"
             : "pruned at plan time";
         return new PlanReading(mode, scans, removed, misses, pruning);
     }
 
-    /// <summary>Every scan under a plan node, and the subplans its Append/MergeAppend nodes removed at executor start.</summary>
-    private static void Walk(JsonElement node, List<PlanScan> scans, ref int removed)
+    /// <summary>
+    /// Every scan under a plan node, the subplans its Append/MergeAppend nodes removed at executor start, and on
+    /// Citus each distributed query's task count, with the scans of the remote plans it shows (shards by name).
+    /// </summary>
+    private static void Walk(JsonElement node, PlanWalk walk)
     {
         var type = node.GetProperty("Node Type").GetString()!;
         if (node.TryGetProperty("Subplans Removed", out var pruned))
         {
-            removed += pruned.GetInt32();
+            walk.Removed += pruned.GetInt32();
+        }
+
+        if (node.TryGetProperty("Distributed Query", out var distributed) && distributed.TryGetProperty("Job", out var job))
+        {
+            walk.Tasks += job.GetProperty("Task Count").GetInt32();
+            if (job.TryGetProperty("Tasks", out var tasks))
+            {
+                foreach (var task in tasks.EnumerateArray().Where(t => t.TryGetProperty("Remote Plan", out _)))
+                {
+                    foreach (var plan in task.GetProperty("Remote Plan").EnumerateArray().SelectMany(p => p.ValueKind == JsonValueKind.Array ? p.EnumerateArray().ToArray() : [p]))
+                    {
+                        Walk(plan.GetProperty("Plan"), walk);
+                    }
+                }
+            }
         }
 
         if (type == "Bitmap Heap Scan")
         {
             // The bitmap's index scans are its children; the heap scan reads the relation through them.
             var indexes = node.GetProperty("Plans").EnumerateArray().SelectMany(IndexNames).ToList();
-            scans.Add(new PlanScan(node.GetProperty("Relation Name").GetString()!, type, string.Join(" + ", indexes)));
+            walk.Scans.Add(new PlanScan(node.GetProperty("Relation Name").GetString()!, type, string.Join(" + ", indexes)));
             return;
         }
 
         if (node.TryGetProperty("Relation Name", out var relation) && type.EndsWith("Scan", StringComparison.Ordinal))
         {
-            scans.Add(new PlanScan(relation.GetString()!, type, node.TryGetProperty("Index Name", out var index) ? index.GetString() : null));
+            walk.Scans.Add(new PlanScan(relation.GetString()!, type, node.TryGetProperty("Index Name", out var index) ? index.GetString() : null));
         }
 
         if (node.TryGetProperty("Plans", out var children))
         {
             foreach (var child in children.EnumerateArray())
             {
-                Walk(child, scans, ref removed);
+                Walk(child, walk);
             }
         }
     }
@@ -195,6 +249,44 @@ public sealed partial class QueryDoctor(NpgsqlDataSource owner)
         node.TryGetProperty("Index Name", out var index) ? [index.GetString()!]
         : node.TryGetProperty("Plans", out var children) ? children.EnumerateArray().SelectMany(IndexNames)
         : [];
+
+    /// <summary>On Citus: the user's shard of every hash-distributed table (table -> shard relation, as workers name it).</summary>
+    private static async Task<Dictionary<string, string>> UsersShardsAsync(NpgsqlConnection connection, Guid userId, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand(
+            """
+            SELECT logicalrelid::regclass::text, logicalrelid::regclass::text || '_' || get_shard_id_for_distribution_column(logicalrelid, @user)
+              FROM pg_dist_partition WHERE partmethod = 'h'
+            """, connection);
+        command.Parameters.AddWithValue("user", userId);
+        var shards = new Dictionary<string, string>(StringComparer.Ordinal);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            shards[reader.GetString(0)] = reader.GetString(1);
+        }
+
+        return shards;
+    }
+
+    /// <summary>On Citus: the distributed table of each shard relation a remote plan reads.</summary>
+    private static async Task<Dictionary<string, string>> ShardOwnersAsync(NpgsqlConnection connection, string[] relations, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand(
+            """
+            SELECT logicalrelid::regclass::text || '_' || shardid, logicalrelid::regclass::text
+              FROM pg_dist_shard WHERE logicalrelid::regclass::text || '_' || shardid = ANY (@relations)
+            """, connection);
+        command.Parameters.AddWithValue("relations", relations);
+        var owners = new Dictionary<string, string>(StringComparer.Ordinal);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            owners[reader.GetString(0)] = reader.GetString(1);
+        }
+
+        return owners;
+    }
 
     /// <summary>Each relation's direct parent (for the partitions among them), and the relations with no pages.</summary>
     private static async Task<(Dictionary<string, string> Parents, HashSet<string> Empty)> CatalogAsync(

@@ -64,6 +64,27 @@ public sealed class CitusOperatorTests(CitusCluster cluster)
     }
 
     [EngineFact]
+    public async Task Partitions_doctor_sees_a_users_statement_routed_to_one_shard_and_a_hidden_user_id_fan_out()
+    {
+        var connectionString = await cluster.MigratedDatabaseForAsync(GetType());
+        var user = Guid.CreateVersion7();
+        var shard = await Sql.ScalarAsync<string>(connectionString, $"SELECT 'todos_active_' || get_shard_id_for_distribution_column('todos_active', '{user}'::uuid)");
+
+        var routed = await OperatorCli.RunAsync(["partitions", "doctor", "--user", $"{user}", "--query", "todos_active_user_created_ix"], connectionString);
+        Assert.True(routed.ExitCode == 0, routed.Output);
+        Assert.True(routed.Output.Contains("routed to the user's shard (Citus Task Count 1)", StringComparison.Ordinal), routed.Output);
+        Assert.Contains("routed to the user's shard (Citus Task Count 1)", routed.Output, StringComparison.Ordinal);
+        Assert.Contains($"todos_active -> {shard}", routed.Output, StringComparison.Ordinal);
+        Assert.Contains($" on {shard} using ", routed.Output, StringComparison.Ordinal);
+
+        var hidden = await OperatorCli.RunAsync(["partitions", "doctor", "--user", $"{user}", "--as", "owner", "--sql",
+            "SELECT id FROM todos_active WHERE md5(user_id::text) = md5(@user_id::text) ORDER BY created_at DESC LIMIT 50"], connectionString);
+        Assert.True(hidden.ExitCode == 1, hidden.Output);
+        Assert.True(hidden.Output.Contains($"fans out to {CitusCluster.ShardCount} shards (Citus Task Count {CitusCluster.ShardCount})", StringComparison.Ordinal), hidden.Output);
+        Assert.Contains("verdict: MISS", hidden.Output, StringComparison.Ordinal);
+    }
+
+    [EngineFact]
     public async Task Legacy_start_is_refused_on_citus_with_the_way_through_one_postgresql_named()
     {
         var connectionString = await cluster.FreshMigratedDatabaseAsync("legacy");
