@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Net.Http.Json;
 using System.Text.Json;
 
@@ -30,21 +29,11 @@ internal static class Deliveries
     }
 
     /// <summary>Waits until <paramref name="alertName"/> has been delivered firing at least <paramref name="count"/> times.</summary>
-    public static async Task<List<Delivery>> WaitAsync(HttpClient receiver, string alertName, int count, TimeSpan timeout)
-    {
-        var clock = Stopwatch.StartNew();
-        while (true)
-        {
-            var firing = (await ReadAsync(receiver, alertName)).Where(d => d.Status == "firing").ToList();
-            if (firing.Count >= count)
-            {
-                return firing;
-            }
-
-            Assert.True(clock.Elapsed < timeout, $"{alertName} was delivered firing {firing.Count} time(s) in {timeout.TotalSeconds:0} s, not {count}");
-            await Task.Delay(250);
-        }
-    }
+    public static async Task<List<Delivery>> WaitAsync(HttpClient receiver, string alertName, int count, TimeSpan timeout) =>
+        (await Eventually.ValueAsync(
+            $"{alertName} delivered firing {count} time(s)",
+            async () => new Firing([.. (await ReadAsync(receiver, alertName)).Where(d => d.Status == "firing")]),
+            firing => firing.Items.Count >= count, timeout)).Items;
 
     /// <summary>A silence of <paramref name="alertName"/> for an hour, made through Alertmanager's API; its id.</summary>
     public static async Task<string> SilenceAsync(HttpClient alertmanager, string alertName, string comment)
@@ -75,22 +64,12 @@ internal static class Deliveries
     }
 
     /// <summary>Waits until Alertmanager holds <paramref name="alertName"/> in <paramref name="state"/> (and, if given, silenced by that silence).</summary>
-    public static async Task WaitForStateAsync(HttpClient alertmanager, string alertName, string state, string? silencedBy, TimeSpan timeout)
-    {
-        var clock = Stopwatch.StartNew();
-        while (true)
-        {
-            var states = await StatesAsync(alertmanager, alertName);
-            if (states.Count > 0 && states.All(s => s.State == state && (silencedBy is null || s.SilencedBy.Contains(silencedBy))))
-            {
-                return;
-            }
-
-            Assert.True(clock.Elapsed < timeout,
-                $"{alertName} is not {state} after {timeout.TotalSeconds:0} s: {string.Join("; ", states.Select(s => $"{s.State} silenced by [{string.Join(",", s.SilencedBy)}] inhibited by [{string.Join(",", s.InhibitedBy)}]"))}");
-            await Task.Delay(250);
-        }
-    }
+    public static Task WaitForStateAsync(HttpClient alertmanager, string alertName, string state, string? silencedBy, TimeSpan timeout) =>
+        Eventually.ValueAsync(
+            $"{alertName} {state}",
+            async () => new States(await StatesAsync(alertmanager, alertName)),
+            seen => seen.Items.Count > 0 && seen.Items.All(s => s.State == state && (silencedBy is null || s.SilencedBy.Contains(silencedBy))),
+            timeout);
 
     /// <summary>An alert posted straight to Alertmanager (as Prometheus does), firing for ten minutes, or resolved now.</summary>
     public static async Task PostAlertAsync(HttpClient alertmanager, string alertName, string severity, string component, bool resolved)
@@ -107,5 +86,18 @@ internal static class Deliveries
             },
         });
         response.EnsureSuccessStatusCode();
+    }
+
+    /// <summary>Deliveries read in one poll, printed as their count when a wait gives up.</summary>
+    private sealed record Firing(List<Delivery> Items)
+    {
+        public override string ToString() => $"{Items.Count} firing deliveries";
+    }
+
+    /// <summary>Alertmanager's states of an alert read in one poll, printed as they were when a wait gives up.</summary>
+    private sealed record States(List<(string State, string[] SilencedBy, string[] InhibitedBy)> Items)
+    {
+        public override string ToString() =>
+            Items.Count == 0 ? "no such alert" : string.Join("; ", Items.Select(s => $"{s.State} silenced by [{string.Join(",", s.SilencedBy)}] inhibited by [{string.Join(",", s.InhibitedBy)}]"));
     }
 }
