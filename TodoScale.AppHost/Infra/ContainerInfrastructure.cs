@@ -131,7 +131,7 @@ public sealed class ContainerInfrastructure : Infrastructure
 
     /// <summary>
     /// The servers' settings, the same as process mode's postgres.sh gives both of its servers: its connection
-    /// limit, the replica slot's WAL bound and Infra:PostgresSettings (checked words, name=value). On Citus also what
+    /// limit, the replica slot's WAL bound, full-page images compressed (lz4) and Infra:PostgresSettings (checked words, name=value). On Citus also what
     /// postgres.sh gives a Citus node: logical WAL (the online rebalancer), no SSL between the nodes and room for
     /// Citus' background workers (a standby needs at least its primary's max_worker_processes).
     /// </summary>
@@ -140,6 +140,7 @@ public sealed class ContainerInfrastructure : Infrastructure
         "max_connections=200",
         "max_wal_senders=10",
         $"max_slot_wal_keep_size={options.MaxSlotWalKeepSize}",
+        "wal_compression=lz4",
         .. options.Database == DatabaseEngine.Citus
             ? new[] { "wal_level=logical", "citus.node_conninfo=sslmode=disable", "max_worker_processes=32" }
             : [],

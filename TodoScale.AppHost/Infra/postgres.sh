@@ -171,6 +171,7 @@ wait_for_old_children
   -c wal_level=$wal_level \
   -c max_wal_senders=10 \
   -c max_slot_wal_keep_size="${MAX_SLOT_WAL_KEEP_SIZE:-4GB}" \
+  -c wal_compression=lz4 \
   -c logging_collector=off \
   ${extra[@]+"${extra[@]}"} &
 pid=$!

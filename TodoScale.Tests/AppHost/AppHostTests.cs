@@ -163,6 +163,10 @@ public abstract class AppHostTests(AppHostFixture fixture)
         Assert.Equal("physical", await ScalarAsync<string>(primary, "SELECT slot_type::text FROM pg_replication_slots WHERE slot_name = 'todos_replica'"));
         Assert.Equal("todos_replica", await ScalarAsync<string>(primary, "SELECT application_name FROM pg_stat_replication s JOIN pg_replication_slots r ON r.active_pid = s.pid"));
         Assert.Equal("4GB", await ScalarAsync<string>(primary, "SHOW max_slot_wal_keep_size"));
+        // Full-page images compressed on both servers (the archiver's moves are mostly images of the pages they touch).
+        await using var replica = new NpgsqlConnection(await App.GetConnectionStringAsync("todos-replica"));
+        await replica.OpenAsync();
+        Assert.Equal(["lz4", "lz4"], [await ScalarAsync<string>(primary, "SHOW wal_compression"), await ScalarAsync<string>(replica, "SHOW wal_compression")]);
     }
 
     [EngineFact]

@@ -56,7 +56,7 @@ public sealed class ContainerModelTests : IAsyncLifetime
         }
 
         var environment = await EnvironmentAsync(replica);
-        Assert.Equal("max_connections=200 max_wal_senders=10 max_slot_wal_keep_size=512MB work_mem=16MB", environment["POSTGRES_SETTINGS"]);
+        Assert.Equal("max_connections=200 max_wal_senders=10 max_slot_wal_keep_size=512MB wal_compression=lz4 work_mem=16MB", environment["POSTGRES_SETTINGS"]);
         Assert.Equal("postgres", environment["PRIMARY_HOST"]);
         foreach (var server in new[] { primary, replica })
         {

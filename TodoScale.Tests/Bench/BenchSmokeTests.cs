@@ -48,12 +48,23 @@ public sealed class BenchSmokeTests
             static long Rows(System.Text.RegularExpressions.Match m) =>
                 long.Parse(m.Groups[1].Value.Replace(",", "", StringComparison.Ordinal), System.Globalization.CultureInfo.InvariantCulture);
             var archiver = System.Text.RegularExpressions.Regex.Match(text, @"\| archiver, first pass \(rows where written\) \| ([0-9,]+) \|");
-            var bare = System.Text.RegularExpressions.Regex.Match(text, @"\| bare move, rows put back \([0-9]+ batches, [0-9]+ workers\) \| ([0-9,]+) \|");
-            var again = System.Text.RegularExpressions.Regex.Match(text, @"\| archiver, rows put back \| ([0-9,]+) \|");
+            var bare = System.Text.RegularExpressions.Regex.Match(text, @"\| bare move, rows put back \([0-9]+ batches, [0-9]+ workers\) \| ([0-9,]+) \| ([0-9,]+) \|");
+            var again = System.Text.RegularExpressions.Regex.Match(text, @"\| archiver, rows put back \| ([0-9,]+) \| ([0-9,]+) \|");
             Assert.True(archiver.Success && bare.Success && again.Success, "the archiver against the bare move is missing");
             Assert.Equal(Rows(archiver), Rows(bare));
             Assert.InRange(Rows(again), Rows(bare), Rows(bare) + 100);
+            // Both found the rows spread as the first pass left them: put back into its holes, on as many heap pages.
+            static long Pages(System.Text.RegularExpressions.Match m) =>
+                long.Parse(m.Groups[2].Value.Replace(",", "", StringComparison.Ordinal), System.Globalization.CultureInfo.InvariantCulture);
+            Assert.InRange(Pages(again), Pages(bare) * 4 / 5, Pages(bare) * 5 / 4);
+            Assert.True(Pages(bare) > Rows(bare) / 10, $"the {Rows(bare)} rows put back sit on {Pages(bare)} pages: packed, not where the pass found them");
             Assert.Contains(targets, row => row.Contains("a bare set-based move of the same rows, same layout", StringComparison.Ordinal));
+            // pg_waldump read each move's WAL: the rows moved are there as heap deletes into the active table.
+            Assert.DoesNotContain("pg_waldump could not read", text, StringComparison.Ordinal);
+            var deletes = System.Text.RegularExpressions.Regex.Match(text, @"\| Heap/DELETE \| ([0-9,]+) \([0-9,]+\) \| ([0-9,]+) \([0-9,]+\) \| ([0-9,]+) \([0-9,]+\) \|");
+            Assert.True(deletes.Success, "the WAL profile of the three moves is missing");
+            Assert.Equal(Rows(bare), long.Parse(deletes.Groups[2].Value.Replace(",", "", StringComparison.Ordinal), System.Globalization.CultureInfo.InvariantCulture));
+            Assert.Matches(@"\| todos_active \| [1-9][0-9,]* \| [1-9][0-9,]* \| [1-9][0-9,]* \|", text);
 
             // The plots the report links exist and are PNGs.
             var plots = System.Text.RegularExpressions.Regex.Matches(text, @"\]\(([^)]+\.png)\)").Select(m => m.Groups[1].Value).ToList();

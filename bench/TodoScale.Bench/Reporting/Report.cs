@@ -367,17 +367,24 @@ public static class Report
 
         if (r.BareMove is { } bare && r.Archive is { } alone)
         {
-            static string Wal(long rows, WalSpent wal) =>
-                string.Create(CultureInfo.InvariantCulture, $"{(double)wal.Records / rows:0.0} | {wal.FullPageImages:N0} | {(double)wal.Bytes / rows:N0}");
-            md.AppendLine().AppendLine("The pass on its own against a bare set-based move of the very same rows (put back untimed, then moved per hash partition in batches of 5,000 by DELETE .. RETURNING into INSERT, one transaction a batch, no subtree rule, no triggers or foreign-key checks, the same tables and indexes, one worker per core taking whole partitions), and the archiver once more on those rows put back the same way (plus the few that reached 45 days in between). The first pass finds its rows where the generator wrote them, spread over every page of a partition; put back, they sit together at each partition's end, so the bare move and the second pass are the like-for-like pair. Each starts from a CHECKPOINT after a VACUUM; the WAL each wrote is pg_stat_wal's (the archiver's includes its ANALYZE):").AppendLine()
-              .AppendLine("| move | rows | seconds | rows/s | WAL records / row | full-page images | WAL bytes / row |").AppendLine("|---|---|---|---|---|---|---|")
-              .AppendLine(c, $"| archiver, first pass (rows where written) | {alone.Rows:N0} | {alone.Seconds:0.0} | **{alone.RowsPerSecond:N0}** | {Wal(alone.Rows, bare.FirstPassWal)} |")
-              .AppendLine(c, $"| bare move, rows put back ({bare.Batches} batches, {bare.Workers} workers) | {bare.Rows:N0} | {bare.Seconds:0.0} | **{bare.RowsPerSecond:N0}** | {Wal(bare.Rows, bare.Wal)} |");
+            // pg_waldump's exact count of the move's LSN range; pg_stat_wal's where pg_waldump could not read it.
+            static string Wal(long rows, WalSpent counters, WalProfile? profile)
+            {
+                var wal = profile is { Failure: null } ? profile.Total : counters;
+                return string.Create(CultureInfo.InvariantCulture, $"{(double)wal.Records / rows:0.0} | {wal.FullPageImages:N0} | {(double)wal.Bytes / rows:N0}");
+            }
+
+            md.AppendLine().AppendLine("The pass on its own against a bare set-based move of the very same rows (put back untimed into the room they left, then moved per hash partition in batches of 5,000 by DELETE .. RETURNING into INSERT, one transaction a batch, no subtree rule, no row triggers or foreign-key checks, the same tables and indexes, one worker per core taking whole partitions), and the archiver once more on those rows put back the same way (plus the few that reached 45 days in between). Each put-back runs after a VACUUM, so the free space map sends the rows back into the holes the move left, spread over the partitions' pages as the first pass found them: the bare move and the second pass are the like-for-like pair, and the heap pages column says they met the same layout. Each move starts from a CHECKPOINT after a VACUUM; the WAL each wrote is counted by pg_waldump over its LSN range (bytes: the range's length; the archiver's includes its ANALYZE):").AppendLine()
+              .AppendLine("| move | rows | heap pages they sat on | seconds | rows/s | WAL records / row | full-page images | WAL bytes / row |").AppendLine("|---|---|---|---|---|---|---|---|")
+              .AppendLine(c, $"| archiver, first pass (rows where written) | {alone.Rows:N0} | (where generated) | {alone.Seconds:0.0} | **{alone.RowsPerSecond:N0}** | {Wal(alone.Rows, bare.FirstPassWal, bare.FirstPassProfile)} |")
+              .AppendLine(c, $"| bare move, rows put back ({bare.Batches} batches, {bare.Workers} workers) | {bare.Rows:N0} | {bare.Pages:N0} | {bare.Seconds:0.0} | **{bare.RowsPerSecond:N0}** | {Wal(bare.Rows, bare.Wal, bare.Profile)} |");
             if (bare is { Again: { } again, AgainWal: { } againWal })
             {
-                md.AppendLine(c, $"| archiver, rows put back | {again.Rows:N0} | {again.Seconds:0.0} | **{again.RowsPerSecond:N0}** | {Wal(again.Rows, againWal)} |")
-                  .AppendLine().AppendLine(c, $"On the same layout the archiver moves at {again.RowsPerSecond / bare.RowsPerSecond * 100:0}% of the bare move's rate; its first pass, over rows spread through the partitions, at {alone.RowsPerSecond / bare.RowsPerSecond * 100:0}%.");
+                md.AppendLine(c, $"| archiver, rows put back | {again.Rows:N0} | {bare.AgainPages:N0} | {again.Seconds:0.0} | **{again.RowsPerSecond:N0}** | {Wal(again.Rows, againWal, bare.AgainProfile)} |")
+                  .AppendLine().AppendLine(c, $"On the same layout the archiver moves at {again.RowsPerSecond / bare.RowsPerSecond * 100:0}% of the bare move's rate; its first pass, over the rows where the generator wrote them, at {alone.RowsPerSecond / bare.RowsPerSecond * 100:0}%.");
             }
+
+            WalProfiles(md, [("archiver, first pass", bare.FirstPassProfile), ("bare move", bare.Profile), ("archiver, rows put back", bare.AgainProfile)]);
         }
 
         md.AppendLine().AppendLine("The API under a light steady load (4 concurrent requests, uncached) while idle and during the second pass:").AppendLine()
@@ -529,6 +536,47 @@ public static class Report
             var cost = 1 - r.MetersOn.Average(w => w.PerSecond) / r.MetersOff.Average(w => w.PerSecond);
             yield return ("6", "throughput cost of TodoScale's meters", "<= 3%", $"{cost * 100:0.0}%", cost <= 0.03);
         }
+    }
+
+    /// <summary>pg_waldump's view of each move, side by side: full-page images by relation, then records and images by record type.</summary>
+    private static void WalProfiles(StringBuilder md, (string Move, WalProfile? Profile)[] moves)
+    {
+        var c = CultureInfo.InvariantCulture;
+        var shown = moves.Where(m => m.Profile is { Failure: null }).Select(m => (m.Move, Profile: m.Profile!)).ToArray();
+        foreach (var (move, profile) in moves.Where(m => m.Profile is { Failure: not null }).Select(m => (m.Move, m.Profile!)))
+        {
+            md.AppendLine().AppendLine(c, $"pg_waldump could not read the WAL of the {move} ({profile.From} to {profile.To}): {profile.Failure}");
+        }
+
+        if (shown.Length == 0)
+        {
+            return;
+        }
+
+        string Header(string first) => $"| {first} | {string.Join(" | ", shown.Select(s => s.Move))} |\n|---|{string.Concat(shown.Select(_ => "---|"))}";
+        // The lines with the most full-page images in any move, and those with the most records.
+        IEnumerable<string> Top(Func<WalProfile, IReadOnlyList<WalProfile.Line>> lines, int count) =>
+            shown.SelectMany(s => lines(s.Profile).Take(count).Concat(lines(s.Profile).OrderByDescending(l => l.Records).Take(count)).Select(l => l.Name))
+                 .Distinct()
+                 .OrderByDescending(name => shown.Max(s => lines(s.Profile).FirstOrDefault(l => l.Name == name)?.FullPageImages ?? 0))
+                 .ThenByDescending(name => shown.Max(s => lines(s.Profile).FirstOrDefault(l => l.Name == name)?.Records ?? 0));
+
+        md.AppendLine().AppendLine("Where each move's WAL went: `pg_waldump` over the LSN range it wrote (from its checkpoint to its end), full-page images by the relation whose page they hold (partitions and their indexes under their table's or index's name):").AppendLine()
+          .AppendLine(Header("full-page images of"));
+        foreach (var relation in Top(p => p.ByRelation, 6))
+        {
+            md.AppendLine(c, $"| {relation} | {string.Join(" | ", shown.Select(s => (s.Profile.ByRelation.FirstOrDefault(l => l.Name == relation)?.FullPageImages ?? 0).ToString("N0", c)))} |");
+        }
+
+        md.AppendLine(c, $"| all | {string.Join(" | ", shown.Select(s => s.Profile.ByRelation.Sum(l => l.FullPageImages).ToString("N0", c)))} |")
+          .AppendLine().AppendLine("And by record type, records (of them carrying a full-page image):").AppendLine()
+          .AppendLine(Header("record"));
+        foreach (var type in Top(p => p.ByRecord, 6))
+        {
+            md.AppendLine(c, $"| {type} | {string.Join(" | ", shown.Select(s => s.Profile.ByRecord.FirstOrDefault(l => l.Name == type) is { } l ? $"{l.Records:N0} ({l.FullPageImages:N0})" : "0"))} |");
+        }
+
+        md.AppendLine(c, $"| all | {string.Join(" | ", shown.Select(s => $"{s.Profile.ByRecord.Sum(l => l.Records):N0} ({s.Profile.ByRecord.Sum(l => l.FullPageImages):N0})"))} |");
     }
 
     private static void PageTable(StringBuilder md, string title, List<Measured> variants, Measured? before)

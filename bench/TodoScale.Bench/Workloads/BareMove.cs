@@ -26,46 +26,55 @@ public sealed record WalSpent(long Records, long FullPageImages, long Bytes)
 /// The bare move of the rows the archiver's first pass moved, what it wrote, and the archiver's second pass over
 /// the same rows put back the same way (<see cref="Again"/>, with what it wrote): the like-for-like pair.
 /// </summary>
-public sealed record BareMoveResult(long Rows, double Seconds, int Batches, int Workers, WalSpent Wal, WalSpent FirstPassWal)
+public sealed record BareMoveResult(
+    long Rows, double Seconds, int Batches, int Workers, long Pages, WalSpent Wal, WalSpent FirstPassWal, WalProfile Profile, WalProfile FirstPassProfile)
 {
     public double RowsPerSecond => Rows / Seconds;
 
     public ArchiveResult? Again { get; init; }
 
     public WalSpent? AgainWal { get; init; }
+
+    public WalProfile? AgainProfile { get; init; }
+
+    /// <summary>The heap pages the rows sat on when the archiver's second pass began.</summary>
+    public long AgainPages { get; init; }
 }
 
 /// <summary>
-/// The archiver's yardstick (workload 3): the very rows the pass on its own moved, put back where they were (untimed),
-/// then moved again by the least a move can do: per hash partition, batches of the archiver's size, each one
-/// transaction of DELETE .. RETURNING into INSERT into todos_archived, no subtree rule, no triggers or foreign-key
-/// checks (session_replication_role = replica), the same tables and indexes, one worker per core taking whole
-/// partitions as the archiver's workers do. Both moves start from a checkpoint (so each pays its own full-page
-/// images) and the WAL each wrote is read from pg_stat_wal. The archiver's time includes its ANALYZE of what it
-/// changed; the bare move has none.
+/// The archiver's yardstick (workload 3): the very rows the pass on its own moved, put back into the room they left
+/// (untimed), then moved again by the least a move can do: per hash partition, batches of the archiver's size, each
+/// one transaction of DELETE .. RETURNING into INSERT into todos_archived, no subtree rule, no row triggers or
+/// foreign-key checks (session_replication_role = replica; the tuple lock a BEFORE DELETE trigger's presence costs
+/// remains, as for the archiver), the same tables and indexes, one worker per core taking whole partitions as the
+/// archiver's workers do. Both moves start from a checkpoint (so each pays its own full-page images); the WAL each
+/// wrote is read from pg_stat_wal and, by record type and relation, with pg_waldump (<see cref="WalProfile"/>). The
+/// archiver's time includes its ANALYZE of what it changed; the bare move has none.
 /// </summary>
 public static class BareMove
 {
     private const string Columns = TodoColumns.Todo;
     private const string BatchTable = "bench_bare_move_batches";
 
-    /// <summary>Before the pass: a checkpoint, and where the clock and the WAL counters stand.</summary>
-    public static async Task<(DateTimeOffset Since, WalSpent Wal)> MarkAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
+    /// <summary>Before the pass: a checkpoint, and where the clock, the WAL counters and the WAL stand.</summary>
+    public static async Task<(DateTimeOffset Since, WalSpent Wal, string Lsn)> MarkAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
     {
         await Baselines.ExecuteAsync(connection, "CHECKPOINT", cancellationToken);
         var since = await Baselines.ScalarAsync<DateTime>(connection, "SELECT clock_timestamp()", cancellationToken);
-        return (new DateTimeOffset(since, TimeSpan.Zero), await WalSpent.ReadAsync(connection, cancellationToken));
+        var wal = await WalSpent.ReadAsync(connection, cancellationToken);
+        return (new DateTimeOffset(since, TimeSpan.Zero), wal, await WalProfile.FlushedLsnAsync(connection, cancellationToken));
     }
 
     public static async Task<BareMoveResult> RunAsync(
-        BenchStack stack, (DateTimeOffset Since, WalSpent Wal) mark, long archiverRows, int batchSize, int workers, CancellationToken cancellationToken)
+        BenchStack stack, (DateTimeOffset Since, WalSpent Wal, string Lsn) mark, long archiverRows, int batchSize, int workers, CancellationToken cancellationToken)
     {
         await using var connection = stack.OpenPrimary("todoscale-bench-bare-move");
         var archiverWal = await WalSpent.ReadAsync(connection, cancellationToken) - mark.Wal;
+        var archiverProfile = await WalProfile.ReadAsync(connection, mark.Lsn, cancellationToken);
 
-        // Untimed: the pass's rows put back exactly as they were, and numbered in batches per hash partition.
-        await PutBackAsync(connection, mark.Since, archiverRows, BatchTable, batchSize, cancellationToken);
-        await Baselines.ExecuteAsync(connection, "VACUUM ANALYZE todos_active, todos_archived", cancellationToken);
+        // Untimed: the pass's rows put back into the room they left, and numbered in batches per hash partition.
+        var pages = await PutBackAsync(connection, mark.Since, archiverRows, BatchTable, batchSize, cancellationToken);
+        await VacuumAsync(connection, "ANALYZE todos_active, todos_archived", cancellationToken);
         var queue = new ConcurrentQueue<(string Partition, int[] Batches)>();
         await using (var command = new NpgsqlCommand($"SELECT partition, array_agg(DISTINCT batch ORDER BY batch) FROM {BatchTable} GROUP BY partition ORDER BY count(*) DESC", connection))
         await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
@@ -80,6 +89,7 @@ public static class BareMove
         var parallel = Math.Max(1, Math.Min(workers, queue.Count));
         await Baselines.ExecuteAsync(connection, "CHECKPOINT", cancellationToken);
         var walBefore = await WalSpent.ReadAsync(connection, cancellationToken);
+        var lsnBefore = await WalProfile.FlushedLsnAsync(connection, cancellationToken);
 
         // Timed: the move itself.
         var clock = Stopwatch.StartNew();
@@ -112,31 +122,31 @@ public static class BareMove
         }, cancellationToken)));
         var seconds = clock.Elapsed.TotalSeconds;
         var wal = await WalSpent.ReadAsync(connection, cancellationToken) - walBefore;
+        var profile = await WalProfile.ReadAsync(connection, lsnBefore, cancellationToken);
         await Baselines.ExecuteAsync(connection, $"DROP TABLE {BatchTable}", cancellationToken);
         if (moved.Sum() != archiverRows)
         {
             throw new InvalidOperationException($"the bare move moved {moved.Sum():N0} todos, the pass {archiverRows:N0}");
         }
 
-        return new BareMoveResult(moved.Sum(), seconds, batches, parallel, wal, archiverWal);
+        return new BareMoveResult(moved.Sum(), seconds, batches, parallel, pages, wal, archiverWal, profile, archiverProfile);
     }
 
     /// <summary>
-    /// The archiver again, on the same rows put back the same way as for the bare move (after a VACUUM, from a
-    /// checkpoint; with the same --older-than, so also the few todos that reached that age since the first pass):
-    /// the comparison that leaves only what the archiver does beyond a bare move. The first pass found
-    /// the rows where the generator wrote them, scattered over every page of a partition; put back, they sit
-    /// together at each partition's end.
+    /// The archiver again, on the same rows put back the same way as for the bare move (into the room they left,
+    /// then a VACUUM; from a checkpoint; with the same --older-than, so also the few todos that reached that age
+    /// since the first pass): the comparison that leaves only what the archiver does beyond a bare move.
     /// </summary>
     public static async Task<BareMoveResult> ArchiverAgainAsync(
         BenchStack stack, DateTimeOffset since, BareMoveResult bare, string olderThan, CancellationToken cancellationToken)
     {
         await using var connection = stack.OpenPrimary("todoscale-bench-bare-move");
-        await PutBackAsync(connection, since, bare.Rows, batchTable: null, batchSize: 0, cancellationToken);
-        await Baselines.ExecuteAsync(connection, "VACUUM ANALYZE todos_active, todos_archived", cancellationToken);
+        var pages = await PutBackAsync(connection, since, bare.Rows, batchTable: null, batchSize: 0, cancellationToken);
+        await VacuumAsync(connection, "ANALYZE todos_active, todos_archived", cancellationToken);
         var mark = await MarkAsync(connection, cancellationToken);
         var again = await ArchivePass.RunAsync(stack.PrimaryConnectionString, olderThan, cancellationToken);
         var wal = await WalSpent.ReadAsync(connection, cancellationToken) - mark.Wal;
+        var profile = await WalProfile.ReadAsync(connection, mark.Lsn, cancellationToken);
         // The cut-off is the archiver's clock less the duration, so the todos that turned that old in the minutes
         // between the passes come too: a handful, against thousands.
         if (again.Rows < bare.Rows || again.Rows > bare.Rows + Math.Max(100, bare.Rows / 100))
@@ -144,18 +154,47 @@ public static class BareMove
             throw new InvalidOperationException($"the second pass moved {again.Rows:N0} todos, the first {bare.Rows:N0}");
         }
 
-        return bare with { Again = again, AgainWal = wal };
+        return bare with { Again = again, AgainWal = wal, AgainProfile = profile, AgainPages = pages };
+    }
+
+    /// <summary>
+    /// VACUUM once every row deleted so far is dead to all: the replica's hot_standby_feedback holds the primary's
+    /// horizon (its slot's xmin) up to a status interval behind, and a VACUUM inside it keeps what a move just
+    /// deleted (so the rows put back would not find the room it left). Waits for the slots' xmin to pass the
+    /// current transaction id, as the catalog shows it, at most a minute.
+    /// </summary>
+    private static async Task VacuumAsync(NpgsqlConnection connection, string what, CancellationToken cancellationToken)
+    {
+        var xid = await Baselines.ScalarAsync<long>(connection, "SELECT pg_current_xact_id()::text::bigint % 4294967296", cancellationToken);
+        var waited = Stopwatch.StartNew();
+        while (await Baselines.ScalarAsync<long>(connection,
+                   $"SELECT count(*) FROM pg_replication_slots WHERE xmin IS NOT NULL AND age(xmin) >= age('{xid}'::xid)", cancellationToken) > 0
+               && waited.Elapsed < TimeSpan.FromMinutes(1))
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(200), cancellationToken);
+        }
+
+        await Baselines.ExecuteAsync(connection, $"VACUUM {what}", cancellationToken);
     }
 
     /// <summary>
     /// Every todo archived since <paramref name="since"/> put back into todos_active as it was (one statement, no
-    /// triggers), checked against the count expected; with <paramref name="batchTable"/>, the rows put back are
-    /// numbered in batches of <paramref name="batchSize"/> per hash partition, in key order.
+    /// triggers), checked against the count expected, and the number of heap pages they now sit on; with
+    /// <paramref name="batchTable"/>, the rows put back are numbered in batches of <paramref name="batchSize"/> per
+    /// hash partition, in key order.
+    /// <para>
+    /// A VACUUM first, so the rows go back into the room the move left (the free space map points the inserts there):
+    /// spread over the partitions' pages as the archiver found them, one or two a page. Without it they would be
+    /// appended together at each partition's end, on a twentieth of the pages, and the move that follows would
+    /// take a full-page image of a twentieth as many pages: that, not the archiver's work, was most of the gap the
+    /// bench once reported between the archiver and a bare move.
+    /// </para>
     /// </summary>
-    private static async Task PutBackAsync(
+    private static async Task<long> PutBackAsync(
         NpgsqlConnection connection, DateTimeOffset since, long expected, string? batchTable, int batchSize, CancellationToken cancellationToken)
     {
         const string setTable = "bench_put_back";
+        await VacuumAsync(connection, "todos_active", cancellationToken);
         await Baselines.ExecuteAsync(connection, $"DROP TABLE IF EXISTS {setTable}; CREATE UNLOGGED TABLE {setTable} (user_id uuid, id uuid)", cancellationToken);
         await using (var back = await connection.BeginTransactionAsync(cancellationToken))
         {
@@ -189,6 +228,9 @@ public static class BareMove
                 """, cancellationToken);
         }
 
+        var pages = await Baselines.ScalarAsync<long>(connection,
+            $"SELECT count(DISTINCT (t.tableoid, (t.ctid::text::point)[0])) FROM todos_active t JOIN {setTable} m USING (user_id, id)", cancellationToken);
         await Baselines.ExecuteAsync(connection, $"DROP TABLE {setTable}", cancellationToken);
+        return pages;
     }
 }
