@@ -28,6 +28,6 @@ public static partial class DocumentedQueries
         return queries;
     }
 
-    [GeneratedRegex(@"^-- query: (?<sql>[^\n]+)\n(?:--[^\n]*\n)*CREATE INDEX (?<index>\w+) ON (?<table>\w+)", RegexOptions.Multiline)]
+    [GeneratedRegex(@"^-- query: (?<sql>[^\n]+)\n(?:--[^\n]*\n)*CREATE INDEX (?<index>\w+) ON (?:ONLY )?(?<table>\w+)", RegexOptions.Multiline)]
     private static partial Regex QueryAboveIndex();
 }

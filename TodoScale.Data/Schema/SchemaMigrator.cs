@@ -43,6 +43,8 @@ public sealed class SchemaMigrator(string connectionString, SchemaOptions option
 
         IReadOnlyList<string> distributed = [];
         await connection.OpenAsync(cancellationToken);
+        // A script that added an index ON ONLY a partitioned table left it for here: each partition's built concurrently.
+        await PartitionedIndexes.CompleteAsync(connection, log, cancellationToken);
         if (await CitusLayout.IsCitusAsync(connection, cancellationToken))
         {
             distributed = await CitusLayout.ApplyAsync(connection, log, cancellationToken);
