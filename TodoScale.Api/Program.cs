@@ -2,6 +2,7 @@ using Scalar.AspNetCore;
 using TodoScale.Api.Apis;
 using TodoScale.Api.Contracts;
 using TodoScale.Api.Extensions;
+using TodoScale.Api.OpenApi;
 using TodoScale.Api.RateLimiting;
 using TodoScale.Api.Reads;
 
@@ -33,7 +34,11 @@ app.MapDefaultEndpoints();
 app.MapOpenApi();
 if (app.Environment.IsDevelopment())
 {
-    app.MapScalarApiReference();
+    // Every tag open, so the sidebar lists every operation by its summary; the token box preselects the bearer scheme.
+    app.MapScalarApiReference(options => options
+        .WithTitle("TodoScale API")
+        .ExpandAllTags()
+        .AddPreferredSecuritySchemes(DocumentInfoTransformer.SchemeName));
 }
 
 // Every endpoint refuses text PostgreSQL cannot store (NUL, lone surrogates) with a 400 naming the field.

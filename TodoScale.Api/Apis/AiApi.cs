@@ -1,6 +1,7 @@
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
 using TodoScale.Api.Contracts;
+using TodoScale.Api.Errors;
 using TodoScale.Api.Extensions;
 using TodoScale.Api.Queries;
 using TodoScale.Api.Reads;
@@ -20,13 +21,23 @@ public static class AiApi
     public static IEndpointRouteBuilder MapAiApi(this IEndpointRouteBuilder app)
     {
         var api = app.MapGroup("/api/todos/{id}").WithTags("AI").RequireAuthorization(Policies.User);
-        api.MapPost("/ai-interactions", RecordInteraction).WithName("RecordAiInteraction");
-        api.MapGet("/ai-interactions", ListInteractions).WithName("ListAiInteractions");
-        api.MapPost("/subtasks/ai", AcceptSubtasks).WithName("AcceptAiSubtasks");
+        api.MapPost("/ai-interactions", RecordAiInteraction).WithName(nameof(RecordAiInteraction));
+        api.MapGet("/ai-interactions", ListAiInteractions).WithName(nameof(ListAiInteractions));
+        api.MapPost("/subtasks/ai", AcceptAiSubtasks).WithName(nameof(AcceptAiSubtasks));
         return app;
     }
 
-    public static async Task<Results<Created<AiInteractionDto>, ValidationProblem, NotFound>> RecordInteraction(
+    /// <summary>Record an AI interaction about a todo</summary>
+    /// <remarks>
+    /// Keeps what a model was asked about the todo and what it answered: `kind` (lower snake case, such as
+    /// `generate_subtasks` or `summarize`), `model`, `prompt` and `response` (each up to 200,000 characters), token
+    /// counts and latency. Recording does not create subtasks: accept the ones you keep with the AI batch.
+    /// </remarks>
+    /// <param name="id">The todo's id (an active todo of yours).</param>
+    /// <response code="201">The recorded interaction; `Location` is its URL.</response>
+    /// <response code="400">A field is missing, too long or negative, or `kind` is not lower snake case; `errors` names each.</response>
+    /// <response code="404">You have no active todo with this id.</response>
+    public static async Task<Results<Created<AiInteractionDto>, ValidationProblem, NotFoundProblem>> RecordAiInteraction(
         Guid id, RecordAiInteractionRequest body, [AsParameters] UserHandlerContext context, CancellationToken cancellationToken)
     {
         var validation = new Validation();
@@ -55,7 +66,7 @@ public static class AiApi
         await using var write = await context.Writes.BeginAsync(userId, "record_ai_interaction", cancellationToken);
         if (!await write.Db.Todos.AnyAsync(t => t.UserId == userId && t.Id == id, cancellationToken))
         {
-            return TypedResults.NotFound();
+            return TodosApi.TodoNotFound(id);
         }
 
         var interaction = new AiInteraction
@@ -76,7 +87,18 @@ public static class AiApi
         return TypedResults.Created($"/api/todos/{id}/ai-interactions/{interaction.Id}", AiInteractionDto.From(interaction));
     }
 
-    public static async Task<Results<Ok<Page<AiInteractionDto>>, ValidationProblem, NotFound>> ListInteractions(
+    /// <summary>List a todo's AI interactions, newest first</summary>
+    /// <remarks>
+    /// The interactions recorded for one of your todos (active or archived), newest first, one page at a time: pass
+    /// the previous page's `nextCursor` as `cursor` for the next.
+    /// </remarks>
+    /// <param name="id">The todo's id.</param>
+    /// <param name="limit">Interactions per page, 1 to 200 (default 50).</param>
+    /// <param name="cursor">The `nextCursor` of the previous page, as it came; leave it out for the first page.</param>
+    /// <response code="200">A page of interactions and the cursor of the next one (null on the last).</response>
+    /// <response code="400">The limit or cursor is not valid; `errors` names each parameter.</response>
+    /// <response code="404">You have no todo with this id.</response>
+    public static async Task<Results<Ok<Page<AiInteractionDto>>, ValidationProblem, NotFoundProblem>> ListAiInteractions(
         Guid id, [AsParameters] UserHandlerContext context, int? limit, string? cursor, CancellationToken cancellationToken)
     {
         var validation = new Validation();
@@ -113,10 +135,22 @@ public static class AiApi
             return new Page<AiInteractionDto>(rows.Take(pageSize).Select(i => AiInteractionDto.From(i)).ToList(), next);
         }, cancellationToken));
 
-        return page is null ? TypedResults.NotFound() : TypedResults.Ok(page);
+        return page is null ? TodosApi.TodoNotFound(id) : TypedResults.Ok(page);
     }
 
-    public static async Task<Results<Created<IReadOnlyList<TodoDto>>, ValidationProblem, NotFound, ProblemHttpResult>> AcceptSubtasks(
+    /// <summary>Accept the subtasks a model proposed, all or none</summary>
+    /// <remarks>
+    /// Creates 1 to 100 subtasks under the todo in one transaction, each with `aiGenerated: true`: every one is
+    /// created or, if any is refused, none. Each item is checked like a todo's create (`title` required); a
+    /// problem names the item and field (`subtasks[2].title`). `interactionId`, when sent, must be an interaction
+    /// recorded for this todo. The parent must be active and below the depth limit.
+    /// </remarks>
+    /// <param name="id">The parent todo's id.</param>
+    /// <response code="201">The created subtasks, in the order sent; `Location` is the parent's subtree.</response>
+    /// <response code="400">No subtasks, more than 100, or an item with a bad field; `errors` names `subtasks[i].field`.</response>
+    /// <response code="404">You have no active todo with this id, or the `interactionId` is not one of this todo's.</response>
+    /// <response code="409">The parent is already at the depth limit.</response>
+    public static async Task<Results<Created<IReadOnlyList<TodoDto>>, ValidationProblem, NotFoundProblem, ConflictProblem>> AcceptAiSubtasks(
         Guid id, AcceptAiSubtasksRequest body, [AsParameters] UserHandlerContext context, CancellationToken cancellationToken)
     {
         var validation = new Validation();
@@ -151,22 +185,28 @@ public static class AiApi
 
         var userId = context.UserId;
         await using var write = await context.Writes.BeginAsync(userId, "accept_ai_subtasks", cancellationToken);
-        if (await SubtasksApi.CheckParentAsync(write.Db, userId, id, "id", subtreeHeight: 0, context, cancellationToken) is { } parentProblem)
+        if (await SubtasksApi.ParentDepthAsync(write.Db, userId, id, cancellationToken) is not { } parentDepth)
         {
-            return parentProblem;
+            return SubtasksApi.ParentNotFound(id, "id");
+        }
+
+        if (SubtasksApi.TooDeep(context, parentDepth, subtreeHeight: 0) is { } tooDeep)
+        {
+            return tooDeep;
         }
 
         if (body.InteractionId is { } interactionId
             && !await write.Db.AiInteractions.AnyAsync(i => i.UserId == userId && i.Id == interactionId && i.TodoId == id, cancellationToken))
         {
-            return TypedResults.Problem(
-                statusCode: StatusCodes.Status404NotFound, title: "Not Found",
-                detail: $"The AI interaction {interactionId} (interactionId) was not found for this todo.");
+            return new NotFoundProblem($"The AI interaction {interactionId} (interactionId) was not found for this todo.");
         }
 
-        var created = body.Subtasks!.Select(item => new Todo
+        // One transaction gives the batch one created_at, so ids order it where it is listed (the subtree): ascending
+        // ids keep the model's order (two UUIDv7s of the same millisecond are otherwise in random order).
+        var ids = body.Subtasks!.Select(_ => Guid.CreateVersion7()).Order().ToList();
+        var created = body.Subtasks!.Select((item, i) => new Todo
         {
-            Id = Guid.CreateVersion7(),
+            Id = ids[i],
             UserId = userId,
             ParentTodoId = id,
             Title = item.Title!,

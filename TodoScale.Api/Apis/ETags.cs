@@ -1,5 +1,5 @@
-using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Net.Http.Headers;
+using TodoScale.Api.Errors;
 
 namespace TodoScale.Api.Apis;
 
@@ -32,8 +32,6 @@ public static class ETags
     public static void Set(HttpResponse response, DateTimeOffset updatedAt) => response.Headers.ETag = For(updatedAt);
 
     /// <summary>The 412 for a write whose If-Match no longer names the current version of <paramref name="what"/>.</summary>
-    public static ProblemHttpResult PreconditionFailed(string what) =>
-        TypedResults.Problem(
-            statusCode: StatusCodes.Status412PreconditionFailed, title: "Precondition Failed",
-            detail: $"The {what} changed since the ETag in If-Match was issued; read it again and retry.");
+    public static PreconditionFailedProblem PreconditionFailed(string what) =>
+        new($"The {what} changed since the ETag in If-Match was issued; read it again and retry.");
 }

@@ -12,10 +12,19 @@ public static class OperatorApi
     public static IEndpointRouteBuilder MapOperatorApi(this IEndpointRouteBuilder app)
     {
         var api = app.MapGroup("/api/admin").WithTags("Operators").RequireAuthorization(Policies.Admin);
-        api.MapGet("/reads", GetReadRouting).WithName("GetReadRouting");
+        api.MapGet("/reads", GetReadRouting).WithName(nameof(GetReadRouting));
         return app;
     }
 
+    /// <summary>Where reads go right now, and why (operators)</summary>
+    /// <remarks>
+    /// Needs a token with the `admin` scope (`token --user &lt;uuid&gt; --admin`); any other token gets 403. This API
+    /// instance's view of read routing: whether the replica is up, how far behind it is (seconds, bytes, replay
+    /// position) and when it was last checked, whether Redis is connected and how many users' last writes wait to
+    /// reach it, the number of active partitions, the subtask depth limit, and which tables serve (during a legacy
+    /// migration, the phase).
+    /// </remarks>
+    /// <response code="200">The read routing as this instance sees it.</response>
     public static async Task<Ok<ReadRoutingStatus>> GetReadRouting(
         DatabaseMonitor monitor, IConnectionMultiplexer redis, UserStateStore userState, CancellationToken cancellationToken)
     {

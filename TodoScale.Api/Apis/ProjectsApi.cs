@@ -1,6 +1,7 @@
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
 using TodoScale.Api.Contracts;
+using TodoScale.Api.Errors;
 using TodoScale.Api.Extensions;
 using TodoScale.Api.Queries;
 using TodoScale.Api.Reads;
@@ -19,14 +20,23 @@ public static class ProjectsApi
     public static IEndpointRouteBuilder MapProjectsApi(this IEndpointRouteBuilder app)
     {
         var api = app.MapGroup("/api/projects").WithTags("Projects").RequireAuthorization(Policies.User);
-        api.MapGet("/", ListProjects).WithName("ListProjects");
-        api.MapPost("/", CreateProject).WithName("CreateProject");
-        api.MapGet("/{id}", GetProject).WithName("GetProject");
-        api.MapPatch("/{id}", RenameProject).WithName("RenameProject");
-        api.MapDelete("/{id}", DeleteProject).WithName("DeleteProject");
+        api.MapGet("/", ListProjects).WithName(nameof(ListProjects));
+        api.MapPost("/", CreateProject).WithName(nameof(CreateProject));
+        api.MapGet("/{id}", GetProject).WithName(nameof(GetProject));
+        api.MapPatch("/{id}", RenameProject).WithName(nameof(RenameProject));
+        api.MapDelete("/{id}", DeleteProject).WithName(nameof(DeleteProject));
         return app;
     }
 
+    /// <summary>List your projects by name</summary>
+    /// <remarks>
+    /// Your projects in name order, one page at a time: pass the previous page's `nextCursor` as `cursor` for the
+    /// next (`nextCursor` is null on the last page). Read-your-writes; `X-TodoScale-Read` says which copy served it.
+    /// </remarks>
+    /// <param name="limit">Projects per page, 1 to 200 (default 50).</param>
+    /// <param name="cursor">The `nextCursor` of the previous page, as it came; leave it out for the first page.</param>
+    /// <response code="200">A page of projects and the cursor of the next one (null on the last).</response>
+    /// <response code="400">The limit or cursor is not valid; `errors` names each parameter.</response>
     public static async Task<Results<Ok<Page<ProjectDto>>, ValidationProblem>> ListProjects(
         [AsParameters] UserHandlerContext context, int? limit, string? cursor, CancellationToken cancellationToken)
     {
@@ -62,21 +72,31 @@ public static class ProjectsApi
         return TypedResults.Ok(context.Served(page));
     }
 
-    public static async Task<Results<Ok<ProjectDto>, NotFound>> GetProject(Guid id, [AsParameters] UserHandlerContext context, CancellationToken cancellationToken)
+    /// <summary>Get one project</summary>
+    /// <remarks>One of your projects; the `ETag` header is its version, for `If-Match` on a rename or delete.</remarks>
+    /// <param name="id">The project's id.</param>
+    /// <response code="200">The project; `ETag` is its version.</response>
+    /// <response code="404">You have no project with this id (another user's is not found either).</response>
+    public static async Task<Results<Ok<ProjectDto>, NotFoundProblem>> GetProject(Guid id, [AsParameters] UserHandlerContext context, CancellationToken cancellationToken)
     {
         var userId = context.UserId;
         var project = context.Served(await context.Reads.ReadAsync(userId, new ReadSpec("get_project", "projects"), (db, ct) =>
             db.Projects.AsNoTracking().FirstOrDefaultAsync(p => p.UserId == userId && p.Id == id, ct), cancellationToken));
         if (project is null)
         {
-            return TypedResults.NotFound();
+            return ProjectNotFound(id);
         }
 
         ETags.Set(context.Http.Response, project.UpdatedAt);
         return TypedResults.Ok(ProjectDto.From(project));
     }
 
-    public static async Task<Results<Created<ProjectDto>, ValidationProblem, ProblemHttpResult>> CreateProject(
+    /// <summary>Create a project</summary>
+    /// <remarks>A project groups todos (`projectId` on a todo). Its `name` (1 to 200 characters, trimmed) is unique among your projects.</remarks>
+    /// <response code="201">The new project; `Location` is its URL and `ETag` its version.</response>
+    /// <response code="400">The name is missing or too long, or a field is not part of the request.</response>
+    /// <response code="409">You already have a project with this name.</response>
+    public static async Task<Results<Created<ProjectDto>, ValidationProblem, ConflictProblem>> CreateProject(
         ProjectRequest body, [AsParameters] UserHandlerContext context, CancellationToken cancellationToken)
     {
         var validation = new Validation();
@@ -101,7 +121,15 @@ public static class ProjectsApi
         return TypedResults.Created($"/api/projects/{project.Id}", ProjectDto.From(project));
     }
 
-    public static async Task<Results<Ok<ProjectDto>, ValidationProblem, NotFound, ProblemHttpResult>> RenameProject(
+    /// <summary>Rename a project</summary>
+    /// <remarks>Gives the project a new name, unique among your projects. `If-Match` makes the rename conditional on the version you read.</remarks>
+    /// <param name="id">The project's id.</param>
+    /// <response code="200">The renamed project; `ETag` is its new version.</response>
+    /// <response code="400">The name is missing or too long, or a field is not part of the request.</response>
+    /// <response code="404">You have no project with this id.</response>
+    /// <response code="409">You already have another project with this name.</response>
+    /// <response code="412">`If-Match` names an older version: the project changed since you read it.</response>
+    public static async Task<Results<Ok<ProjectDto>, ValidationProblem, NotFoundProblem, ConflictProblem, PreconditionFailedProblem>> RenameProject(
         Guid id, ProjectRequest body, [AsParameters] UserHandlerContext context, CancellationToken cancellationToken)
     {
         var validation = new Validation();
@@ -117,7 +145,7 @@ public static class ProjectsApi
         var locked = await write.LockProjectAsync(id, context.Http.Request, cancellationToken);
         if (locked.Row is not { } project)
         {
-            return locked.PreconditionFailed is { } stale ? stale : TypedResults.NotFound();
+            return locked.PreconditionFailed is { } stale ? stale : ProjectNotFound(id);
         }
 
         if (project.Name != name)
@@ -135,7 +163,16 @@ public static class ProjectsApi
         return TypedResults.Ok(ProjectDto.From(project));
     }
 
-    public static async Task<Results<NoContent, NotFound, ProblemHttpResult>> DeleteProject(
+    /// <summary>Delete a project (its todos stay)</summary>
+    /// <remarks>
+    /// Deletes the project and keeps its todos: their `projectId` becomes null, in the same transaction. Archived
+    /// todos keep the id they had. `If-Match` makes the delete conditional on the version you read.
+    /// </remarks>
+    /// <param name="id">The project's id.</param>
+    /// <response code="204">Deleted; its todos no longer have a project.</response>
+    /// <response code="404">You have no project with this id.</response>
+    /// <response code="412">`If-Match` names an older version: the project changed since you read it.</response>
+    public static async Task<Results<NoContent, NotFoundProblem, PreconditionFailedProblem>> DeleteProject(
         Guid id, [AsParameters] UserHandlerContext context, CancellationToken cancellationToken)
     {
         var userId = context.UserId;
@@ -143,7 +180,7 @@ public static class ProjectsApi
         var locked = await write.LockProjectAsync(id, context.Http.Request, cancellationToken);
         if (locked.Row is null)
         {
-            return locked.PreconditionFailed is { } stale ? stale : TypedResults.NotFound();
+            return locked.PreconditionFailed is { } stale ? stale : ProjectNotFound(id);
         }
 
         // What ON DELETE SET NULL (project_id) would do, said here so that it also reaches `todos` while the API
@@ -155,6 +192,7 @@ public static class ProjectsApi
         return TypedResults.NoContent();
     }
 
-    private static ProblemHttpResult NameTaken(string name) =>
-        TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Conflict", detail: $"You already have a project named '{name}'.");
+    private static NotFoundProblem ProjectNotFound(Guid id) => new($"You have no project {id}.");
+
+    private static ConflictProblem NameTaken(string name) => new($"You already have a project named '{name}'.");
 }

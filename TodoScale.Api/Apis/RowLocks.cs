@@ -1,5 +1,5 @@
-using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
+using TodoScale.Api.Errors;
 using TodoScale.Api.Writes;
 using TodoScale.Data.Entities;
 
@@ -9,7 +9,7 @@ namespace TodoScale.Api.Apis;
 /// What a write got from <see cref="RowLocks"/>: the row, locked; or the 412 that stops the write; or neither, when
 /// the caller has no such row (404).
 /// </summary>
-public readonly record struct Locked<T>(T? Row, ProblemHttpResult? PreconditionFailed)
+public readonly record struct Locked<T>(T? Row, PreconditionFailedProblem? PreconditionFailed)
     where T : class;
 
 /// <summary>
@@ -20,7 +20,7 @@ public readonly record struct Locked<T>(T? Row, ProblemHttpResult? PreconditionF
 /// var locked = await write.LockTodoAsync(id, context.Http.Request, cancellationToken);
 /// if (locked.Row is not { } todo)
 /// {
-///     return locked.PreconditionFailed is { } stale ? stale : TypedResults.NotFound();
+///     return locked.PreconditionFailed is { } stale ? stale : TodoNotFound(id);
 /// }
 /// </code>
 /// </summary>

@@ -3,7 +3,9 @@ using Microsoft.AspNetCore.Mvc;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Storage;
 using Npgsql;
+using System.ComponentModel;
 using TodoScale.Api.Contracts;
+using TodoScale.Api.Errors;
 using TodoScale.Api.Extensions;
 using TodoScale.Api.Queries;
 using TodoScale.Api.Reads;
@@ -23,23 +25,43 @@ public static class TodosApi
     public static IEndpointRouteBuilder MapTodosApi(this IEndpointRouteBuilder app)
     {
         var api = app.MapGroup("/api/todos").WithTags("Todos").RequireAuthorization(Policies.User);
-        api.MapGet("/", ListTodos).WithName("ListTodos");
-        api.MapPost("/", CreateTodo).WithName("CreateTodo");
-        api.MapGet("/{id}", GetTodo).WithName("GetTodo");
-        api.MapPatch("/{id}", UpdateTodo).WithName("UpdateTodo");
-        api.MapDelete("/{id}", DeleteTodo).WithName("DeleteTodo");
-        api.MapPost("/{id}/complete", CompleteTodo).WithName("CompleteTodo");
-        api.MapPost("/{id}/reopen", ReopenTodo).WithName("ReopenTodo");
+        api.MapGet("/", ListTodos).WithName(nameof(ListTodos));
+        api.MapPost("/", CreateTodo).WithName(nameof(CreateTodo));
+        api.MapGet("/{id}", GetTodo).WithName(nameof(GetTodo));
+        api.MapPatch("/{id}", UpdateTodo).WithName(nameof(UpdateTodo));
+        api.MapDelete("/{id}", DeleteTodo).WithName(nameof(DeleteTodo));
+        api.MapPost("/{id}/complete", CompleteTodo).WithName(nameof(CompleteTodo));
+        api.MapPost("/{id}/reopen", ReopenTodo).WithName(nameof(ReopenTodo));
         return app;
     }
 
+    /// <summary>List your todos: filter, sort, page with a cursor</summary>
+    /// <remarks>
+    /// Your todos at every depth (subtasks too), one page at a time. Paging is by keyset: pass the previous page's
+    /// `nextCursor` as `cursor` (with the same filters and sort) and no page ever skips or repeats a todo, however
+    /// many are created meanwhile; `nextCursor` is null on the last page. A cursor belongs to the sort it was made
+    /// for. With `include_archived=true` the todos the archiver has moved out (finished for longer than the archive
+    /// age) are merged into the same order and carry `archivedAt`.
+    ///
+    /// Read-your-writes: a list never misses a write you made, whichever copy serves it. The
+    /// `X-TodoScale-Read` response header says which did: `cache`, `replica` or `primary`.
+    /// </remarks>
+    /// <param name="status">Only these statuses: `todo`, `in_progress`, `done`, `cancelled`; several comma-separated (`todo,in_progress`).</param>
+    /// <param name="project">Only the todos of this project (its id).</param>
+    /// <param name="priority">Only this priority, 1 (most urgent) to 5.</param>
+    /// <param name="sort">`created` (newest first, the default), `due` (soonest first, no due date last) or `priority` (1 first); ties oldest first.</param>
+    /// <param name="limit">Todos per page, 1 to 200 (default 50).</param>
+    /// <param name="cursor">The `nextCursor` of the previous page, as it came; leave it out for the first page.</param>
+    /// <response code="200">A page of todos and the cursor of the next one (null on the last).</response>
+    /// <response code="400">A filter, sort, limit or cursor is not valid; `errors` names each parameter.</response>
     public static async Task<Results<Ok<Page<TodoDto>>, ValidationProblem>> ListTodos(
         [AsParameters] UserHandlerContext context,
         string? status, Guid? project, short? priority,
-        [FromQuery(Name = "due_before")] DateTimeOffset? dueBefore,
-        [FromQuery(Name = "due_after")] DateTimeOffset? dueAfter,
+        // Renamed query parameters take [Description]: the XML comments' <param> is matched by the C# name.
+        [FromQuery(Name = "due_before"), Description("Only todos due before this instant (ISO 8601, e.g. 2027-01-31T00:00:00Z).")] DateTimeOffset? dueBefore,
+        [FromQuery(Name = "due_after"), Description("Only todos due at or after this instant (ISO 8601).")] DateTimeOffset? dueAfter,
         string? sort,
-        [FromQuery(Name = "include_archived")] bool? includeArchived,
+        [FromQuery(Name = "include_archived"), Description("true merges the archived todos into the list (they carry archivedAt); default false.")] bool? includeArchived,
         int? limit, string? cursor, CancellationToken cancellationToken)
     {
         var validation = new Validation();
@@ -55,7 +77,16 @@ public static class TodosApi
         return TypedResults.Ok(context.Served(page));
     }
 
-    public static async Task<Results<Ok<TodoDto>, NotFound>> GetTodo(Guid id, [AsParameters] UserHandlerContext context, CancellationToken cancellationToken)
+    /// <summary>Get one todo</summary>
+    /// <remarks>
+    /// One of your todos, active or archived (an archived one carries `archivedAt`). The `ETag` header is its
+    /// version: send it back as `If-Match` on a write to make the write fail (412) if someone changed the todo since.
+    /// Read-your-writes: the answer never predates a write you made; `X-TodoScale-Read` says which copy served it.
+    /// </remarks>
+    /// <param name="id">The todo's id.</param>
+    /// <response code="200">The todo; `ETag` is its version.</response>
+    /// <response code="404">You have no todo with this id (another user's is not found either).</response>
+    public static async Task<Results<Ok<TodoDto>, NotFoundProblem>> GetTodo(Guid id, [AsParameters] UserHandlerContext context, CancellationToken cancellationToken)
     {
         var userId = context.UserId;
         var todo = context.Served(await context.Reads.ReadAsync(userId, new ReadSpec("get_todo", "todos_active"), async (db, ct) =>
@@ -73,19 +104,29 @@ public static class TodosApi
 
         if (todo is null)
         {
-            return TypedResults.NotFound();
+            return TodoNotFound(id);
         }
 
         ETags.Set(context.Http.Response, todo.UpdatedAt);
         return TypedResults.Ok(todo);
     }
 
-    public static Task<Results<Created<TodoDto>, ValidationProblem, ProblemHttpResult>> CreateTodo(
+    /// <summary>Create a todo</summary>
+    /// <remarks>
+    /// Creates a todo, at the top level or (with `parentId`) as a subtask of one of your active todos, one level
+    /// below it: subtasks nest at most `Schema:MaxDepth` levels (default 5) below a top-level todo. Only `title` is
+    /// required; `priority` defaults to 3, `status` to `todo` (a finished status sets `completedAt`).
+    /// </remarks>
+    /// <response code="201">The new todo; `Location` is its URL and `ETag` its version.</response>
+    /// <response code="400">A field is missing, too long or out of range, or not part of the request; `errors` names each.</response>
+    /// <response code="404">The `parentId` or `projectId` is not one of your active todos or projects.</response>
+    /// <response code="409">The parent is already at the depth limit.</response>
+    public static Task<Results<Created<TodoDto>, ValidationProblem, NotFoundProblem, ConflictProblem>> CreateTodo(
         CreateTodoRequest body, [AsParameters] UserHandlerContext context, CancellationToken cancellationToken) =>
         CreateAsync(body, body.ParentId, "parentId", context, cancellationToken);
 
     /// <summary>Creates a todo, or a subtask when <paramref name="parentId"/> is set (<paramref name="parentField"/> names it in a problem).</summary>
-    internal static async Task<Results<Created<TodoDto>, ValidationProblem, ProblemHttpResult>> CreateAsync(
+    internal static async Task<Results<Created<TodoDto>, ValidationProblem, NotFoundProblem, ConflictProblem>> CreateAsync(
         CreateTodoRequest body, Guid? parentId, string parentField, UserHandlerContext context, CancellationToken cancellationToken)
     {
         var validation = new Validation();
@@ -100,9 +141,17 @@ public static class TodosApi
 
         var userId = context.UserId;
         await using var write = await context.Writes.BeginAsync(userId, parentId is null ? "create_todo" : "create_subtask", cancellationToken);
-        if (parentId is { } parent && await SubtasksApi.CheckParentAsync(write.Db, userId, parent, parentField, subtreeHeight: 0, context, cancellationToken) is { } parentProblem)
+        if (parentId is { } parent)
         {
-            return parentProblem;
+            if (await SubtasksApi.ParentDepthAsync(write.Db, userId, parent, cancellationToken) is not { } parentDepth)
+            {
+                return SubtasksApi.ParentNotFound(parent, parentField);
+            }
+
+            if (SubtasksApi.TooDeep(context, parentDepth, subtreeHeight: 0) is { } tooDeep)
+            {
+                return tooDeep;
+            }
         }
 
         if (body.ProjectId is { } project && !await ProjectExistsAsync(write.Db, userId, project, cancellationToken))
@@ -130,7 +179,21 @@ public static class TodosApi
         return TypedResults.Created($"/api/todos/{todo.Id}", TodoDto.From(todo));
     }
 
-    public static async Task<Results<Ok<TodoDto>, ValidationProblem, NotFound, ProblemHttpResult>> UpdateTodo(
+    /// <summary>Update a todo (only the fields sent)</summary>
+    /// <remarks>
+    /// A partial update: only the fields present in the body change; `null` clears `description`, `dueDate` and
+    /// `projectId`. Setting a finished status (`done`, `cancelled`) sets `completedAt` and needs every subtask
+    /// finished first (else 409: use complete with `cascade=true`); setting `todo` or `in_progress` clears it. To
+    /// move a todo under another parent use move. Send the `ETag` you read as `If-Match` to update only if nobody
+    /// changed the todo since.
+    /// </remarks>
+    /// <param name="id">The todo's id.</param>
+    /// <response code="200">The updated todo; `ETag` is its new version.</response>
+    /// <response code="400">A field is empty, too long or out of range, or not part of the request; `errors` names each.</response>
+    /// <response code="404">You have no todo with this id, or no project with the `projectId` sent.</response>
+    /// <response code="409">A finished status was sent while the todo has open subtasks.</response>
+    /// <response code="412">`If-Match` names an older version: the todo changed since you read it.</response>
+    public static async Task<Results<Ok<TodoDto>, ValidationProblem, NotFoundProblem, ConflictProblem, PreconditionFailedProblem>> UpdateTodo(
         Guid id, UpdateTodoRequest body, [AsParameters] UserHandlerContext context, CancellationToken cancellationToken)
     {
         var validation = new Validation();
@@ -156,7 +219,7 @@ public static class TodosApi
         var locked = await write.LockTodoAsync(id, context.Http.Request, cancellationToken);
         if (locked.Row is not { } todo)
         {
-            return locked.PreconditionFailed is { } stale ? stale : TypedResults.NotFound();
+            return locked.PreconditionFailed is { } stale ? stale : TodoNotFound(id);
         }
 
         if (body.ProjectId is { IsSet: true, Value: { } project } && project != todo.ProjectId
@@ -187,7 +250,16 @@ public static class TodosApi
         return TypedResults.Ok(TodoDto.From(todo));
     }
 
-    public static async Task<Results<NoContent, NotFound, ProblemHttpResult>> DeleteTodo(
+    /// <summary>Delete a todo with its whole subtree</summary>
+    /// <remarks>
+    /// Deletes the todo, every subtask below it at any depth, and the AI interactions of all of them, in one
+    /// transaction. There is no undo. `If-Match` makes the delete conditional on the version you read.
+    /// </remarks>
+    /// <param name="id">The todo's id.</param>
+    /// <response code="204">Deleted, with its subtree.</response>
+    /// <response code="404">You have no active todo with this id.</response>
+    /// <response code="412">`If-Match` names an older version: the todo changed since you read it.</response>
+    public static async Task<Results<NoContent, NotFoundProblem, PreconditionFailedProblem>> DeleteTodo(
         Guid id, [AsParameters] UserHandlerContext context, CancellationToken cancellationToken)
     {
         var userId = context.UserId;
@@ -195,7 +267,7 @@ public static class TodosApi
         var locked = await write.LockTodoAsync(id, context.Http.Request, cancellationToken);
         if (locked.Row is null)
         {
-            return locked.PreconditionFailed is { } stale ? stale : TypedResults.NotFound();
+            return locked.PreconditionFailed is { } stale ? stale : TodoNotFound(id);
         }
 
         // The subtree goes with its root (ON DELETE CASCADE), and so do the AI interactions of every todo in it.
@@ -209,7 +281,20 @@ public static class TodosApi
         return TypedResults.NoContent();
     }
 
-    public static async Task<Results<Ok<CompleteTodoResponse>, NotFound, ProblemHttpResult>> CompleteTodo(
+    /// <summary>Complete a todo (and, with cascade, its whole subtree)</summary>
+    /// <remarks>
+    /// Marks the todo `done` and sets `completedAt`. A todo with open subtasks is refused with 409 unless
+    /// `cascade=true`, which completes every open subtask below it in the same transaction and says how many.
+    /// Completing a todo that is already done changes nothing. Finished todos are moved to the archive by the
+    /// archiver after the archive age; they stay readable (get, and list with `include_archived=true`).
+    /// </remarks>
+    /// <param name="id">The todo's id.</param>
+    /// <param name="cascade">true completes the open subtasks too; default false (409 when there are any).</param>
+    /// <response code="200">The completed todo and how many subtasks were completed with it.</response>
+    /// <response code="404">You have no active todo with this id.</response>
+    /// <response code="409">The todo has open subtasks and `cascade` is not true.</response>
+    /// <response code="412">`If-Match` names an older version: the todo changed since you read it.</response>
+    public static async Task<Results<Ok<CompleteTodoResponse>, NotFoundProblem, ConflictProblem, PreconditionFailedProblem>> CompleteTodo(
         Guid id, [AsParameters] UserHandlerContext context, bool? cascade, CancellationToken cancellationToken)
     {
         var userId = context.UserId;
@@ -217,7 +302,7 @@ public static class TodosApi
         var locked = await write.LockTodoAsync(id, context.Http.Request, cancellationToken);
         if (locked.Row is not { } todo)
         {
-            return locked.PreconditionFailed is { } stale ? stale : TypedResults.NotFound();
+            return locked.PreconditionFailed is { } stale ? stale : TodoNotFound(id);
         }
 
         var now = context.Clock.GetUtcNow();
@@ -243,7 +328,16 @@ public static class TodosApi
         return TypedResults.Ok(new CompleteTodoResponse(TodoDto.From(todo), completedBelow));
     }
 
-    public static async Task<Results<Ok<TodoDto>, NotFound, ProblemHttpResult>> ReopenTodo(
+    /// <summary>Reopen a finished todo</summary>
+    /// <remarks>
+    /// Sets a `done` or `cancelled` todo back to `todo` and clears `completedAt`; its subtasks are left as they
+    /// are. Reopening an open todo changes nothing.
+    /// </remarks>
+    /// <param name="id">The todo's id.</param>
+    /// <response code="200">The reopened todo.</response>
+    /// <response code="404">You have no active todo with this id (an archived one cannot be reopened).</response>
+    /// <response code="412">`If-Match` names an older version: the todo changed since you read it.</response>
+    public static async Task<Results<Ok<TodoDto>, NotFoundProblem, PreconditionFailedProblem>> ReopenTodo(
         Guid id, [AsParameters] UserHandlerContext context, CancellationToken cancellationToken)
     {
         var userId = context.UserId;
@@ -251,7 +345,7 @@ public static class TodosApi
         var locked = await write.LockTodoAsync(id, context.Http.Request, cancellationToken);
         if (locked.Row is not { } todo)
         {
-            return locked.PreconditionFailed is { } stale ? stale : TypedResults.NotFound();
+            return locked.PreconditionFailed is { } stale ? stale : TodoNotFound(id);
         }
 
         if (todo.Status.IsFinished())
@@ -268,13 +362,12 @@ public static class TodosApi
     internal static Task<bool> ProjectExistsAsync(TodoDbContext db, Guid userId, Guid projectId, CancellationToken cancellationToken) =>
         db.Projects.AnyAsync(p => p.UserId == userId && p.Id == projectId, cancellationToken);
 
-    internal static ProblemHttpResult ProjectNotFound(Guid projectId) =>
-        TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Not Found", detail: $"The project {projectId} (projectId) was not found.");
+    internal static NotFoundProblem TodoNotFound(Guid id) => new($"You have no todo {id}.");
 
-    private static ProblemHttpResult OpenSubtasksConflict(int open) =>
-        TypedResults.Problem(
-            statusCode: StatusCodes.Status409Conflict, title: "Conflict",
-            detail: $"The todo has {open} open subtask(s); finish them first, or complete with ?cascade=true to finish the whole subtree.");
+    internal static NotFoundProblem ProjectNotFound(Guid projectId) => new($"The project {projectId} (projectId) was not found.");
+
+    private static ConflictProblem OpenSubtasksConflict(int open) =>
+        new($"The todo has {open} open subtask(s); finish them first, or complete with ?cascade=true to finish the whole subtree.");
 }
 
 /// <summary>A completed todo and how many of its open subtasks were completed with it (cascade=true).</summary>

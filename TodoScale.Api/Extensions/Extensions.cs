@@ -6,6 +6,7 @@ using StackExchange.Redis;
 using TodoScale.Api.Caching;
 using TodoScale.Api.Errors;
 using TodoScale.Api.Health;
+using TodoScale.Api.OpenApi;
 using TodoScale.Api.Reads;
 using TodoScale.Api.Telemetry;
 using TodoScale.Api.Writes;
@@ -73,8 +74,12 @@ internal static class Extensions
         builder.Services.Configure<RouteHandlerOptions>(options => options.ThrowOnBadRequest = true);
         builder.Services.AddExceptionHandler<ApiExceptionHandler>();
 
+        // Summaries, descriptions and parameter texts come from the handlers' XML comments (the OpenAPI source
+        // generator); statuses from their typed results; the rest from the transformers in OpenApi/.
         builder.Services.AddOpenApi(options => options
-            .AddDocumentTransformer<BearerSecurityTransformer>()
+            .AddDocumentTransformer<DocumentInfoTransformer>()
+            .AddOperationTransformer<OperationConventions>()
+            .AddOperationTransformer<OperationExamples>()
             .AddSchemaTransformer<OptionalSchemaTransformer>());
     }
 }

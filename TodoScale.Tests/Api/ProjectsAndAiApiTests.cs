@@ -122,6 +122,13 @@ public abstract class ProjectsAndAiApiTests(AppHostFixture fixture)
         });
         Assert.Equal(7L, await SubtaskCount());
 
+        // A batch shares one created_at: the subtree still lists it in the order the model proposed it.
+        var titles = Enumerable.Range(0, 30).Select(i => $"step {i:00} ({Guid.NewGuid():N})").ToList();
+        var parent = await api.CreateTodoAsync("a long plan");
+        (await api.PostAsync($"/api/todos/{parent}/subtasks/ai", new { subtasks = titles.Select(t => new { title = t }) })).Is(Created);
+        var tree = (await api.GetAsync($"/api/todos/{parent}/subtree")).Is(OK);
+        Assert.Equal(titles, tree.Body!["subtasks"]!.AsArray().Select(t => t!["todo"]!["title"]!.GetValue<string>()));
+
         async Task<long> SubtaskCount() => await Sql.ScalarAsync<long>(
             (await fixture.App.GetConnectionStringAsync("todos"))!, $"SELECT count(*) FROM todos_active WHERE user_id = '{api.UserId}' AND parent_todo_id IS NOT NULL");
     }

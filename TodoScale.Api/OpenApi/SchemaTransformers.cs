@@ -1,29 +1,7 @@
 using Microsoft.AspNetCore.OpenApi;
 using Microsoft.OpenApi;
 
-namespace TodoScale.Api.Extensions;
-
-/// <summary>Declares the bearer scheme so the browsable UI can send a token from the `token` verb.</summary>
-internal sealed class BearerSecurityTransformer : IOpenApiDocumentTransformer
-{
-    public Task TransformAsync(OpenApiDocument document, OpenApiDocumentTransformerContext context, CancellationToken cancellationToken)
-    {
-        document.Info.Title = "TodoScale API";
-        document.Info.Description = "Todos, subtasks, projects and AI interactions. Authenticate with a bearer token " +
-            "(in development: `dotnet run --project TodoScale.Archiver --no-launch-profile -- token --user <uuid>`).";
-        document.Components ??= new OpenApiComponents();
-        document.Components.SecuritySchemes ??= new Dictionary<string, IOpenApiSecurityScheme>();
-        document.Components.SecuritySchemes["Bearer"] = new OpenApiSecurityScheme
-        {
-            Type = SecuritySchemeType.Http,
-            Scheme = "bearer",
-            BearerFormat = "JWT",
-        };
-        document.Security ??= [];
-        document.Security.Add(new OpenApiSecurityRequirement { [new OpenApiSecuritySchemeReference("Bearer", document)] = [] });
-        return Task.CompletedTask;
-    }
-}
+namespace TodoScale.Api.OpenApi;
 
 /// <summary>
 /// Shows a PATCH field (<see cref="TodoScale.Api.Contracts.Optional{T}"/>) as the plain type it carries, and not
