@@ -171,6 +171,22 @@ then run ./build.sh again."
   fi
 }
 
+# A headless browser for the test that loads the API reference (Scalar) as a user's browser would: Debian's
+# chromium where apt can install it; elsewhere that test is reported as skipped, with the reason.
+ensure_browser() {
+  local name
+  for name in chromium chromium-browser google-chrome google-chrome-stable; do
+    command -v "$name" >/dev/null && return 0
+  done
+  [ -n "${CHROME:-}" ] && [ -x "$CHROME" ] && return 0
+  [ -x "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome" ] && return 0
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null && apt-cache show chromium >/dev/null 2>&1; then
+    say "installing chromium (apt): the API reference test's headless browser"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null && return 0
+  fi
+  echo "    no Chromium or Chrome here: the API reference test will be reported as skipped (install chromium, or set CHROME)"
+}
+
 # The Citus extension for PostgreSQL $PG_MAJOR (the tests that need a Citus cluster, and --Infra:Database=citus).
 # Installed once: from Citus' own packages where apt has them (the repository at install.citusdata.com), else built
 # from the source archive named by CITUS_SOURCE (default: the one kept beside this checkout in ../shared/vendor).
@@ -298,6 +314,7 @@ cmd_test() {
   ensure_dotnet
   ensure_local_servers # the tests start real servers in process mode, whatever engine is present
   ensure_citus
+  ensure_browser
   # Container mode's tests need an engine and the pinned images: installed (Podman on Debian as root) and built
   # (images/, where no registry answers) here, once. Where neither can be had they are skipped, with the reason.
   # (The tests find the engine themselves and hand it to their container-mode AppHosts only.)

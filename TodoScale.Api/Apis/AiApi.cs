@@ -34,6 +34,7 @@ public static class AiApi
     /// counts and latency. Recording does not create subtasks: accept the ones you keep with the AI batch.
     /// </remarks>
     /// <param name="id">The todo's id (an active todo of yours).</param>
+    /// <param name="body">The interaction: `kind`, `model` and `prompt` required.</param>
     /// <response code="201">The recorded interaction; `Location` is its URL.</response>
     /// <response code="400">A field is missing, too long or negative, or `kind` is not lower snake case; `errors` names each.</response>
     /// <response code="404">You have no active todo with this id.</response>
@@ -146,6 +147,7 @@ public static class AiApi
     /// recorded for this todo. The parent must be active and below the depth limit.
     /// </remarks>
     /// <param name="id">The parent todo's id.</param>
+    /// <param name="body">The subtasks, in the order to create them, and the interaction that proposed them.</param>
     /// <response code="201">The created subtasks, in the order sent; `Location` is the parent's subtree.</response>
     /// <response code="400">No subtasks, more than 100, or an item with a bad field; `errors` names `subtasks[i].field`.</response>
     /// <response code="404">You have no active todo with this id, or the `interactionId` is not one of this todo's.</response>

@@ -25,4 +25,7 @@ public static class IdentityApi
         TypedResults.Ok(new MeResponse(user.UserId()!.Value, user.IsAdmin()));
 }
 
+/// <summary>The caller, as the token says.</summary>
+/// <param name="UserId">Your user id (the token's `sub`).</param>
+/// <param name="Admin">Whether the token carries the `admin` scope.</param>
 public sealed record MeResponse(Guid UserId, bool Admin);

@@ -46,6 +46,19 @@ public static class OperatorApi
     }
 }
 
+/// <summary>Read routing as one API instance sees it.</summary>
+/// <param name="ReplicaUp">Whether the last poll found the replica up, in recovery and within the lag limit.</param>
+/// <param name="ReplicaLagSeconds">Seconds since the last transaction the replica replayed; null when unknown.</param>
+/// <param name="ReplicaBytesBehind">WAL bytes between the primary's position and the replica's replay position.</param>
+/// <param name="ReplicaReplayLsn">The replica's replay position (a WAL position such as `0/3A1B2C8`).</param>
+/// <param name="ReplicaCheckedAt">When the replica was last polled; null before the first poll.</param>
+/// <param name="ReplicaError">Why the last poll failed; null when it did not.</param>
+/// <param name="RedisConnected">Whether this instance is connected to Redis.</param>
+/// <param name="UsersAwaitingRedis">Users whose last write position has not reached Redis yet (their reads go to the primary meanwhile).</param>
+/// <param name="ActivePartitions">How many hash partitions todos_active has (16, 32, 64 after splits).</param>
+/// <param name="MaxDepth">How deep subtasks may nest below a top-level todo; null when unlimited.</param>
+/// <param name="ServingFrom">Which tables serve todos: `todoscale`, or `todos` (the legacy table, during a migration before its switch).</param>
+/// <param name="LegacyPhase">The legacy migration's phase; null when there is none.</param>
 public sealed record ReadRoutingStatus(
     bool ReplicaUp,
     double? ReplicaLagSeconds,

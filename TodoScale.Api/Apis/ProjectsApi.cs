@@ -93,6 +93,7 @@ public static class ProjectsApi
 
     /// <summary>Create a project</summary>
     /// <remarks>A project groups todos (`projectId` on a todo). Its `name` (1 to 200 characters, trimmed) is unique among your projects.</remarks>
+    /// <param name="body">The project's name.</param>
     /// <response code="201">The new project; `Location` is its URL and `ETag` its version.</response>
     /// <response code="400">The name is missing or too long, or a field is not part of the request.</response>
     /// <response code="409">You already have a project with this name.</response>
@@ -124,6 +125,7 @@ public static class ProjectsApi
     /// <summary>Rename a project</summary>
     /// <remarks>Gives the project a new name, unique among your projects. `If-Match` makes the rename conditional on the version you read.</remarks>
     /// <param name="id">The project's id.</param>
+    /// <param name="body">The new name.</param>
     /// <response code="200">The renamed project; `ETag` is its new version.</response>
     /// <response code="400">The name is missing or too long, or a field is not part of the request.</response>
     /// <response code="404">You have no project with this id.</response>

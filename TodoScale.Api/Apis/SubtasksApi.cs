@@ -33,6 +33,7 @@ public static class SubtasksApi
     /// The body is the same as for creating a todo; leave `parentId` out (the path names the parent).
     /// </remarks>
     /// <param name="id">The parent todo's id.</param>
+    /// <param name="body">The subtask: `title` required, every other field optional; no `parentId`.</param>
     /// <response code="201">The new subtask; `Location` is its URL and `ETag` its version.</response>
     /// <response code="400">A field is missing, too long or out of range, or `parentId` names another todo than the path; `errors` names each.</response>
     /// <response code="404">You have no active todo with this id to be the parent, or no project with the `projectId` sent.</response>
@@ -91,6 +92,7 @@ public static class SubtasksApi
     /// depth limit. Moving to the parent it already has changes nothing.
     /// </remarks>
     /// <param name="id">The id of the todo to move.</param>
+    /// <param name="body">The new parent, or null for the top level.</param>
     /// <response code="200">The moved todo, with its new `parentId` and `depth`.</response>
     /// <response code="404">You have no active todo with this id, or none with the `parentId` sent.</response>
     /// <response code="409">The move would make a cycle or pass the depth limit.</response>

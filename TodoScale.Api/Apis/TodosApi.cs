@@ -117,6 +117,7 @@ public static class TodosApi
     /// below it: subtasks nest at most `Schema:MaxDepth` levels (default 5) below a top-level todo. Only `title` is
     /// required; `priority` defaults to 3, `status` to `todo` (a finished status sets `completedAt`).
     /// </remarks>
+    /// <param name="body">The todo: `title` required, every other field optional.</param>
     /// <response code="201">The new todo; `Location` is its URL and `ETag` its version.</response>
     /// <response code="400">A field is missing, too long or out of range, or not part of the request; `errors` names each.</response>
     /// <response code="404">The `parentId` or `projectId` is not one of your active todos or projects.</response>
@@ -188,6 +189,7 @@ public static class TodosApi
     /// changed the todo since.
     /// </remarks>
     /// <param name="id">The todo's id.</param>
+    /// <param name="body">The fields to change; leave out the ones to keep.</param>
     /// <response code="200">The updated todo; `ETag` is its new version.</response>
     /// <response code="400">A field is empty, too long or out of range, or not part of the request; `errors` names each.</response>
     /// <response code="404">You have no todo with this id, or no project with the `projectId` sent.</response>
@@ -371,4 +373,6 @@ public static class TodosApi
 }
 
 /// <summary>A completed todo and how many of its open subtasks were completed with it (cascade=true).</summary>
+/// <param name="Todo">The completed todo.</param>
+/// <param name="SubtasksCompleted">How many open subtasks below it were completed with it (only with `cascade=true`).</param>
 public sealed record CompleteTodoResponse(TodoDto Todo, int SubtasksCompleted);

@@ -89,6 +89,17 @@ internal sealed class OperationConventions : IOpenApiOperationTransformer
             }
         }
 
+        if (operation.Responses is { } responses)
+        {
+            // In status order, as a reader looks for them (the handler's first, then the pipeline's, otherwise).
+            var sorted = responses.OrderBy(r => r.Key, StringComparer.Ordinal).ToList();
+            responses.Clear();
+            foreach (var (status, response) in sorted)
+            {
+                responses[status] = response;
+            }
+        }
+
         if (forUser)
         {
             operation.Parameters ??= [];

@@ -10,7 +10,7 @@ namespace TodoScale.Tests.Api;
 
 /// <summary>
 /// The OpenAPI document the running API serves describes every operation: a summary and a description, every
-/// parameter described, every status the handler's typed results can answer declared (errors as
+/// parameter, request body and contract field described, every status the handler's typed results can answer declared (errors as
 /// application/problem+json), the answers the pipeline adds (401, 403 for operators, 429), the bearer
 /// requirement with the admin role where it applies, and examples for the main operations. The statuses are read
 /// from the handlers' signatures here, by reflection, not from the document's own metadata.
@@ -62,7 +62,7 @@ public sealed class OpenApiTests(AppHostFixture fixture)
     }
 
     [Fact]
-    public async Task The_check_finds_a_missing_summary_an_undescribed_parameter_and_an_undeclared_status()
+    public async Task The_check_finds_a_missing_summary_an_undescribed_parameter_or_field_an_undeclared_status_and_a_missing_example()
     {
         using var http = fixture.App.CreateHttpClient("api", "http");
         var document = await DocumentAsync(http);
@@ -73,6 +73,8 @@ public sealed class OpenApiTests(AppHostFixture fixture)
         list["parameters"]!.AsArray().Single(p => p!["name"]!.GetValue<string>() == "due_before")!.AsObject().Remove("description");
         document["paths"]!["/api/admin/reads"]!["get"]!["responses"]!.AsObject().Remove("403");
         document["paths"]!["/api/todos/{id}/move"]!["post"]!["requestBody"]!["content"]!["application/json"]!.AsObject().Remove("example");
+        document["paths"]!["/api/projects"]!["post"]!["requestBody"]!.AsObject().Remove("description");
+        document["components"]!["schemas"]!["TodoDto"]!["properties"]!["status"]!.AsObject().Remove("description");
 
         var failures = Check(document);
 
@@ -81,7 +83,12 @@ public sealed class OpenApiTests(AppHostFixture fixture)
         Assert.Contains("GET /api/todos: parameter due_before has no description", failures);
         Assert.Contains("GET /api/admin/reads: 403 (operators only) is not declared", failures);
         Assert.Contains("POST /api/todos/{id}/move: no request example", failures);
-        Assert.Equal(5, failures.Count);
+        Assert.Contains("POST /api/projects: the request body has no description", failures);
+        Assert.Contains("schema TodoDto: property status has no description", failures);
+        Assert.Equal(7, failures.Count);
+
+        // A result whose status is decided at run time cannot be checked against the document, so it is a finding too.
+        Assert.Equal([200, null], Statuses(typeof(Task<Results<Ok, ProblemHttpResult>>)).Select(s => s.Status));
     }
 
     /// <summary>Every way the document falls short, one line each.</summary>
@@ -104,6 +111,11 @@ public sealed class OpenApiTests(AppHostFixture fixture)
             if (string.IsNullOrWhiteSpace(operation["description"]?.GetValue<string>()))
             {
                 failures.Add($"{name}: no description");
+            }
+
+            if (operation["requestBody"] is { } requestBody && string.IsNullOrWhiteSpace(requestBody["description"]?.GetValue<string>()))
+            {
+                failures.Add($"{name}: the request body has no description");
             }
 
             foreach (var parameter in operation["parameters"]?.AsArray() ?? [])
@@ -179,6 +191,23 @@ public sealed class OpenApiTests(AppHostFixture fixture)
                 if (!responses.Any(r => r.Key[0] == '2' && r.Value!["content"]?["application/json"]?["example"] is not null))
                 {
                     failures.Add($"{name}: no response example");
+                }
+            }
+        }
+
+        // Every field of TodoScale's own contracts says what it holds (ASP.NET Core's ProblemDetails types are RFC 9457's).
+        foreach (var (schema, definition) in document["components"]!["schemas"]!.AsObject())
+        {
+            if (schema is "ProblemDetails" or "HttpValidationProblemDetails")
+            {
+                continue;
+            }
+
+            foreach (var (property, value) in definition!["properties"]?.AsObject() ?? [])
+            {
+                if (string.IsNullOrWhiteSpace(value!["description"]?.GetValue<string>()))
+                {
+                    failures.Add($"schema {schema}: property {property} has no description");
                 }
             }
         }
