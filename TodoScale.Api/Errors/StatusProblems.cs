@@ -10,7 +10,7 @@ namespace TodoScale.Api.Errors;
 /// its status at run time, so an endpoint returning one declares nothing; these declare theirs the way
 /// <see cref="ValidationProblem"/> declares its 400: a handler's <c>Results&lt;..., ConflictProblem&gt;</c> puts
 /// "409, application/problem+json" into the OpenAPI document, and the document test reads the same statuses back
-/// from the signature (<see cref="StatusOf"/>).
+/// from the signature (each type's <c>Status</c> constant).
 /// </summary>
 public abstract class StatusProblem : IResult, IStatusCodeHttpResult, IValueHttpResult, IValueHttpResult<ProblemDetails>, IContentTypeHttpResult
 {
@@ -32,10 +32,6 @@ public abstract class StatusProblem : IResult, IStatusCodeHttpResult, IValueHttp
     ProblemDetails? IValueHttpResult<ProblemDetails>.Value => ProblemDetails;
 
     public Task ExecuteAsync(HttpContext httpContext) => _result.ExecuteAsync(httpContext);
-
-    /// <summary>The status a problem type answers with (its <c>Status</c> constant), for tests and tooling.</summary>
-    public static int StatusOf(Type problemType) =>
-        (int)problemType.GetField("Status", BindingFlags.Public | BindingFlags.Static)!.GetRawConstantValue()!;
 
     private protected static void Declare(EndpointBuilder builder, int status) =>
         builder.Metadata.Add(new ProducesResponseTypeMetadata(status, typeof(ProblemDetails), [ContentTypeName]));

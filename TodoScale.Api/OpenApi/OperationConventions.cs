@@ -15,7 +15,7 @@ namespace TodoScale.Api.OpenApi;
 /// <summary>
 /// What every operation shares, said on each so a client generator and the UI see it where it applies: the bearer
 /// requirement (with the `admin` role on the operator operations); the answers that come from the pipeline rather
-/// than the handler (400 for a malformed parameter or session header, 401, 403, 429, 503); every error as
+/// than the handler (400 for a malformed parameter or session header, 401, 403, 415, 429, 503); every error as
 /// application/problem+json; and the headers of the protocol: <c>TodoScale-Session</c> in and out, <c>If-Match</c>
 /// where a 412 can come back, <c>ETag</c> on a single todo or project, <c>X-TodoScale-Read</c> on a routed read.
 /// </summary>
@@ -52,6 +52,11 @@ internal sealed class OperationConventions : IOpenApiOperationTransformer
             ? await SchemaReferenceAsync(context, typeof(HttpValidationProblemDetails), cancellationToken)
             : problem;
         Add(operation, StatusCodes.Status400BadRequest, "A parameter or the `TodoScale-Session` header is malformed; `errors` names the parameter.", validation);
+        if (context.Description.ParameterDescriptions.Any(p => p.Source == Microsoft.AspNetCore.Mvc.ModelBinding.BindingSource.Body))
+        {
+            Add(operation, StatusCodes.Status415UnsupportedMediaType, "The body is not sent as `application/json`.", problem);
+        }
+
         Add(operation, StatusCodes.Status429TooManyRequests, "Over your request budget; retry after `Retry-After` seconds.", problem, RetryAfter());
         if (usesDatabase)
         {

@@ -167,7 +167,10 @@ public sealed class OpenApiTests(AppHostFixture fixture)
 
             // What the pipeline answers before a handler runs: no valid token, over budget; operators only.
             var admin = path.StartsWith("/api/admin/", StringComparison.Ordinal);
-            foreach (var (status, why) in new[] { (401, "no valid token"), (429, "over budget") }.Concat(admin ? [(403, "operators only")] : []))
+            var pipeline = new[] { (401, "no valid token"), (429, "over budget") }
+                .Concat(admin ? [(403, "operators only")] : [])
+                .Concat(operation["requestBody"] is null ? [] : [(415, "a body that is not JSON")]);
+            foreach (var (status, why) in pipeline)
             {
                 if (!responses.ContainsKey(status.ToString()))
                 {
@@ -231,7 +234,7 @@ public sealed class OpenApiTests(AppHostFixture fixture)
                 : definition == typeof(Created<>) || definition == typeof(Created) ? 201
                 : definition == typeof(NoContent) ? 204
                 : definition == typeof(ValidationProblem) ? 400
-                : typeof(StatusProblem).IsAssignableFrom(member) && !member.IsAbstract ? StatusProblem.StatusOf(member)
+                : typeof(StatusProblem).IsAssignableFrom(member) && !member.IsAbstract ? (int)member.GetField(nameof(NotFoundProblem.Status))!.GetRawConstantValue()!
                 : null;
             yield return (status, member);
         }
