@@ -1,9 +1,9 @@
+using System.ComponentModel;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Storage;
 using Npgsql;
-using System.ComponentModel;
 using TodoScale.Api.Contracts;
 using TodoScale.Api.Errors;
 using TodoScale.Api.Extensions;

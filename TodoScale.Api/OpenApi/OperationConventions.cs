@@ -2,6 +2,7 @@ using System.Reflection;
 using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Mvc;
+using Microsoft.AspNetCore.Mvc.ModelBinding;
 using Microsoft.AspNetCore.OpenApi;
 using Microsoft.OpenApi;
 using TodoScale.Api.Apis;
@@ -52,7 +53,7 @@ internal sealed class OperationConventions : IOpenApiOperationTransformer
             ? await SchemaReferenceAsync(context, typeof(HttpValidationProblemDetails), cancellationToken)
             : problem;
         Add(operation, StatusCodes.Status400BadRequest, "A parameter or the `TodoScale-Session` header is malformed; `errors` names the parameter.", validation);
-        if (context.Description.ParameterDescriptions.Any(p => p.Source == Microsoft.AspNetCore.Mvc.ModelBinding.BindingSource.Body))
+        if (context.Description.ParameterDescriptions.Any(p => p.Source == BindingSource.Body))
         {
             Add(operation, StatusCodes.Status415UnsupportedMediaType, "The body is not sent as `application/json`.", problem);
         }

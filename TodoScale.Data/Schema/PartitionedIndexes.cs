@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Npgsql;
+using static TodoScale.Data.SqlText;
 
 namespace TodoScale.Data.Schema;
 
@@ -14,8 +15,8 @@ public static class PartitionedIndexes
 {
     private sealed record Missing(string ParentIndex, string Partition, string Schema, string ChildIndex, string Definition, bool Exists, bool ExistsValid);
 
-    /// <summary>Completes every invalid partitioned index; returns how many partition indexes it built or attached.</summary>
-    public static async Task<int> CompleteAsync(NpgsqlConnection connection, Action<string> log, CancellationToken cancellationToken = default)
+    /// <summary>Completes every invalid partitioned index, logging each one it completed.</summary>
+    public static async Task CompleteAsync(NpgsqlConnection connection, Action<string> log, CancellationToken cancellationToken = default)
     {
         var missing = await MissingAsync(connection, cancellationToken);
         foreach (var parent in missing.GroupBy(m => m.ParentIndex))
@@ -28,8 +29,6 @@ public static class PartitionedIndexes
 
             log($"{parent.Key}: {parent.Count()} partition index(es) built concurrently and attached ({started.ElapsedMilliseconds} ms)");
         }
-
-        return missing.Count;
     }
 
     private static async Task CompleteOneAsync(NpgsqlConnection connection, Missing m, CancellationToken cancellationToken)
@@ -90,6 +89,4 @@ public static class PartitionedIndexes
 
         return missing;
     }
-
-    private static string Quote(string identifier) => SqlText.Quote(identifier);
 }

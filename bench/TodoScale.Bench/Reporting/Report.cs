@@ -368,23 +368,20 @@ public static class Report
         if (r.BareMove is { } bare && r.Archive is { } alone)
         {
             // pg_waldump's exact count of the move's LSN range; pg_stat_wal's where pg_waldump could not read it.
-            static string Wal(long rows, WalSpent counters, WalProfile? profile)
-            {
-                var wal = profile is { Failure: null } ? profile.Total : counters;
-                return string.Create(CultureInfo.InvariantCulture, $"{(double)wal.Records / rows:0.0} | {wal.FullPageImages:N0} | {(double)wal.Bytes / rows:N0}");
-            }
+            static string Wal(long rows, WalProfile profile) =>
+                string.Create(CultureInfo.InvariantCulture, $"{(double)profile.Total.Records / rows:0.0} | {profile.Total.FullPageImages:N0} | {(double)profile.Total.Bytes / rows:N0}");
 
             md.AppendLine().AppendLine("The pass on its own against a bare set-based move of the very same rows (put back untimed into the room they left, then moved per hash partition in batches of 5,000 by DELETE .. RETURNING into INSERT, one transaction a batch, no subtree rule, no row triggers or foreign-key checks, the same tables and indexes, one worker per core taking whole partitions), and the archiver once more on those rows put back the same way (plus the few that reached 45 days in between). Each put-back runs after a VACUUM, so the free space map sends the rows back into the holes the move left, spread over the partitions' pages as the first pass found them: the bare move and the second pass are the like-for-like pair, and the heap pages column says they met the same layout. Each move starts from a CHECKPOINT after a VACUUM; the WAL each wrote is counted by pg_waldump over its LSN range (bytes: the range's length; the archiver's includes its ANALYZE):").AppendLine()
               .AppendLine("| move | rows | heap pages they sat on | seconds | rows/s | WAL records / row | full-page images | WAL bytes / row |").AppendLine("|---|---|---|---|---|---|---|---|")
-              .AppendLine(c, $"| archiver, first pass (rows where written) | {alone.Rows:N0} | (where generated) | {alone.Seconds:0.0} | **{alone.RowsPerSecond:N0}** | {Wal(alone.Rows, bare.FirstPassWal, bare.FirstPassProfile)} |")
-              .AppendLine(c, $"| bare move, rows put back ({bare.Batches} batches, {bare.Workers} workers) | {bare.Rows:N0} | {bare.Pages:N0} | {bare.Seconds:0.0} | **{bare.RowsPerSecond:N0}** | {Wal(bare.Rows, bare.Wal, bare.Profile)} |");
+              .AppendLine(c, $"| archiver, first pass (rows where written) | {alone.Rows:N0} | (where generated) | {alone.Seconds:0.0} | **{alone.RowsPerSecond:N0}** | {Wal(alone.Rows, bare.FirstPassWal)} |")
+              .AppendLine(c, $"| bare move, rows put back ({bare.Batches} batches, {bare.Workers} workers) | {bare.Rows:N0} | {bare.Pages:N0} | {bare.Seconds:0.0} | **{bare.RowsPerSecond:N0}** | {Wal(bare.Rows, bare.Wal)} |");
             if (bare is { Again: { } again, AgainWal: { } againWal })
             {
-                md.AppendLine(c, $"| archiver, rows put back | {again.Rows:N0} | {bare.AgainPages:N0} | {again.Seconds:0.0} | **{again.RowsPerSecond:N0}** | {Wal(again.Rows, againWal, bare.AgainProfile)} |")
+                md.AppendLine(c, $"| archiver, rows put back | {again.Rows:N0} | {bare.AgainPages:N0} | {again.Seconds:0.0} | **{again.RowsPerSecond:N0}** | {Wal(again.Rows, againWal)} |")
                   .AppendLine().AppendLine(c, $"On the same layout the archiver moves at {again.RowsPerSecond / bare.RowsPerSecond * 100:0}% of the bare move's rate; its first pass, over the rows where the generator wrote them, at {alone.RowsPerSecond / bare.RowsPerSecond * 100:0}%.");
             }
 
-            WalProfiles(md, [("archiver, first pass", bare.FirstPassProfile), ("bare move", bare.Profile), ("archiver, rows put back", bare.AgainProfile)]);
+            WalProfiles(md, [("archiver, first pass", bare.FirstPassWal), ("bare move", bare.Wal), ("archiver, rows put back", bare.AgainWal)]);
         }
 
         md.AppendLine().AppendLine("The API under a light steady load (4 concurrent requests, uncached) while idle and during the second pass:").AppendLine()

@@ -7,7 +7,7 @@ using TodoScale.Data.Schema;
 
 namespace TodoScale.Bench.Workloads;
 
-/// <summary>What the server wrote while a move ran (pg_stat_wal): records, full-page images and bytes, in total.</summary>
+/// <summary>What the server wrote: records, full-page images and bytes, in total (pg_stat_wal's counters, or a <see cref="WalProfile"/>'s).</summary>
 public sealed record WalSpent(long Records, long FullPageImages, long Bytes)
 {
     public static async Task<WalSpent> ReadAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
@@ -23,19 +23,17 @@ public sealed record WalSpent(long Records, long FullPageImages, long Bytes)
 }
 
 /// <summary>
-/// The bare move of the rows the archiver's first pass moved, what it wrote, and the archiver's second pass over
-/// the same rows put back the same way (<see cref="Again"/>, with what it wrote): the like-for-like pair.
+/// The bare move of the rows the archiver's first pass moved, the WAL it and the first pass wrote, and the
+/// archiver's second pass over the same rows put back the same way (<see cref="Again"/>, with its WAL): the
+/// like-for-like pair.
 /// </summary>
-public sealed record BareMoveResult(
-    long Rows, double Seconds, int Batches, int Workers, long Pages, WalSpent Wal, WalSpent FirstPassWal, WalProfile Profile, WalProfile FirstPassProfile)
+public sealed record BareMoveResult(long Rows, double Seconds, int Batches, int Workers, long Pages, WalProfile Wal, WalProfile FirstPassWal)
 {
     public double RowsPerSecond => Rows / Seconds;
 
     public ArchiveResult? Again { get; init; }
 
-    public WalSpent? AgainWal { get; init; }
-
-    public WalProfile? AgainProfile { get; init; }
+    public WalProfile? AgainWal { get; init; }
 
     /// <summary>The heap pages the rows sat on when the archiver's second pass began.</summary>
     public long AgainPages { get; init; }
@@ -56,21 +54,19 @@ public static class BareMove
     private const string Columns = TodoColumns.Todo;
     private const string BatchTable = "bench_bare_move_batches";
 
-    /// <summary>Before the pass: a checkpoint, and where the clock, the WAL counters and the WAL stand.</summary>
-    public static async Task<(DateTimeOffset Since, WalSpent Wal, string Lsn)> MarkAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
+    /// <summary>Before the pass: a checkpoint, and where the clock and the WAL stand.</summary>
+    public static async Task<(DateTimeOffset Since, WalMark Wal)> MarkAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
     {
         await Baselines.ExecuteAsync(connection, "CHECKPOINT", cancellationToken);
         var since = await Baselines.ScalarAsync<DateTime>(connection, "SELECT clock_timestamp()", cancellationToken);
-        var wal = await WalSpent.ReadAsync(connection, cancellationToken);
-        return (new DateTimeOffset(since, TimeSpan.Zero), wal, await WalProfile.FlushedLsnAsync(connection, cancellationToken));
+        return (new DateTimeOffset(since, TimeSpan.Zero), await WalMark.ReadAsync(connection, cancellationToken));
     }
 
     public static async Task<BareMoveResult> RunAsync(
-        BenchStack stack, (DateTimeOffset Since, WalSpent Wal, string Lsn) mark, long archiverRows, int batchSize, int workers, CancellationToken cancellationToken)
+        BenchStack stack, (DateTimeOffset Since, WalMark Wal) mark, long archiverRows, int batchSize, int workers, CancellationToken cancellationToken)
     {
         await using var connection = stack.OpenPrimary("todoscale-bench-bare-move");
-        var archiverWal = await WalSpent.ReadAsync(connection, cancellationToken) - mark.Wal;
-        var archiverProfile = await WalProfile.ReadAsync(connection, mark.Lsn, cancellationToken);
+        var archiverWal = await WalProfile.ReadAsync(connection, mark.Wal, cancellationToken);
 
         // Untimed: the pass's rows put back into the room they left, and numbered in batches per hash partition.
         var pages = await PutBackAsync(connection, mark.Since, archiverRows, BatchTable, batchSize, cancellationToken);
@@ -88,8 +84,7 @@ public static class BareMove
         var batches = queue.Sum(p => p.Batches.Length);
         var parallel = Math.Max(1, Math.Min(workers, queue.Count));
         await Baselines.ExecuteAsync(connection, "CHECKPOINT", cancellationToken);
-        var walBefore = await WalSpent.ReadAsync(connection, cancellationToken);
-        var lsnBefore = await WalProfile.FlushedLsnAsync(connection, cancellationToken);
+        var walBefore = await WalMark.ReadAsync(connection, cancellationToken);
 
         // Timed: the move itself.
         var clock = Stopwatch.StartNew();
@@ -121,15 +116,14 @@ public static class BareMove
             return rows;
         }, cancellationToken)));
         var seconds = clock.Elapsed.TotalSeconds;
-        var wal = await WalSpent.ReadAsync(connection, cancellationToken) - walBefore;
-        var profile = await WalProfile.ReadAsync(connection, lsnBefore, cancellationToken);
+        var wal = await WalProfile.ReadAsync(connection, walBefore, cancellationToken);
         await Baselines.ExecuteAsync(connection, $"DROP TABLE {BatchTable}", cancellationToken);
         if (moved.Sum() != archiverRows)
         {
             throw new InvalidOperationException($"the bare move moved {moved.Sum():N0} todos, the pass {archiverRows:N0}");
         }
 
-        return new BareMoveResult(moved.Sum(), seconds, batches, parallel, pages, wal, archiverWal, profile, archiverProfile);
+        return new BareMoveResult(moved.Sum(), seconds, batches, parallel, pages, wal, archiverWal);
     }
 
     /// <summary>
@@ -145,8 +139,7 @@ public static class BareMove
         await VacuumAsync(connection, "ANALYZE todos_active, todos_archived", cancellationToken);
         var mark = await MarkAsync(connection, cancellationToken);
         var again = await ArchivePass.RunAsync(stack.PrimaryConnectionString, olderThan, cancellationToken);
-        var wal = await WalSpent.ReadAsync(connection, cancellationToken) - mark.Wal;
-        var profile = await WalProfile.ReadAsync(connection, mark.Lsn, cancellationToken);
+        var wal = await WalProfile.ReadAsync(connection, mark.Wal, cancellationToken);
         // The cut-off is the archiver's clock less the duration, so the todos that turned that old in the minutes
         // between the passes come too: a handful, against thousands.
         if (again.Rows < bare.Rows || again.Rows > bare.Rows + Math.Max(100, bare.Rows / 100))
@@ -154,7 +147,7 @@ public static class BareMove
             throw new InvalidOperationException($"the second pass moved {again.Rows:N0} todos, the first {bare.Rows:N0}");
         }
 
-        return bare with { Again = again, AgainWal = wal, AgainProfile = profile, AgainPages = pages };
+        return bare with { Again = again, AgainWal = wal, AgainPages = pages };
     }
 
     /// <summary>

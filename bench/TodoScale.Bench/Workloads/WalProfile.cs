@@ -6,6 +6,13 @@ using TodoScale.Testing;
 
 namespace TodoScale.Bench.Workloads;
 
+/// <summary>Where a move's WAL begins: the flushed position, and pg_stat_wal's counters (the fallback when pg_waldump fails).</summary>
+public sealed record WalMark(string Lsn, WalSpent Counters)
+{
+    public static async Task<WalMark> ReadAsync(NpgsqlConnection connection, CancellationToken cancellationToken) =>
+        new(await WalProfile.FlushedLsnAsync(connection, cancellationToken), await WalSpent.ReadAsync(connection, cancellationToken));
+}
+
 /// <summary>
 /// Where a move's WAL went: pg_waldump over the LSN range the move wrote, its records and full-page images by
 /// record type (Heap/DELETE, Btree/INSERT_LEAF, ..) and its full-page images by relation, partitions and their
@@ -14,8 +21,9 @@ namespace TodoScale.Bench.Workloads;
 public sealed partial record WalProfile(string From, string To, IReadOnlyList<WalProfile.Line> ByRecord, IReadOnlyList<WalProfile.Line> ByRelation)
 {
     /// <summary>
-    /// What the range holds, exactly: records and full-page images counted by pg_waldump, bytes between the LSNs.
-    /// (pg_stat_wal is a backend's counters as last flushed, up to a second behind: short of a short move's.)
+    /// What the range holds: records and full-page images counted by pg_waldump, bytes between the LSNs; where
+    /// pg_waldump failed, pg_stat_wal's counters over the move, which are a backend's counters as last flushed, up to
+    /// a second behind (short of a short move's).
     /// </summary>
     public WalSpent Total { get; init; } = new(0, 0, 0);
 
@@ -33,16 +41,16 @@ public sealed partial record WalProfile(string From, string To, IReadOnlyList<Wa
     /// process-mode primary: its data directory and pg_waldump are on this machine). Read right after the move, before
     /// a checkpoint can recycle its segments.
     /// </summary>
-    public static async Task<WalProfile> ReadAsync(NpgsqlConnection connection, string from, CancellationToken cancellationToken)
+    public static async Task<WalProfile> ReadAsync(NpgsqlConnection connection, WalMark from, CancellationToken cancellationToken)
     {
         var to = await FlushedLsnAsync(connection, cancellationToken);
         try
         {
-            return await DumpAsync(connection, from, to, cancellationToken);
+            return await DumpAsync(connection, from.Lsn, to, cancellationToken);
         }
         catch (Exception e) when (e is InvalidOperationException or System.ComponentModel.Win32Exception)
         {
-            return new WalProfile(from, to, [], []) { Failure = e.Message };
+            return new WalProfile(from.Lsn, to, [], []) { Failure = e.Message, Total = await WalSpent.ReadAsync(connection, cancellationToken) - from.Counters };
         }
     }
 
