@@ -200,6 +200,45 @@ public sealed class CitusLayoutTests(CitusCluster cluster)
         Assert.Equal(PostgresErrorCodes.InvalidTextRepresentation, closed.SqlState);
     }
 
+    [EngineFact]
+    public async Task A_cluster_laid_out_before_V17_takes_its_index_on_every_shard_with_migrate()
+    {
+        // A cluster that ran migrate at V16: todos_active already one distributed table, without V17's index. Made
+        // from a current one by taking V17 back (its index and its history row), which is all V17 did. On a plain
+        // distributed table V17's CREATE INDEX .. ON ONLY is an ordinary index, which Citus builds on every shard.
+        var connectionString = await cluster.FreshMigratedDatabaseAsync("before_v17");
+        var shards = await Sql.ScalarAsync<long>(connectionString, "SELECT count(*) FROM pg_dist_shard WHERE logicalrelid = 'todos_active'::regclass");
+        Assert.Equal(shards, await ShardIndexesAsync()); // a fresh cluster: built before the flattening, on every shard
+        await Sql.ExecuteAsync(connectionString, "DROP INDEX todos_active_archive_roots_ix");
+        await Sql.ExecuteAsync(connectionString, "DELETE FROM public.schema_history WHERE version = '17'");
+        Assert.Equal(0L, await ShardIndexesAsync());
+
+        var result = await new SchemaMigrator(connectionString, new SchemaOptions(), _ => { }).MigrateAsync();
+
+        Assert.Equal(["V17__archive_roots_index.sql"], result.Names);
+        Assert.True(await Sql.ScalarAsync<bool>(connectionString,
+            "SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = 'todos_active_archive_roots_ix'::regclass AND i.indrelid = 'todos_active'::regclass"));
+        Assert.Equal(shards, await ShardIndexesAsync());
+
+        // Current now: the next migrate applies nothing.
+        Assert.Empty((await new SchemaMigrator(connectionString, new SchemaOptions(), _ => { }).MigrateAsync()).Names);
+
+        async Task<long> ShardIndexesAsync()
+        {
+            var database = new NpgsqlConnectionStringBuilder(connectionString).Database!;
+            long total = 0;
+            foreach (var worker in cluster.Workers)
+            {
+                // Citus hides shards from pg_class in a client's session unless told not to.
+                var seeingShards = new NpgsqlConnectionStringBuilder(worker.ConnectionString(database)) { Options = "-c citus.override_table_visibility=off" };
+                total += await Sql.ScalarAsync<long>(seeingShards.ConnectionString,
+                    "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname ~ '^todos_active_archive_roots_ix_[0-9]+$' AND i.indisvalid");
+            }
+
+            return total;
+        }
+    }
+
     /// <summary>Two users whose rows share one shard of todos_active.</summary>
     private static async Task<(Guid A, Guid B)> TwoUsersInOneShardAsync(string connectionString)
     {
