@@ -40,8 +40,8 @@ public static class TodosApi
     /// Your todos at every depth (subtasks too), one page at a time. Paging is by keyset: pass the previous page's
     /// `nextCursor` as `cursor` (with the same filters and sort) and no page ever skips or repeats a todo, however
     /// many are created meanwhile; `nextCursor` is null on the last page. A cursor belongs to the sort it was made
-    /// for. With `include_archived=true` the todos the archiver has moved out (finished for longer than the archive
-    /// age) are merged into the same order and carry `archivedAt`.
+    /// for. With `include_archived=true` the todos the archiver has moved out (trees finished longer ago than
+    /// `Archive:OlderThan`, 30 days by default) are merged into the same order and carry `archivedAt`.
     ///
     /// Read-your-writes: a list never misses a write you made, whichever copy serves it. The
     /// `X-TodoScale-Read` response header says which did: `cache`, `replica` or `primary`.
@@ -287,8 +287,9 @@ public static class TodosApi
     /// <remarks>
     /// Marks the todo `done` and sets `completedAt`. A todo with open subtasks is refused with 409 unless
     /// `cascade=true`, which completes every open subtask below it in the same transaction and says how many.
-    /// Completing a todo that is already done changes nothing. Finished todos are moved to the archive by the
-    /// archiver after the archive age; they stay readable (get, and list with `include_archived=true`).
+    /// Completing a todo that is already done changes nothing. The archiver moves a tree to the archive once all of
+    /// it was finished longer ago than `Archive:OlderThan` (30 days by default); it stays readable (get, and list
+    /// with `include_archived=true`).
     /// </remarks>
     /// <param name="id">The todo's id.</param>
     /// <param name="cascade">true completes the open subtasks too; default false (409 when there are any).</param>
