@@ -36,6 +36,13 @@ public static partial class ProcessRunner
     /// <summary>Runs a program to completion and returns its exit code and output; throws on timeout.</summary>
     public static async Task<(int ExitCode, string Output)> RunAsync(ProcessStartInfo info, TimeSpan timeout)
     {
+        var (exitCode, output, errors) = await RunApartAsync(info, timeout);
+        return (exitCode, output + errors);
+    }
+
+    /// <summary><see cref="RunAsync"/> with standard output and standard error apart: for a program whose result is one and its noise the other.</summary>
+    public static async Task<(int ExitCode, string Output, string Errors)> RunApartAsync(ProcessStartInfo info, TimeSpan timeout)
+    {
         using var process = Process.Start(info) ?? throw new InvalidOperationException($"could not start {info.FileName}");
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
@@ -50,7 +57,7 @@ public static partial class ProcessRunner
             throw new TimeoutException($"{info.FileName} {string.Join(' ', info.ArgumentList)} did not finish within {timeout}");
         }
 
-        return (process.ExitCode, await stdout + await stderr);
+        return (process.ExitCode, await stdout, await stderr);
     }
 
     public static async Task RunCheckedAsync(ProcessStartInfo info, TimeSpan timeout)

@@ -1,4 +1,4 @@
-using System.Diagnostics;
+using TodoScale.Testing;
 
 namespace TodoScale.Tests.Infrastructure;
 
@@ -25,41 +25,14 @@ public static class Chromium
 
     private static async Task<string> RunAsync(string profile, TimeSpan settle, IEnumerable<string> args)
     {
-        var start = new ProcessStartInfo(Executable ?? throw new InvalidOperationException(MissingReason))
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
         // --no-sandbox: the sandbox needs user namespaces a root test run does not get.
-        foreach (var arg in new[]
-                 {
-                     "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars", $"--user-data-dir={profile}",
-                     $"--virtual-time-budget={(int)settle.TotalMilliseconds}",
-                 }.Concat(args))
-        {
-            start.ArgumentList.Add(arg);
-        }
-
-        using var process = Process.Start(start)!;
-        var output = process.StandardOutput.ReadToEndAsync();
-        var errors = process.StandardError.ReadToEndAsync();
-        using var hang = new CancellationTokenSource(TimeSpan.FromMinutes(2)); // a hang guard, not a speed expectation
-        try
-        {
-            await process.WaitForExitAsync(hang.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"{Executable} did not finish in 2 minutes: {await errors}");
-        }
-
-        if (process.ExitCode != 0)
-        {
-            throw new InvalidOperationException($"{Executable} exited with {process.ExitCode}: {await errors}");
-        }
-
-        return await output;
+        var info = ProcessRunner.StartInfo(Executable ?? throw new InvalidOperationException(MissingReason),
+        [
+            "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars", $"--user-data-dir={profile}",
+            $"--virtual-time-budget={(int)settle.TotalMilliseconds}", .. args,
+        ]);
+        var (exitCode, output, errors) = await ProcessRunner.RunApartAsync(info, TimeSpan.FromMinutes(2)); // a hang guard, not a speed expectation
+        return exitCode == 0 ? output : throw new InvalidOperationException($"{Executable} exited with {exitCode}: {errors}");
     }
 
     private static string? Find()
